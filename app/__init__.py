@@ -1,0 +1,1 @@
+"""The cdrecon service: receiver, ingest, CDR assembly, reconciliation, export, API."""

@@ -1,0 +1,114 @@
+"""Service settings: one `Settings` object built from `CDRECON_*` variables and CLI flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./cdrecon.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """A host and port to listen on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_listen_address(text: str) -> ListenAddress | None:
+    """Parse `host:port`, `[v6]:port` or `:port`; `off` (or empty) disables the listener."""
+    text = text.strip()
+    if text.lower() in ("", "off", "none", "disabled"):
+        return None
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT or 'off', got {text!r}")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range in {text!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return ListenAddress(host, port)
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Each field is `CDRECON_<NAME>` or `--<name>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CDRECON_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    # SQLite durability: NORMAL survives a process crash (WAL); FULL also survives power loss.
+    sqlite_synchronous: str = Field(default="NORMAL", pattern="^(OFF|NORMAL|FULL|EXTRA)$")
+
+    syslog_tcp: str = "0.0.0.0:5514"
+    syslog_udp: str = "0.0.0.0:5514"
+    # Empty means: 0.0.0.0:6514 when a certificate is configured, otherwise off.
+    syslog_tls: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # Comma-separated certificate names (CN or DNS SAN) allowed to send; empty allows any
+    # certificate that the client CA verified.
+    tls_allowed_peers: str = ""
+    http: str = "127.0.0.1:8080"
+
+    max_frame_size: int = Field(default=64 * 1024, ge=256)
+    max_connections: int = Field(default=1000, ge=1)
+    max_connections_per_host: int = Field(default=200, ge=1)
+    # Seconds to keep reading open connections after SIGTERM before giving up on them.
+    drain_timeout: float = Field(default=10.0, ge=0)
+
+    # The loss window after a hard kill: at most this many messages, or this long.
+    batch_size: int = Field(default=2000, ge=1)
+    batch_linger: float = Field(default=0.02, ge=0)
+    # Messages waiting for the database above which the receivers stop reading.
+    queue_high_water: int = Field(default=20000, ge=1)
+    queue_low_water: int = Field(default=5000, ge=0)
+    # UDP cannot be paused; past this many waiting messages datagrams are dropped and counted.
+    queue_udp_limit: int = Field(default=200000, ge=1)
+
+    log_level: str = "INFO"
+
+    @field_validator("syslog_tcp", "syslog_udp", "syslog_tls", "http")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        if value.strip():
+            parse_listen_address(value)
+        return value
+
+    @property
+    def tcp_address(self) -> ListenAddress | None:
+        """Where plain TCP syslog is received, if anywhere."""
+        return parse_listen_address(self.syslog_tcp)
+
+    @property
+    def udp_address(self) -> ListenAddress | None:
+        """Where UDP syslog is received, if anywhere."""
+        return parse_listen_address(self.syslog_udp)
+
+    @property
+    def tls_address(self) -> ListenAddress | None:
+        """Where TLS syslog is received: only when a certificate is configured."""
+        if self.tls_cert is None:
+            return None
+        return parse_listen_address(self.syslog_tls or "0.0.0.0:6514")
+
+    @property
+    def http_address(self) -> ListenAddress:
+        """Where the HTTP API listens."""
+        address = parse_listen_address(self.http)
+        if address is None:
+            raise ValueError("CDRECON_HTTP cannot be off")
+        return address
+
+    @property
+    def allowed_peers(self) -> frozenset[str]:
+        """Certificate names allowed to send over TLS (empty: any verified certificate)."""
+        return frozenset(p.strip().lower() for p in self.tls_allowed_peers.split(",") if p.strip())

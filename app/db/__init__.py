@@ -1,0 +1,1 @@
+"""Database access: engine and session, table definitions, migrations."""

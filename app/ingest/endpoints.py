@@ -1,0 +1,24 @@
+"""HTTP routes for ingest figures: /api/v1/stats and /api/v1/nodes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import ConnectionDep, RuntimeDep
+
+from . import service
+from .schemas import Node, Stats
+
+router = APIRouter(tags=["ingest"])
+
+
+@router.get("/stats", response_model=Stats, summary="Totals of the store")
+async def stats(conn: ConnectionDep, runtime: RuntimeDep) -> Stats:
+    """Messages stored, parse failures, events and CDRs derived, nodes seen."""
+    return await service.get_stats(conn, runtime.writer.pending)
+
+
+@router.get("/nodes", response_model=list[Node], summary="Sending hosts")
+async def nodes(conn: ConnectionDep) -> list[Node]:
+    """Every host that sent syslog: first and last seen, message count, parse failures."""
+    return await service.list_nodes(conn)

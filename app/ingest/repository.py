@@ -1,0 +1,102 @@
+"""All SQL of the raw store and node table; dialect differences are chosen here, once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db.models import messages, nodes
+
+from .rows import MESSAGE_COLUMNS, NodeTally, Row
+
+
+def _placeholders(paramstyle: str, count: int) -> str:
+    if paramstyle == "qmark":
+        return ", ".join("?" * count)
+    if paramstyle in ("numeric_dollar",):
+        return ", ".join(f"${i}" for i in range(1, count + 1))
+    if paramstyle == "format":
+        return ", ".join(["%s"] * count)
+    raise ValueError(f"unsupported DB-API paramstyle {paramstyle!r}")
+
+
+class MessageRepository:
+    """Writes and reads the raw store. One instance per engine dialect."""
+
+    def __init__(self, dialect_name: str, paramstyle: str) -> None:
+        self._dialect_name = dialect_name
+        # The hot path goes straight to the driver's executemany: SQLAlchemy's per-value
+        # type processing would cost more than the insert itself.
+        self._insert_sql = (
+            f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
+            f"VALUES ({_placeholders(paramstyle, len(MESSAGE_COLUMNS))})"
+        )
+
+    @classmethod
+    def for_connection(cls, conn: AsyncConnection) -> MessageRepository:
+        """The repository for the dialect of `conn`."""
+        return cls(conn.dialect.name, conn.dialect.paramstyle)
+
+    async def insert_messages(self, conn: AsyncConnection, rows: list[Row]) -> None:
+        """Insert raw-store rows (columns in `MESSAGE_COLUMNS` order)."""
+        if rows:
+            await conn.exec_driver_sql(self._insert_sql, rows)
+
+    async def upsert_nodes(self, conn: AsyncConnection, tallies: dict[str, NodeTally]) -> None:
+        """Add one batch's per-host tallies to the node table."""
+        if not tallies:
+            return
+        values: list[dict[str, Any]] = [
+            {
+                "host": host[:255],
+                "last_peer": t.last_peer,
+                "last_transport": t.last_transport,
+                "first_seen_us": t.first_seen_us,
+                "last_seen_us": t.last_seen_us,
+                "messages": t.messages,
+                "parse_failures": t.parse_failures,
+            }
+            for host, t in sorted(tallies.items())
+        ]
+        statement: postgresql.Insert | sqlite.Insert
+        if self._dialect_name == "postgresql":
+            pg = postgresql.insert(nodes)
+            statement = pg.on_conflict_do_update(
+                index_elements=[nodes.c.host],
+                set_={
+                    "last_peer": pg.excluded.last_peer,
+                    "last_transport": pg.excluded.last_transport,
+                    "first_seen_us": func.least(nodes.c.first_seen_us, pg.excluded.first_seen_us),
+                    "last_seen_us": func.greatest(nodes.c.last_seen_us, pg.excluded.last_seen_us),
+                    "messages": nodes.c.messages + pg.excluded.messages,
+                    "parse_failures": nodes.c.parse_failures + pg.excluded.parse_failures,
+                },
+            )
+        else:
+            lite = sqlite.insert(nodes)
+            statement = lite.on_conflict_do_update(
+                index_elements=[nodes.c.host],
+                set_={
+                    "last_peer": lite.excluded.last_peer,
+                    "last_transport": lite.excluded.last_transport,
+                    "first_seen_us": func.min(nodes.c.first_seen_us, lite.excluded.first_seen_us),
+                    "last_seen_us": func.max(nodes.c.last_seen_us, lite.excluded.last_seen_us),
+                    "messages": nodes.c.messages + lite.excluded.messages,
+                    "parse_failures": nodes.c.parse_failures + lite.excluded.parse_failures,
+                },
+            )
+        await conn.execute(statement, values)
+
+    async def count_messages(self, conn: AsyncConnection) -> int:
+        """Rows in the raw store."""
+        return int((await conn.execute(select(func.count()).select_from(messages))).scalar_one())
+
+    async def list_nodes(self, conn: AsyncConnection) -> list[dict[str, Any]]:
+        """Every sending host with its counters, most recently seen first."""
+        result = await conn.execute(
+            select(nodes).order_by(nodes.c.last_seen_us.desc(), nodes.c.host)
+        )
+        return [dict(row._mapping) for row in result]

@@ -1,0 +1,125 @@
+"""Turns received frames into raw-store rows and per-node tallies: the per-message hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from parsers.syslog import SyslogFormat, parse_syslog
+
+from parsers.framing import Frame
+
+from .origin import Origin
+
+# The column order of `Row`, shared with the repository's INSERT statement.
+MESSAGE_COLUMNS = (
+    "received_us",
+    "transport",
+    "peer_host",
+    "peer_port",
+    "tls_subject",
+    "format",
+    "facility",
+    "severity",
+    "timestamp_us",
+    "timestamp_text",
+    "hostname",
+    "app_name",
+    "procid",
+    "msgid",
+    "structured_data",
+    "msg_offset",
+    "truncated",
+    "error",
+    "raw",
+)
+
+Row = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class NodeTally:
+    """What one batch saw of one sending host."""
+
+    last_peer: str | None
+    last_transport: str
+    first_seen_us: int
+    last_seen_us: int
+    messages: int = 0
+    parse_failures: int = 0
+
+
+@dataclass(slots=True)
+class TransportTally:
+    """What one batch holds per transport, for the metrics after commit."""
+
+    messages: int = 0
+    parse_failures: int = 0
+    oversize: int = 0
+    framing_errors: int = 0
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows ready for one transaction, with the tallies that go with them."""
+
+    rows: list[Row] = field(default_factory=list)
+    nodes: dict[str, NodeTally] = field(default_factory=dict)
+    transports: dict[str, TransportTally] = field(default_factory=dict)
+
+
+def add_frames(batch: Batch, origin: Origin, received_us: int, frames: list[Frame]) -> None:
+    """Parse `frames` (all read at `received_us` from `origin`) and append them to `batch`."""
+    received_at = datetime.fromtimestamp(received_us / 1_000_000, UTC)
+    tally = batch.transports.get(origin.transport)
+    if tally is None:
+        tally = batch.transports[origin.transport] = TransportTally()
+    nodes = batch.nodes
+    append = batch.rows.append
+    transport = origin.transport
+    peer_host, peer_port, tls_subject = origin.peer_host, origin.peer_port, origin.tls_subject
+    raw_format = SyslogFormat.RAW
+    for data, truncated, framing_error in frames:
+        message = parse_syslog(data, received_at=received_at)
+        failed = message.format is raw_format
+        error = message.error
+        if framing_error is not None:
+            error = framing_error if error is None else f"{framing_error}; {error}"
+            tally.framing_errors += 1
+        if truncated:
+            tally.oversize += 1
+        timestamp = message.timestamp
+        append(
+            (
+                received_us,
+                transport,
+                peer_host,
+                peer_port,
+                tls_subject,
+                message.format.value,
+                message.facility,
+                message.severity,
+                None if timestamp is None else round(timestamp.timestamp() * 1_000_000),
+                message.timestamp_text,
+                message.hostname,
+                message.app_name,
+                message.procid,
+                message.msgid,
+                message.structured_data,
+                message.msg_offset,
+                truncated,
+                error,
+                data,
+            )
+        )
+        host = message.hostname or peer_host or "unknown"
+        node = nodes.get(host)
+        if node is None:
+            node = nodes[host] = NodeTally(peer_host, transport, received_us, received_us)
+        node.messages += 1
+        node.last_seen_us = received_us
+        if failed:
+            node.parse_failures += 1
+            tally.parse_failures += 1
+    tally.messages += len(frames)

@@ -1,0 +1,46 @@
+"""Read-side questions about what has been ingested."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .repository import MessageRepository
+from .schemas import Node, Stats
+
+
+def _time(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+async def get_stats(conn: AsyncConnection, queued: int) -> Stats:
+    """Totals of the raw store and what was derived from it."""
+    repository = MessageRepository.for_connection(conn)
+    nodes = await repository.list_nodes(conn)
+    return Stats(
+        messages=await repository.count_messages(conn),
+        parse_failures=sum(int(n["parse_failures"]) for n in nodes),
+        # Event extraction and CDR assembly come with the Pexip parser; none exist yet.
+        events=0,
+        cdrs=0,
+        nodes=len(nodes),
+        queued=queued,
+    )
+
+
+async def list_nodes(conn: AsyncConnection) -> list[Node]:
+    """Every sending host with first/last seen and counters, most recent first."""
+    repository = MessageRepository.for_connection(conn)
+    return [
+        Node(
+            host=row["host"],
+            last_peer=row["last_peer"],
+            last_transport=row["last_transport"],
+            first_seen=_time(row["first_seen_us"]),
+            last_seen=_time(row["last_seen_us"]),
+            messages=row["messages"],
+            parse_failures=row["parse_failures"],
+        )
+        for row in await repository.list_nodes(conn)
+    ]

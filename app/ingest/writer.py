@@ -1,0 +1,195 @@
+"""The one batch writer: queues frames from every source and commits them in batches.
+
+Durability point: a message counts as stored when its batch's transaction has committed.
+The loss window after a hard kill is therefore what is queued plus the batch in flight:
+at most `queue_high_water` + one chunk per connection, and in steady state one batch.
+When the database falls behind, the queue passes the high-water mark and the writer
+pauses the readers (TCP back-pressure) until it drains below the low-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.metrics import Metrics
+from parsers.framing import Frame
+
+from .origin import Origin
+from .repository import MessageRepository
+from .rows import Batch, add_frames
+
+log = logging.getLogger(__name__)
+
+Chunk = tuple[Origin, int, list[Frame]]
+
+
+class Pausable(Protocol):
+    """A reader the writer can stop and restart: an asyncio transport."""
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def is_closing(self) -> bool: ...
+
+
+class BatchWriter:
+    """Collects frames from all receivers and commits them, one transaction per batch."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        metrics: Metrics,
+        *,
+        batch_size: int = 2000,
+        linger: float = 0.02,
+        high_water: int = 20000,
+        low_water: int = 5000,
+        udp_limit: int = 200000,
+    ) -> None:
+        self._engine = engine
+        self._metrics = metrics
+        self.batch_size = batch_size
+        self.linger = linger
+        self.high_water = high_water
+        self.low_water = min(low_water, high_water)
+        self.udp_limit = max(udp_limit, high_water)
+        self._chunks: deque[Chunk] = deque()
+        self._pending = 0
+        self._held: set[Pausable] = set()
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._repository: MessageRepository | None = None
+
+    @property
+    def pending(self) -> int:
+        """Messages queued and not yet committed."""
+        return self._pending
+
+    def start(self) -> None:
+        """Start committing in the background."""
+        self._task = asyncio.create_task(self._run(), name="cdrecon-batch-writer")
+
+    async def stop(self) -> None:
+        """Commit everything queued, then end. Call after the receivers have stopped."""
+        self._stopping = True
+        self._ready.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    def submit(self, origin: Origin, frames: list[Frame], received_us: int | None = None) -> bool:
+        """Queue frames read from `origin`. True means: over high water, stop reading."""
+        if not frames:
+            return self._pending >= self.high_water
+        count = len(frames)
+        if origin.transport == "udp" and self._pending >= self.udp_limit:
+            # UDP cannot be slowed down; past the hard limit, drop visibly rather than grow.
+            self._metrics.dropped.labels("udp", "queue_full").inc(count)
+            return False
+        self._metrics.received.labels(origin.transport).inc(count)
+        if received_us is None:
+            received_us = time.time_ns() // 1000
+        self._chunks.append((origin, received_us, frames))
+        self._pending += count
+        self._metrics.queue.set(self._pending)
+        self._ready.set()
+        if self._pending >= self.high_water:
+            self._room.clear()
+            return True
+        return False
+
+    def hold(self, reader: Pausable) -> None:
+        """Pause `reader` until the queue drains below the low-water mark."""
+        reader.pause_reading()
+        self._held.add(reader)
+        self._metrics.paused.set(len(self._held))
+
+    def release(self, reader: Pausable) -> None:
+        """Forget `reader` (its connection closed)."""
+        self._held.discard(reader)
+        self._metrics.paused.set(len(self._held))
+
+    async def wait_for_room(self) -> None:
+        """Wait until the queue is below high water: back-pressure for file imports."""
+        await self._room.wait()
+
+    async def _run(self) -> None:
+        while True:
+            if not self._chunks:
+                if self._stopping:
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            if self._pending < self.batch_size and self.linger and not self._stopping:
+                # Let a small batch fill a little: fewer, larger transactions.
+                await asyncio.sleep(self.linger)
+            await self._commit(self._take())
+            self._relieve()
+
+    def _take(self) -> list[Chunk]:
+        taken: list[Chunk] = []
+        count = 0
+        while self._chunks and count < self.batch_size:
+            chunk = self._chunks.popleft()
+            taken.append(chunk)
+            count += len(chunk[2])
+        return taken
+
+    async def _commit(self, chunks: list[Chunk]) -> None:
+        started = time.perf_counter()
+        batch = Batch()
+        for origin, received_us, frames in chunks:
+            add_frames(batch, origin, received_us, frames)
+        delay = 0.1
+        while True:
+            try:
+                async with self._engine.begin() as conn:
+                    if self._repository is None:
+                        self._repository = MessageRepository.for_connection(conn)
+                    await self._repository.insert_messages(conn, batch.rows)
+                    await self._repository.upsert_nodes(conn, batch.nodes)
+                break
+            except Exception:
+                # Keep the batch and retry: the readers stay paused meanwhile, so memory
+                # stays bounded and nothing read is given up while the process lives.
+                self._metrics.write_errors.inc()
+                log.exception(
+                    "commit of %d messages failed; retrying in %.1fs", len(batch.rows), delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        count = len(batch.rows)
+        self._pending -= count
+        metrics = self._metrics
+        metrics.queue.set(self._pending)
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        metrics.batch_size.observe(count)
+        for transport, tally in batch.transports.items():
+            metrics.stored.labels(transport).inc(tally.messages)
+            if tally.parse_failures:
+                metrics.parse_failures.labels(transport).inc(tally.parse_failures)
+            if tally.oversize:
+                metrics.oversize.labels(transport).inc(tally.oversize)
+            if tally.framing_errors:
+                metrics.framing_errors.labels(transport).inc(tally.framing_errors)
+
+    def _relieve(self) -> None:
+        if self._pending >= self.high_water:
+            return
+        self._room.set()
+        if self._pending > self.low_water or not self._held:
+            return
+        for reader in self._held:
+            if not reader.is_closing():
+                reader.resume_reading()
+        self._held.clear()
+        self._metrics.paused.set(0)

@@ -1,0 +1,44 @@
+"""The FastAPI application: health, metrics, the v1 JSON API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from app.api.deps import RuntimeDep
+from app.ingest.endpoints import router as ingest_router
+from app.runtime import Runtime
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """An app serving `runtime`; the caller owns start-up and shutdown of the runtime."""
+    app = FastAPI(
+        title="cdrecon",
+        summary="Rebuilds Pexip Infinity CDRs lost by a Management Node restore from syslog.",
+        version="0.1.0",
+    )
+    app.state.runtime = runtime
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
+    async def healthz(runtime: RuntimeDep) -> Response:
+        """200 when the database answers, 503 otherwise."""
+        try:
+            async with runtime.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any database failure is "unhealthy", with its reason
+            return JSONResponse(
+                {"status": "unavailable", "database": str(exc)[:200]}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "queued": runtime.writer.pending})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics(runtime: RuntimeDep) -> Response:
+        """Counters and histograms in the Prometheus text format."""
+        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    v1 = APIRouter(prefix="/api/v1")
+    v1.include_router(ingest_router)
+    app.include_router(v1)
+    return app

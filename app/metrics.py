@@ -1,0 +1,106 @@
+"""Prometheus metrics of one running service, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+TRANSPORTS = ("tcp", "tls", "udp", "file")
+
+
+class Metrics:
+    """Every figure the service exports at /metrics. Names are a public interface: keep them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "cdrecon_messages_received",
+            "Syslog messages read from a socket or file, before storage.",
+            ["transport"],
+            registry=r,
+        )
+        self.stored = Counter(
+            "cdrecon_messages_stored",
+            "Syslog messages committed to the raw store.",
+            ["transport"],
+            registry=r,
+        )
+        self.parse_failures = Counter(
+            "cdrecon_parse_failures",
+            "Stored messages that fit no syslog format (kept raw with the reason).",
+            ["transport"],
+            registry=r,
+        )
+        self.oversize = Counter(
+            "cdrecon_messages_oversize",
+            "Messages longer than the maximum frame size, stored truncated and flagged.",
+            ["transport"],
+            registry=r,
+        )
+        self.framing_errors = Counter(
+            "cdrecon_framing_errors",
+            "Frames with a framing problem (bad octet count, incomplete at close), stored raw.",
+            ["transport"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            "cdrecon_messages_dropped",
+            "Messages that could not be stored (UDP past the queue limit, database failure).",
+            ["transport", "reason"],
+            registry=r,
+        )
+        self.connections = Counter(
+            "cdrecon_connections",
+            "Connections accepted.",
+            ["transport"],
+            registry=r,
+        )
+        self.connections_open = Gauge(
+            "cdrecon_connections_open",
+            "Connections open now.",
+            ["transport"],
+            registry=r,
+        )
+        self.connections_rejected = Counter(
+            "cdrecon_connections_rejected",
+            "Connections refused: over a limit, TLS handshake failed, peer not allowed.",
+            ["transport", "reason"],
+            registry=r,
+        )
+        self.incomplete_at_close = Counter(
+            "cdrecon_connections_partial_frame",
+            "Connections that closed in the middle of a frame (the part is stored, flagged).",
+            ["transport"],
+            registry=r,
+        )
+        self.queue = Gauge(
+            "cdrecon_ingest_queue_messages",
+            "Messages read and waiting for the database.",
+            registry=r,
+        )
+        self.paused = Gauge(
+            "cdrecon_ingest_paused_connections",
+            "Connections not being read because the database is behind (back-pressure).",
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "cdrecon_batch_seconds",
+            "Time to parse and commit one batch of messages.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "cdrecon_batch_messages",
+            "Messages per committed batch.",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000),
+            registry=r,
+        )
+        self.write_errors = Counter(
+            "cdrecon_batch_errors",
+            "Batches whose commit failed and was retried.",
+            registry=r,
+        )
+        for transport in TRANSPORTS:
+            # Pre-create the series so dashboards see zeros rather than absent series.
+            for family in (self.received, self.stored, self.parse_failures, self.oversize):
+                family.labels(transport)

@@ -1,0 +1,1 @@
+"""asyncio syslog servers (TCP, TLS, UDP): they only cut frames and hand them to ingest."""

@@ -1,0 +1,139 @@
+"""Starts the configured syslog listeners, enforces connection limits, drains them on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from app.config import ListenAddress, Settings
+from app.ingest.writer import BatchWriter
+from app.metrics import Metrics
+
+from .datagram import SyslogDatagramProtocol
+from .stream import SyslogStreamProtocol, TlsAcceptor
+from .tls import server_context
+
+log = logging.getLogger(__name__)
+
+
+class Receivers:
+    """The running syslog listeners and their open connections."""
+
+    def __init__(self, settings: Settings, writer: BatchWriter, metrics: Metrics) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.metrics = metrics
+        self._servers: list[asyncio.Server] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self._connections: set[SyslogStreamProtocol] = set()
+        self._per_host: Counter[str] = Counter()
+        self._transport_of: dict[SyslogStreamProtocol, str] = {}
+        self.bound: dict[str, tuple[str, int]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep a reference to a background task (TLS handshake) until it finishes."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> None:
+        """Open every configured listener."""
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        if settings.tcp_address is not None:
+            await self._start_stream("tcp", settings.tcp_address, None)
+        if settings.tls_address is not None:
+            assert settings.tls_cert is not None
+            context = server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+            await self._start_stream("tls", settings.tls_address, context)
+        if settings.udp_address is not None:
+            address = settings.udp_address
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: SyslogDatagramProtocol(self.writer, settings.max_frame_size),
+                local_addr=(address.host, address.port),
+            )
+            self._udp = transport
+            sockname = transport.get_extra_info("sockname")
+            self.bound["udp"] = (str(sockname[0]), int(sockname[1]))
+            log.info("syslog UDP listening on %s", address)
+
+    async def _start_stream(
+        self, name: str, address: ListenAddress, context: ssl.SSLContext | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        factory: Callable[[], asyncio.Protocol]
+        if context is None:
+            factory = lambda: SyslogStreamProtocol(self, name)  # noqa: E731
+        else:
+            factory = lambda: TlsAcceptor(self, context)  # noqa: E731
+        server = await loop.create_server(
+            factory, address.host, address.port, backlog=1024, reuse_address=True
+        )
+        self._servers.append(server)
+        sockname = server.sockets[0].getsockname()
+        self.bound[name] = (str(sockname[0]), int(sockname[1]))
+        log.info("syslog %s listening on %s", name.upper(), address)
+
+    def admit(self, connection: SyslogStreamProtocol, host: str) -> bool:
+        """Count a new connection in, unless it is over a limit (then it is refused)."""
+        name = connection.transport_name
+        if len(self._connections) >= self.settings.max_connections:
+            reason = "max_connections"
+        elif self._per_host[host] >= self.settings.max_connections_per_host:
+            reason = "max_connections_per_host"
+        else:
+            self._connections.add(connection)
+            self._per_host[host] += 1
+            self._transport_of[connection] = name
+            self.metrics.connections.labels(name).inc()
+            self.metrics.connections_open.labels(name).inc()
+            return True
+        log.warning("%s connection from %s refused: %s", name.upper(), host, reason)
+        self.metrics.connections_rejected.labels(name, reason).inc()
+        return False
+
+    def forget(self, connection: SyslogStreamProtocol) -> None:
+        """Count a closed connection out."""
+        name = self._transport_of.pop(connection, None)
+        if name is None:
+            return
+        self._connections.discard(connection)
+        host = connection.host or ""
+        self._per_host[host] -= 1
+        if self._per_host[host] <= 0:
+            del self._per_host[host]
+        self.metrics.connections_open.labels(name).dec()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections currently open."""
+        return len(self._connections)
+
+    async def stop(self, drain_timeout: float) -> None:
+        """Stop accepting, read open connections until they close or the timeout, then close."""
+        for server in self._servers:
+            server.close()
+        if self._tasks:
+            # Handshakes in progress become connections to drain, or fail.
+            await asyncio.wait(list(self._tasks), timeout=max(drain_timeout, 1.0))
+        if self._connections and drain_timeout > 0:
+            log.info(
+                "draining %d syslog connections (up to %.0fs)",
+                len(self._connections),
+                drain_timeout,
+            )
+            waiters: list[Any] = [c.closed for c in self._connections]
+            _, pending = await asyncio.wait(waiters, timeout=drain_timeout)
+            if pending:
+                log.warning("%d connections still open after the drain timeout", len(pending))
+        for connection in list(self._connections):
+            connection.abort()
+        for server in self._servers:
+            await server.wait_closed()
+        if self._udp is not None:
+            self._udp.close()
+        self._servers.clear()

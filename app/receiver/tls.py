@@ -1,0 +1,65 @@
+"""TLS for the syslog listener (RFC 5425): server context, client identity, allow-list."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+
+def server_context(cert: Path, key: Path | None, client_ca: Path | None) -> ssl.SSLContext:
+    """A server-side context; with `client_ca`, clients must present a certificate it signed."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key) if key else None)
+    if client_ca is not None:
+        context.load_verify_locations(cafile=str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+# The attribute names of RFC 4514, as `ssl` spells them out in full.
+_SHORT_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "domainComponent": "DC",
+}
+
+
+def certificate_subject(peercert: dict[str, Any] | None) -> str | None:
+    """The certificate subject as `CN=…,OU=…,O=…`, in certificate order."""
+    if not peercert:
+        return None
+    parts = [
+        f"{_SHORT_NAMES.get(key, key)}={value}"
+        for rdn in peercert.get("subject", ())
+        for key, value in rdn
+    ]
+    return ",".join(parts) or None
+
+
+def certificate_names(peercert: dict[str, Any] | None) -> set[str]:
+    """Names a certificate vouches for: its common names and DNS/IP subject alternative names."""
+    if not peercert:
+        return set()
+    names = {
+        str(value).lower()
+        for rdn in peercert.get("subject", ())
+        for key, value in rdn
+        if key == "commonName"
+    }
+    names.update(
+        str(value).lower()
+        for kind, value in peercert.get("subjectAltName", ())
+        if kind in ("DNS", "IP Address")
+    )
+    return names
+
+
+def peer_allowed(peercert: dict[str, Any] | None, allowed: frozenset[str]) -> bool:
+    """True when no allow-list is set, or the certificate names one of its entries."""
+    return not allowed or bool(certificate_names(peercert) & allowed)

@@ -1,0 +1,80 @@
+"""Runs the whole service in one event loop: migrations, writer, syslog listeners, HTTP.
+
+Stop order on SIGTERM/SIGINT matters for zero loss: stop accepting syslog, read the open
+connections until they close (or the drain timeout), commit everything queued, then stop
+HTTP and close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from app.config import Settings
+from app.db.migrate import upgrade
+from app.main import create_app
+from app.receiver.listeners import Receivers
+from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: this module decides when to stop."""
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29
+        yield
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop without losing what was read."""
+    await asyncio.to_thread(upgrade, settings.database_url)
+    runtime = Runtime.build(settings)
+    runtime.writer.start()
+    receivers = Receivers(settings, runtime.writer, runtime.metrics)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    http = _HttpServer(
+        uvicorn.Config(
+            create_app(runtime),
+            host=settings.http_address.host,
+            port=settings.http_address.port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    try:
+        await receivers.start()
+        runtime.receiver_ports = dict(receivers.bound)
+        http_task = asyncio.create_task(http.serve(), name="cdrecon-http")
+        # uvicorn signals readiness only through a flag.
+        while not http.started and not http_task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if http_task.done():
+            await http_task  # re-raise a bind failure
+            raise RuntimeError("the HTTP server stopped during start-up")
+        log.info("cdrecon serving; HTTP on %s", settings.http_address)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("stopping: draining syslog connections")
+        await receivers.stop(settings.drain_timeout)
+        await runtime.writer.stop()
+        log.info("all received messages committed")
+        http.should_exit = True
+        await http_task
+    finally:
+        await runtime.writer.stop()
+        await runtime.engine.dispose()

@@ -1,0 +1,1 @@
+"""Pure, sans-IO parsers: syslog framing, syslog headers, Pexip bodies, MN records."""

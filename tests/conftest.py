@@ -1,0 +1,219 @@
+"""Shared fixtures: free ports, a real `cdrecon serve` process, real databases."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+POSTGRES_URL = os.environ.get(
+    "CDRECON_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+CDRECON = str(Path(sys.executable).with_name("cdrecon"))
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port nobody listens on right now (TCP and UDP checked together for syslog)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+
+
+def postgres_available() -> str | None:
+    """None when the test PostgreSQL server answers, else the reason to skip."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return None
+    except OSError as exc:
+        return f"no PostgreSQL server at 127.0.0.1:5432 ({exc}); set CDRECON_TEST_POSTGRES_URL"
+
+
+@dataclass
+class Service:
+    """A `cdrecon serve` subprocess on free loopback ports with its own SQLite file."""
+
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    tcp_port: int = 0
+    udp_port: int = 0
+    tls_port: int = 0
+    http_port: int = 0
+
+    @property
+    def db_path(self) -> Path:
+        return self.workdir / "cdrecon.db"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def log(self) -> str:
+        path = self.workdir / "serve.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self, timeout: float = 20.0) -> None:
+        if not self.http_port:
+            self.tcp_port = free_port()
+            self.udp_port = free_port()
+            self.http_port = free_port()
+            self.tls_port = free_port()
+        env = {
+            **os.environ,
+            "CDRECON_DATABASE_URL": f"sqlite+aiosqlite:///{self.db_path}",
+            "CDRECON_SYSLOG_TCP": f"127.0.0.1:{self.tcp_port}",
+            "CDRECON_SYSLOG_UDP": f"127.0.0.1:{self.udp_port}",
+            "CDRECON_SYSLOG_TLS": f"127.0.0.1:{self.tls_port}",
+            "CDRECON_HTTP": f"127.0.0.1:{self.http_port}",
+            **self.env,
+        }
+        with open(self.workdir / "serve.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [CDRECON, "serve"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"cdrecon serve exited early:\n{self.log}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"cdrecon serve did not become healthy:\n{self.log}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", timeout=10)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        total = 0.0
+        for line in self.get("/metrics").text.splitlines():
+            if not line.startswith(name) or line.startswith("#"):
+                continue
+            series, _, value = line.rpartition(" ")
+            if series.split("{")[0] != name:
+                continue
+            if all(f'{k}="{v}"' in series for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def wait_for(self, name: str, target: float, timeout: float = 20.0, **labels: str) -> float:
+        """Poll a metric until it reaches `target`; return its last value."""
+        deadline = time.monotonic() + timeout
+        value = self.metric(name, **labels)
+        while value < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+            value = self.metric(name, **labels)
+        return value
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    """A running `cdrecon serve`; stopped (SIGTERM) after the test."""
+    svc = Service(tmp_path)
+    yield svc
+    if svc.process is not None:
+        svc.stop()
+
+
+@pytest.fixture(scope="session")
+def logger_path() -> str:
+    """util-linux `logger`, the real sender used by the end-to-end tests."""
+    path = shutil.which("logger")
+    if path is None:
+        pytest.skip("util-linux `logger` is not installed (apt-get install bsdutils)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, built by the migrations."""
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    import asyncio
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from app.db.migrate import upgrade
+
+    base = make_url(POSTGRES_URL)
+    name = f"cdrecon_test_{uuid.uuid4().hex[:12]}"
+    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated database: a SQLite file, or the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        from app.db.migrate import upgrade
+
+        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        upgrade(url)
+        return url
+    url: str = request.getfixturevalue("postgres_database")
+    import asyncio
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    async def truncate() -> None:
+        conn = await asyncpg.connect(
+            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        try:
+            await conn.execute("TRUNCATE messages, nodes RESTART IDENTITY")
+        finally:
+            await conn.close()
+
+    asyncio.run(truncate())
+    return url

@@ -1,0 +1,247 @@
+"""End to end: real `cdrecon serve`, real senders (util-linux logger, Python TLS client)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sqlite3
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.conftest import Service
+
+
+def rows(service: Service, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(service.db_path) as db:
+        return db.execute(sql).fetchall()
+
+
+def send_logger(logger: str, service: Service, *args: str) -> None:
+    subprocess.run([logger, "-n", "127.0.0.1", *args], check=True, timeout=30, capture_output=True)
+
+
+def test_logger_over_tcp_octet_counted_rfc5424_is_stored_parsed(
+    service: Service, logger_path: str
+) -> None:
+    service.start()
+    send_logger(
+        logger_path,
+        service,
+        "--tcp",
+        "--octet-count",
+        "--rfc5424",
+        "-P",
+        str(service.tcp_port),
+        "-t",
+        "pexip",
+        "--msgid",
+        "ADMIN",
+        "hello over tcp",
+    )
+    assert service.wait_for("cdrecon_messages_stored_total", 1, transport="tcp") == 1
+    [(fmt, app_name, msgid, transport, raw, offset, error)] = rows(
+        service,
+        "select format, app_name, msgid, transport, raw, msg_offset, error from messages",
+    )
+    assert (fmt, app_name, msgid, transport, error) == ("rfc5424", "pexip", "ADMIN", "tcp", None)
+    assert bytes(raw)[offset:] == b"hello over tcp"
+    stats = service.get("/api/v1/stats").json()
+    assert stats["messages"] == 1
+    assert stats["parse_failures"] == 0
+
+
+def test_logger_rfc3164_over_tcp_and_udp_are_stored(service: Service, logger_path: str) -> None:
+    service.start()
+    send_logger(
+        logger_path,
+        service,
+        "--tcp",
+        "--rfc3164",
+        "-P",
+        str(service.tcp_port),
+        "-t",
+        "bsdapp",
+        "old style",
+    )
+    send_logger(
+        logger_path,
+        service,
+        "--udp",
+        "--rfc5424",
+        "-P",
+        str(service.udp_port),
+        "-t",
+        "udpapp",
+        "over udp",
+    )
+    assert service.wait_for("cdrecon_messages_stored_total", 2) == 2
+    stored = rows(service, "select transport, format, app_name from messages order by transport")
+    assert stored == [("tcp", "rfc3164", "bsdapp"), ("udp", "rfc5424", "udpapp")]
+
+
+def test_many_messages_from_a_file_arrive_once_each(
+    service: Service, logger_path: str, tmp_path: Path
+) -> None:
+    service.start()
+    lines = [f"message number {i:05d}" for i in range(2000)]
+    (tmp_path / "lines.txt").write_text("\n".join(lines) + "\n")
+    send_logger(
+        logger_path,
+        service,
+        "--tcp",
+        "--octet-count",
+        "--rfc5424",
+        "-P",
+        str(service.tcp_port),
+        "-f",
+        str(tmp_path / "lines.txt"),
+    )
+    assert service.wait_for("cdrecon_messages_stored_total", 2000) == 2000
+    stored = rows(service, "select raw, msg_offset from messages order by id")
+    assert [bytes(raw)[offset:].decode() for raw, offset in stored] == lines
+
+
+def test_nodes_endpoint_counts_per_sending_host(service: Service) -> None:
+    service.start()
+    with socket.create_connection(("127.0.0.1", service.tcp_port)) as sock:
+        sock.sendall(
+            b"<134>1 2026-11-26T10:00:00.000Z conf-a pexip - - - one\n"
+            b"<134>1 2026-11-26T10:00:01.000Z conf-a pexip - - - two\n"
+            b"<134>1 2026-11-26T10:00:02.000Z conf-b pexip - - - three\n"
+            b"\x00\xff not syslog at all\n"
+        )
+    assert service.wait_for("cdrecon_messages_stored_total", 4) == 4
+    nodes = {n["host"]: n for n in service.get("/api/v1/nodes").json()}
+    assert nodes["conf-a"]["messages"] == 2
+    assert nodes["conf-b"]["messages"] == 1
+    assert nodes["127.0.0.1"]["parse_failures"] == 1
+    assert service.get("/api/v1/stats").json()["parse_failures"] == 1
+    assert service.metric("cdrecon_parse_failures_total", transport="tcp") == 1
+
+
+def test_bad_input_is_kept_raw_and_the_service_keeps_running(service: Service) -> None:
+    service.env["CDRECON_MAX_FRAME_SIZE"] = "1024"
+    service.start()
+    garbage = [
+        b"99999999999999999999 octets?\n",  # absurd octet count
+        b"17x not a count\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n",  # TLS hello on the plain port
+        b"GET / HTTP/1.1\r\n",
+        b"<14>1 " + b"A" * 5000 + b"\n",  # oversize
+        b"\xc0\xaf\xed\xa0\x80 invalid utf-8\n",
+    ]
+    with socket.create_connection(("127.0.0.1", service.tcp_port)) as sock:
+        sock.sendall(b"".join(garbage))
+        sock.sendall(b"<14>1 2026-11-26T10:00:00Z h app - - - still alive\n")
+    # A half-open connection that never sends a full frame must not block anything either.
+    idle = socket.create_connection(("127.0.0.1", service.tcp_port))
+    idle.sendall(b"200 <14>1 partial")
+    assert service.wait_for("cdrecon_messages_stored_total", 7) == 7
+    assert service.metric("cdrecon_messages_oversize_total", transport="tcp") == 1
+    stored = rows(service, "select format, truncated, length(raw), error from messages order by id")
+    assert stored[-1][0] == "rfc5424"
+    assert stored[4][1] == 1 and stored[4][2] == 1024
+    assert all(row[3] for row in stored[:4])  # each kept with its reason
+    assert service.get("/healthz").status_code == 200
+    idle.close()
+    # The partial frame of the closed connection is stored too, flagged.
+    assert service.wait_for("cdrecon_messages_stored_total", 8) == 8
+    assert "incomplete" in str(rows(service, "select error from messages order by id")[-1][0])
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def tls_service(service: Service, ca: trustme.CA, tmp_path: Path, allowed: str = "") -> None:
+    server_cert = ca.issue_cert("localhost", "127.0.0.1")
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    service.env.update(
+        CDRECON_TLS_CERT=str(tmp_path / "server.pem"),
+        CDRECON_TLS_CLIENT_CA=str(tmp_path / "ca.pem"),
+        CDRECON_TLS_ALLOWED_PEERS=allowed,
+    )
+    service.start()
+
+
+def tls_client(ca: trustme.CA, tmp_path: Path, name: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    if name is not None:
+        cert = ca.issue_cert(name, common_name=name)
+        cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / f"{name}.pem"))
+        context.load_cert_chain(str(tmp_path / f"{name}.pem"))
+    return context
+
+
+def send_tls(service: Service, context: ssl.SSLContext, payload: bytes) -> None:
+    with (
+        socket.create_connection(("127.0.0.1", service.tls_port)) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        sock.sendall(payload)
+        sock.unwrap()
+
+
+def test_tls_with_client_certificate_stores_subject(
+    service: Service, ca: trustme.CA, tmp_path: Path
+) -> None:
+    tls_service(service, ca, tmp_path)
+    context = tls_client(ca, tmp_path, "conf-node-01.example.com")
+    frames = b"".join(
+        b"%d %s" % (len(m), m)
+        for m in (
+            b"<134>1 2026-11-26T10:00:00.000Z conf-node-01 pexip - - - over tls %d" % i
+            for i in range(100)
+        )
+    )
+    send_tls(service, context, frames)
+    assert service.wait_for("cdrecon_messages_stored_total", 100, transport="tls") == 100
+    [(transport, subject)] = rows(service, "select distinct transport, tls_subject from messages")
+    assert transport == "tls"
+    assert "CN=conf-node-01.example.com" in str(subject)
+
+
+def test_tls_client_without_certificate_is_refused(
+    service: Service, ca: trustme.CA, tmp_path: Path
+) -> None:
+    tls_service(service, ca, tmp_path)
+    context = tls_client(ca, tmp_path, None)
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        send_tls(service, context, b"<14>1 - - - - - - sneaky\n")
+        # TLS 1.3 reports the server's refusal only on the next read.
+        time.sleep(0.2)
+        send_tls(service, context, b"<14>1 - - - - - - sneaky\n")
+    assert (
+        service.wait_for(
+            "cdrecon_connections_rejected_total", 1, transport="tls", reason="handshake_failed"
+        )
+        >= 1
+    )
+    assert rows(service, "select count(*) from messages") == [(0,)]
+
+
+def test_tls_client_not_on_the_allow_list_is_refused(
+    service: Service, ca: trustme.CA, tmp_path: Path
+) -> None:
+    tls_service(service, ca, tmp_path, allowed="conf-node-01.example.com")
+    intruder = tls_client(ca, tmp_path, "intruder.example.com")
+    node = tls_client(ca, tmp_path, "conf-node-01.example.com")
+    with contextlib.suppress(OSError):  # the refusal may reach the client as a reset
+        send_tls(service, intruder, b"<14>1 - - - - - - x\n")
+    send_tls(service, node, b"<14>1 - - - - - - y\n")
+    assert service.wait_for("cdrecon_messages_stored_total", 1, transport="tls") == 1
+    assert (
+        service.metric(
+            "cdrecon_connections_rejected_total", transport="tls", reason="peer_not_allowed"
+        )
+        == 1
+    )
+    [(raw,)] = rows(service, "select raw from messages")
+    assert bytes(raw).endswith(b"y")

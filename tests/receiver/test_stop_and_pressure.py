@@ -1,0 +1,68 @@
+"""Zero loss on a clean stop, and back-pressure instead of unbounded memory."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sqlite3
+import threading
+
+from tests.conftest import Service
+
+
+def framed(count: int, start: int = 0, host: str = "conf-node") -> bytes:
+    """`count` octet-counted RFC 5424 messages with increasing sequence numbers."""
+    parts = []
+    for i in range(start, start + count):
+        message = b"<134>1 2026-11-26T10:00:00.000Z %s pexip - - - seq=%08d" % (host.encode(), i)
+        parts.append(b"%d %s" % (len(message), message))
+    return b"".join(parts)
+
+
+def send(port: int, payload: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(payload)
+
+
+def test_sigterm_after_the_senders_finished_loses_nothing(service: Service) -> None:
+    service.start()
+    total, connections = 60_000, 4
+    share = total // connections
+    senders = [
+        threading.Thread(target=send, args=(service.tcp_port, framed(share, i * share)))
+        for i in range(connections)
+    ]
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join()
+    # The senders have written everything; much of it may still be in socket buffers.
+    assert service.stop(signal.SIGTERM) == 0
+    service.start()
+    assert service.get("/api/v1/stats").json()["messages"] == total
+    with sqlite3.connect(service.db_path) as db:
+        sequences = {bytes(raw)[-8:] for (raw,) in db.execute("select raw from messages")}
+    assert len(sequences) == total
+
+
+def test_a_stalled_database_pauses_reading_and_loses_nothing(service: Service) -> None:
+    service.env.update(
+        CDRECON_QUEUE_HIGH_WATER="500", CDRECON_QUEUE_LOW_WATER="100", CDRECON_BATCH_SIZE="100"
+    )
+    service.start()
+    total = 50_000
+    blocker = sqlite3.connect(service.db_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the database stops taking writes
+    sender = threading.Thread(target=send, args=(service.tcp_port, framed(total)))
+    sender.start()
+    try:
+        assert service.wait_for("cdrecon_ingest_paused_connections", 1) == 1
+        # Reading stopped near the high-water mark: one socket read past it at most.
+        assert service.metric("cdrecon_ingest_queue_messages") < 500 + 2000
+        assert service.metric("cdrecon_messages_stored_total") == 0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    sender.join(timeout=60)
+    assert service.wait_for("cdrecon_messages_stored_total", total, timeout=60) == total
+    assert service.metric("cdrecon_ingest_paused_connections") == 0
