@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from parsers.syslog import SyslogFormat, parse_syslog
-
 from parsers.framing import Frame
+from parsers.syslog import SyslogFormat, parse_syslog
 
 from .origin import Origin
 
