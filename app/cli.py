@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -74,6 +76,103 @@ def db_upgrade(**flags: Any) -> None:
     _logging(settings.log_level)
     upgrade(settings.database_url)
     click.echo("database is at the newest schema")
+
+
+@main.command("import-syslog")
+@_DATABASE_OPTION
+@click.argument("files", nargs=-1, required=True)
+def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
+    """Backfill syslog FILES (plain or gzip; - for stdin) through the normal ingest path.
+
+    Lines as rsyslog or syslog-ng write them, or a Pexip log download. Importing the same
+    file twice adds nothing.
+    """
+    from app.ingest.backfill import ImportSummary, import_files
+    from app.runtime import Runtime
+
+    settings = _settings(**flags)
+    _logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
+    upgrade(settings.database_url)
+
+    async def run() -> ImportSummary:
+        runtime = Runtime.build(settings)
+        runtime.writer.start()
+        try:
+            with _progress() as advance:
+                lines = await import_files(
+                    runtime.writer, list(files), settings.max_frame_size, advance
+                )
+        finally:
+            await runtime.writer.stop()
+            await runtime.engine.dispose()
+        figure = runtime.metrics.registry.get_sample_value
+        file_label = {"transport": "file"}
+        return ImportSummary(
+            files=len(files),
+            lines=lines,
+            stored=int(figure("cdrecon_messages_stored_total", file_label) or 0),
+            duplicates=int(figure("cdrecon_messages_duplicate_total", file_label) or 0),
+            parse_failures=int(figure("cdrecon_parse_failures_total", file_label) or 0),
+            events=int(figure("cdrecon_events_total") or 0),
+        )
+
+    try:
+        summary = asyncio.run(run())
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"files {summary.files}, lines {summary.lines}, stored {summary.stored}, "
+        f"duplicates {summary.duplicates}, parse failures {summary.parse_failures}, "
+        f"new call events {summary.events}"
+    )
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[str, int], None] | None]:
+    """A rich progress line on a terminal; nothing when output goes to a file or pipe."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} lines"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("importing", total=None)
+
+        def advance(path: str, lines: int) -> None:
+            bar.update(task, advance=lines, description=f"importing {path}")
+
+        yield advance
+
+
+@main.command()
+@_DATABASE_OPTION
+def rebuild(**flags: Any) -> None:
+    """Recreate all call events and CDRs from the raw message store."""
+    from app.cdr.service import rebuild as rebuild_all
+    from app.db.engine import create_engine
+
+    settings = _settings(**flags)
+    _logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
+    upgrade(settings.database_url)
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            derived = await rebuild_all(engine)
+        finally:
+            await engine.dispose()
+        click.echo(
+            f"events {derived.events}, duplicate lines {derived.duplicates}, "
+            f"unparsed Pexip lines {derived.unparsed}, CDRs {derived.legs}"
+        )
+
+    asyncio.run(run())
 
 
 if __name__ == "__main__":

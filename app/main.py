@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.api.deps import RuntimeDep
+from app.cdr.endpoints import router as cdr_router
 from app.ingest.endpoints import router as ingest_router
 from app.runtime import Runtime
 
@@ -40,5 +41,6 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     v1 = APIRouter(prefix="/api/v1")
     v1.include_router(ingest_router)
+    v1.include_router(cdr_router)
     app.include_router(v1)
     return app

@@ -49,6 +49,32 @@ class Metrics:
             ["transport", "reason"],
             registry=r,
         )
+        self.duplicates = Counter(
+            "cdrecon_messages_duplicate",
+            "Backfilled lines skipped because the same line was imported before.",
+            ["transport"],
+            registry=r,
+        )
+        self.events = Counter(
+            "cdrecon_events",
+            "New Pexip call events extracted from stored messages.",
+            registry=r,
+        )
+        self.event_duplicates = Counter(
+            "cdrecon_events_duplicate",
+            "Messages carrying a call event that was already stored (resent or backfilled).",
+            registry=r,
+        )
+        self.pexip_failures = Counter(
+            "cdrecon_pexip_parse_failures",
+            "Messages that look like Pexip lines but whose body does not parse (kept raw).",
+            registry=r,
+        )
+        self.derive_errors = Counter(
+            "cdrecon_derive_errors",
+            "Batches whose event/CDR derivation failed (raw messages stored; run rebuild).",
+            registry=r,
+        )
         self.connections = Counter(
             "cdrecon_connections",
             "Connections accepted.",

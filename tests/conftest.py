@@ -45,6 +45,10 @@ def postgres_available() -> str | None:
         return f"no PostgreSQL server at 127.0.0.1:5432 ({exc}); set CDRECON_TEST_POSTGRES_URL"
 
 
+class PortTaken(Exception):
+    """Another process bound one of the ports picked for the service."""
+
+
 @dataclass
 class Service:
     """A `cdrecon serve` subprocess on free loopback ports with its own SQLite file."""
@@ -71,11 +75,21 @@ class Service:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def start(self, timeout: float = 20.0) -> None:
-        if not self.http_port:
-            self.tcp_port = free_port()
-            self.udp_port = free_port()
-            self.http_port = free_port()
-            self.tls_port = free_port()
+        """Start and wait until healthy; new free ports if another process took ours."""
+        for _attempt in range(5):
+            if not self.http_port:
+                self.tcp_port = free_port()
+                self.udp_port = free_port()
+                self.http_port = free_port()
+                self.tls_port = free_port()
+            try:
+                self._start_once(timeout)
+                return
+            except PortTaken:
+                self.http_port = 0
+        raise RuntimeError(f"no free ports for cdrecon serve:\n{self.log}")
+
+    def _start_once(self, timeout: float) -> None:
         env = {
             **os.environ,
             "CDRECON_DATABASE_URL": f"sqlite+aiosqlite:///{self.db_path}",
@@ -96,6 +110,10 @@ class Service:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.process = None
+                if "address already in use" in self.log.lower():
+                    (self.workdir / "serve.log").unlink()
+                    raise PortTaken()
                 raise RuntimeError(f"cdrecon serve exited early:\n{self.log}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
@@ -211,7 +229,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         )
         try:
-            await conn.execute("TRUNCATE messages, nodes RESTART IDENTITY")
+            from app.db.models import metadata
+
+            tables = ", ".join(table.name for table in metadata.sorted_tables)
+            await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY")
         finally:
             await conn.close()
 

@@ -50,7 +50,11 @@ messages = Table(
     Column("truncated", Boolean, nullable=False),
     Column("error", Text, nullable=True),
     Column("raw", LargeBinary, nullable=False),
+    # The file a backfilled message came from, and its digest: a re-import adds nothing.
+    Column("source", Text, nullable=True),
+    Column("digest", LargeBinary(16), nullable=True),
     Index("ix_messages_received_us", "received_us"),
+    Index("ix_messages_digest", "digest", unique=True),
 )
 
 # Per sending host (the syslog HOSTNAME, or the peer address when the frame has none),
@@ -65,4 +69,72 @@ nodes = Table(
     Column("last_seen_us", BigInteger, nullable=False),
     Column("messages", BigInteger, nullable=False),
     Column("parse_failures", BigInteger, nullable=False),
+)
+
+# One row per distinct Pexip call event. The digest of the Pexip body makes the same line
+# received twice (resent, or live and later backfilled) one event; `event_messages` keeps
+# every raw message it was seen in. `fields` is the JSON object of all keys, lower-cased.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("digest", LargeBinary(16), nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+    Column("node", String(255), nullable=True),
+    Column("level", String(16), nullable=True),
+    Column("name", String(128), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("participant_id", String(128), nullable=True),
+    Column("call_id", Text, nullable=True),
+    Column("conference", Text, nullable=True),
+    Column("fields", Text, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Column("message_id", BigInteger, nullable=False),
+    Index("ix_events_digest", "digest", unique=True),
+    Index("ix_events_participant_id", "participant_id"),
+)
+
+event_messages = Table(
+    "event_messages",
+    metadata,
+    Column("digest", LargeBinary(16), primary_key=True),
+    Column("message_id", BigInteger, primary_key=True),
+)
+
+# Participant CDRs (one per leg, keyed by Participant-id), in the Management Node's own
+# history field names so that comparison and export need no renaming. Derived data:
+# `cdrecon rebuild` recreates it from the raw store.
+cdrs = Table(
+    "cdrs",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("call_uuid", Text, nullable=True),
+    Column("conversation_id", Text, nullable=True),
+    Column("conference_name", Text, nullable=True),
+    Column("display_name", Text, nullable=True),
+    Column("local_alias", Text, nullable=True),
+    Column("remote_alias", Text, nullable=True),
+    Column("protocol", String(32), nullable=True),
+    Column("call_direction", String(16), nullable=True),
+    Column("role", String(32), nullable=True),
+    Column("remote_address", String(255), nullable=True),
+    Column("remote_port", Integer, nullable=True),
+    Column("signalling_node", String(255), nullable=True),
+    Column("media_node", String(255), nullable=True),
+    Column("proxy_node", String(255), nullable=True),
+    Column("system_location", Text, nullable=True),
+    Column("vendor", Text, nullable=True),
+    Column("service_type", String(64), nullable=True),
+    Column("service_tag", Text, nullable=True),
+    Column("disconnect_reason", Text, nullable=True),
+    Column("start_us", BigInteger, nullable=True),
+    Column("end_us", BigInteger, nullable=True),
+    Column("duration", Integer, nullable=True),
+    Column("first_seen_us", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("node", String(255), nullable=True),
+    Column("event_count", Integer, nullable=False),
+    Index("ix_cdrs_first_seen_us", "first_seen_us", "id"),
+    Index("ix_cdrs_conference_name", "conference_name", "first_seen_us"),
+    Index("ix_cdrs_call_uuid", "call_uuid"),
 )

@@ -13,10 +13,11 @@ class Origin:
     peer_host: str | None = None
     peer_port: int | None = None
     tls_subject: str | None = None
+    source: str | None = None  # the file a backfilled message came from
 
     @property
     def peer(self) -> str:
         """The peer as one string, for logs."""
         if self.peer_host is None:
-            return "-"
+            return self.source or "-"
         return f"{self.peer_host}:{self.peer_port}" if self.peer_port else self.peer_host

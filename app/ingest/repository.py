@@ -29,10 +29,12 @@ class MessageRepository:
     def __init__(self, dialect_name: str, paramstyle: str) -> None:
         self._dialect_name = dialect_name
         # The hot path goes straight to the driver's executemany: SQLAlchemy's per-value
-        # type processing would cost more than the insert itself.
+        # type processing would cost more than the insert itself. PostgreSQL rows get ids
+        # drawn from the sequence first; SQLite numbers a transaction's rows contiguously.
+        columns = MESSAGE_COLUMNS if dialect_name == "sqlite" else ("id", *MESSAGE_COLUMNS)
         self._insert_sql = (
-            f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
-            f"VALUES ({_placeholders(paramstyle, len(MESSAGE_COLUMNS))})"
+            f"INSERT INTO messages ({', '.join(columns)}) "
+            f"VALUES ({_placeholders(paramstyle, len(columns))})"
         )
 
     @classmethod
@@ -40,10 +42,41 @@ class MessageRepository:
         """The repository for the dialect of `conn`."""
         return cls(conn.dialect.name, conn.dialect.paramstyle)
 
-    async def insert_messages(self, conn: AsyncConnection, rows: list[Row]) -> None:
-        """Insert raw-store rows (columns in `MESSAGE_COLUMNS` order)."""
-        if rows:
+    async def insert_messages(self, conn: AsyncConnection, rows: list[Row]) -> list[int]:
+        """Insert raw-store rows (columns in `MESSAGE_COLUMNS` order); their ids, in order."""
+        if not rows:
+            return []
+        if self._dialect_name == "sqlite":
             await conn.exec_driver_sql(self._insert_sql, rows)
+            # The transaction holds SQLite's write lock, so its rows were numbered
+            # contiguously up to the last one.
+            last = (await conn.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
+            return list(range(int(last) - len(rows) + 1, int(last) + 1))
+        ids = [
+            int(i)
+            for i in (
+                await conn.execute(
+                    select(func.nextval("messages_id_seq")).select_from(
+                        func.generate_series(1, len(rows))
+                    )
+                )
+            ).scalars()
+        ]
+        await conn.exec_driver_sql(
+            self._insert_sql, [(i, *row) for i, row in zip(ids, rows, strict=True)]
+        )
+        return ids
+
+    async def existing_digests(self, conn: AsyncConnection, digests: list[bytes]) -> set[bytes]:
+        """Which of `digests` (of backfilled lines) are stored already."""
+        found: set[bytes] = set()
+        for start in range(0, len(digests), 500):
+            chunk = digests[start : start + 500]
+            result = await conn.execute(
+                select(messages.c.digest).where(messages.c.digest.in_(chunk))
+            )
+            found.update(bytes(d) for d in result.scalars())
+        return found
 
     async def upsert_nodes(self, conn: AsyncConnection, tallies: dict[str, NodeTally]) -> None:
         """Add one batch's per-host tallies to the node table."""

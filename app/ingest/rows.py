@@ -32,6 +32,15 @@ MESSAGE_COLUMNS = (
     "truncated",
     "error",
     "raw",
+    "source",
+    "digest",
+)
+# Positions in a row that the CDR derivation reads back.
+RAW, MSG_OFFSET, HOSTNAME, PEER_HOST = (
+    MESSAGE_COLUMNS.index("raw"),
+    MESSAGE_COLUMNS.index("msg_offset"),
+    MESSAGE_COLUMNS.index("hostname"),
+    MESSAGE_COLUMNS.index("peer_host"),
 )
 
 Row = tuple[Any, ...]
@@ -64,12 +73,22 @@ class Batch:
     """Rows ready for one transaction, with the tallies that go with them."""
 
     rows: list[Row] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)  # filled in when the rows are inserted
     nodes: dict[str, NodeTally] = field(default_factory=dict)
     transports: dict[str, TransportTally] = field(default_factory=dict)
 
 
-def add_frames(batch: Batch, origin: Origin, received_us: int, frames: list[Frame]) -> None:
-    """Parse `frames` (all read at `received_us` from `origin`) and append them to `batch`."""
+def add_frames(
+    batch: Batch,
+    origin: Origin,
+    received_us: int,
+    frames: list[Frame],
+    digests: list[bytes] | None = None,
+) -> None:
+    """Parse `frames` (all read at `received_us` from `origin`) and append them to `batch`.
+
+    `digests` (one per frame) are stored for backfilled files, so that a re-import adds nothing.
+    """
     received_at = datetime.fromtimestamp(received_us / 1_000_000, UTC)
     tally = batch.transports.get(origin.transport)
     if tally is None:
@@ -78,8 +97,9 @@ def add_frames(batch: Batch, origin: Origin, received_us: int, frames: list[Fram
     append = batch.rows.append
     transport = origin.transport
     peer_host, peer_port, tls_subject = origin.peer_host, origin.peer_port, origin.tls_subject
+    source = origin.source
     raw_format = SyslogFormat.RAW
-    for data, truncated, framing_error in frames:
+    for index, (data, truncated, framing_error) in enumerate(frames):
         message = parse_syslog(data, received_at=received_at)
         failed = message.format is raw_format
         error = message.error
@@ -110,6 +130,8 @@ def add_frames(batch: Batch, origin: Origin, received_us: int, frames: list[Fram
                 truncated,
                 error,
                 data,
+                source,
+                None if digests is None else digests[index],
             )
         )
         host = message.hostname or peer_host or "unknown"

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.cdr.service import counts as cdr_counts
+
 from .repository import MessageRepository
 from .schemas import Node, Stats
 
@@ -18,12 +20,12 @@ async def get_stats(conn: AsyncConnection, queued: int) -> Stats:
     """Totals of the raw store and what was derived from it."""
     repository = MessageRepository.for_connection(conn)
     nodes = await repository.list_nodes(conn)
+    events, cdrs = await cdr_counts(conn)
     return Stats(
         messages=await repository.count_messages(conn),
         parse_failures=sum(int(n["parse_failures"]) for n in nodes),
-        # Event extraction and CDR assembly come with the Pexip parser; none exist yet.
-        events=0,
-        cdrs=0,
+        events=events,
+        cdrs=cdrs,
         nodes=len(nodes),
         queued=queued,
     )

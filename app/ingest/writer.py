@@ -10,23 +10,29 @@ pauses the readers (TCP back-pressure) until it drains below the low-water mark.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.cdr.service import Derived, derive
 from app.metrics import Metrics
 from parsers.framing import Frame
 
 from .origin import Origin
 from .repository import MessageRepository
-from .rows import Batch, add_frames
+from .rows import HOSTNAME, MSG_OFFSET, PEER_HOST, RAW, Batch, add_frames
 
 log = logging.getLogger(__name__)
 
 Chunk = tuple[Origin, int, list[Frame]]
+
+
+def _digest(line: bytes) -> bytes:
+    return hashlib.blake2b(line, digest_size=16).digest()
 
 
 class Pausable(Protocol):
@@ -146,33 +152,26 @@ class BatchWriter:
 
     async def _commit(self, chunks: list[Chunk]) -> None:
         started = time.perf_counter()
-        batch = Batch()
-        for origin, received_us, frames in chunks:
-            add_frames(batch, origin, received_us, frames)
+        queued = sum(len(frames) for _, _, frames in chunks)
         delay = 0.1
         while True:
             try:
                 async with self._engine.begin() as conn:
-                    if self._repository is None:
-                        self._repository = MessageRepository.for_connection(conn)
-                    await self._repository.insert_messages(conn, batch.rows)
-                    await self._repository.upsert_nodes(conn, batch.nodes)
+                    batch, duplicates = await self._store(conn, chunks)
+                    derived = await self._derive(conn, batch)
                 break
             except Exception:
                 # Keep the batch and retry: the readers stay paused meanwhile, so memory
                 # stays bounded and nothing read is given up while the process lives.
                 self._metrics.write_errors.inc()
-                log.exception(
-                    "commit of %d messages failed; retrying in %.1fs", len(batch.rows), delay
-                )
+                log.exception("commit of %d messages failed; retrying in %.1fs", queued, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        count = len(batch.rows)
-        self._pending -= count
+        self._pending -= queued
         metrics = self._metrics
         metrics.queue.set(self._pending)
         metrics.batch_seconds.observe(time.perf_counter() - started)
-        metrics.batch_size.observe(count)
+        metrics.batch_size.observe(len(batch.rows))
         for transport, tally in batch.transports.items():
             metrics.stored.labels(transport).inc(tally.messages)
             if tally.parse_failures:
@@ -181,6 +180,64 @@ class BatchWriter:
                 metrics.oversize.labels(transport).inc(tally.oversize)
             if tally.framing_errors:
                 metrics.framing_errors.labels(transport).inc(tally.framing_errors)
+        for transport, count in duplicates.items():
+            metrics.duplicates.labels(transport).inc(count)
+        if derived is not None:
+            metrics.events.inc(derived.events)
+            metrics.event_duplicates.inc(derived.duplicates)
+            metrics.pexip_failures.inc(derived.unparsed)
+
+    async def _store(
+        self, conn: AsyncConnection, chunks: list[Chunk]
+    ) -> tuple[Batch, Counter[str]]:
+        """Parse and insert the frames of `chunks`, less lines of files stored before."""
+        repository = self._messages(conn)
+        duplicates: Counter[str] = Counter()
+        batch = Batch()
+        seen: set[bytes] = set()
+        file_chunks = [c for c in chunks if c[0].transport == "file"]
+        known: set[bytes] = set()
+        if file_chunks:
+            digests = [_digest(f.data) for _, _, frames in file_chunks for f in frames]
+            known = await repository.existing_digests(conn, digests)
+        for origin, received_us, frames in chunks:
+            if origin.transport != "file":
+                add_frames(batch, origin, received_us, frames)
+                continue
+            kept: list[Frame] = []
+            kept_digests: list[bytes] = []
+            for frame in frames:
+                digest = _digest(frame.data)
+                if digest in known or digest in seen:
+                    duplicates[origin.transport] += 1
+                    continue
+                seen.add(digest)
+                kept.append(frame)
+                kept_digests.append(digest)
+            add_frames(batch, origin, received_us, kept, kept_digests)
+        batch.ids = await repository.insert_messages(conn, batch.rows)
+        await repository.upsert_nodes(conn, batch.nodes)
+        return batch, duplicates
+
+    async def _derive(self, conn: AsyncConnection, batch: Batch) -> Derived | None:
+        """Call events and CDRs of the batch, in a savepoint: a failure here must never cost
+        the raw messages their commit (`cdrecon rebuild` derives them again later)."""
+        stored = (
+            (message_id, row[HOSTNAME] or row[PEER_HOST], row[RAW], row[MSG_OFFSET])
+            for message_id, row in zip(batch.ids, batch.rows, strict=True)
+        )
+        try:
+            async with conn.begin_nested():
+                return await derive(conn, stored)
+        except Exception:
+            self._metrics.derive_errors.inc()
+            log.exception("deriving events from %d messages failed", len(batch.rows))
+            return None
+
+    def _messages(self, conn: AsyncConnection) -> MessageRepository:
+        if self._repository is None:
+            self._repository = MessageRepository.for_connection(conn)
+        return self._repository
 
     def _relieve(self) -> None:
         if self._pending >= self.high_water:

@@ -1,0 +1,1 @@
+"""Pexip call events from stored syslog, and participant CDRs assembled from them."""

@@ -1,0 +1,96 @@
+"""HTTP routes for CDRs and conferences."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from app.api.deps import ConnectionDep
+
+from . import service
+from .schemas import Cdr, CdrDetail, CdrPage, Conference, Event, to_time, to_us
+
+router = APIRouter(tags=["cdrs"])
+
+FromQuery = Annotated[datetime | None, Query(alias="from", description="start ≥ this (UTC)")]
+UntilQuery = Annotated[datetime | None, Query(description="start < this (UTC)")]
+
+
+@router.get("/cdrs", response_model=CdrPage, summary="Participant CDRs rebuilt from syslog")
+async def list_cdrs(
+    conn: ConnectionDep,
+    from_: FromQuery = None,
+    until: UntilQuery = None,
+    conference: str | None = None,
+    protocol: str | None = None,
+    state: Annotated[str | None, Query(pattern="^(open|closed|failed|excluded)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> CdrPage:
+    """CDRs whose start (or first event, for failed legs) is in `[from, until)`, in a stable
+    order; page with `cursor`."""
+    try:
+        rows, next_cursor = await service.page_cdrs(
+            conn,
+            limit=limit,
+            cursor=cursor,
+            from_us=to_us(from_),
+            until_us=to_us(until),
+            conference=conference,
+            protocol=protocol,
+            state=state,
+        )
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    return CdrPage(items=[Cdr.from_row(row) for row in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/cdrs/{participant_id}",
+    response_model=CdrDetail,
+    summary="One CDR with its events",
+    responses={404: {"description": "No CDR for this participant id"}},
+)
+async def get_cdr(participant_id: str, conn: ConnectionDep) -> CdrDetail:
+    """The CDR of one leg and every event it was assembled from."""
+    found = await service.get_cdr(conn, participant_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no CDR for participant {participant_id}")
+    leg, events = found
+    return CdrDetail(
+        **Cdr.from_row(leg).model_dump(),
+        events=[
+            Event(
+                time=to_time(e["time_us"]),
+                node=e["node"],
+                level=e["level"],
+                name=e["name"],
+                message=e["message"],
+                fields=json.loads(e["fields"]),
+                truncated=bool(e["truncated"]),
+                message_ids=e["message_ids"],
+            )
+            for e in events
+        ],
+    )
+
+
+@router.get("/conferences", response_model=list[Conference], summary="Conference instances")
+async def list_conferences(
+    conn: ConnectionDep, from_: FromQuery = None, until: UntilQuery = None
+) -> list[Conference]:
+    """Conference instances (first join to last leave over all nodes) starting in the window."""
+    instances = await service.list_conferences(conn, to_us(from_), to_us(until))
+    return [
+        Conference(
+            name=i.name,
+            start_time=to_time(i.start_us),
+            end_time=to_time(i.end_us),
+            participant_count=i.participant_count,
+            nodes=sorted(i.nodes),
+        )
+        for i in instances
+    ]

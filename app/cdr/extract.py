@@ -1,0 +1,86 @@
+"""Finds the Pexip call event in a stored syslog message: pure, one message at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from parsers.pexip import PexipEvent, PexipParseError, find_pexip_body, parse_pexip
+
+# Cheap byte test before decoding: every Pexip body carries a quoted Level or Name key.
+_MARKERS = (b'Level="', b'Name="')
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """A call event as stored: the parsed body, its digest, and where it came from."""
+
+    digest: bytes
+    event: PexipEvent
+    node: str | None
+    message_id: int
+
+    @property
+    def participant_id(self) -> str | None:
+        """The leg this event belongs to, if any."""
+        return self.event.get("participant-id")
+
+    def as_row(self) -> dict[str, object]:
+        """The `events` table row."""
+        event = self.event
+        return {
+            "digest": self.digest,
+            "time_us": time_us(event),
+            "node": self.node,
+            "level": event.level,
+            "name": event.name,
+            "message": event.message,
+            "participant_id": self.participant_id,
+            "call_id": event.get("call-id"),
+            "conference": event.get("conference"),
+            "fields": json.dumps(dict(event.fields), ensure_ascii=False, separators=(",", ":")),
+            "truncated": event.truncated,
+            "message_id": self.message_id,
+        }
+
+
+def time_us(event: PexipEvent) -> int:
+    """The event's originating time in epoch microseconds."""
+    return round(event.time.timestamp() * 1000) * 1000
+
+
+def is_call_event(event: PexipEvent) -> bool:
+    """Participant and conference lifecycle events: what CDRs are built from."""
+    if event.get("participant-id"):
+        return True
+    name = event.name or ""
+    return name.startswith(("administrator.conference", "administrator.participant"))
+
+
+class NotPexip(Exception):
+    """The message has no parseable Pexip body (kept raw; counted by the caller)."""
+
+
+def extract(raw: bytes, msg_offset: int, node: str | None, message_id: int) -> CallEvent | None:
+    """The call event in a stored message; None when it holds none.
+
+    Raises NotPexip when the message looks like a Pexip body but does not parse.
+    """
+    if not any(marker in raw for marker in _MARKERS):
+        return None
+    text = raw[msg_offset:].decode("utf-8", "replace")
+    start = find_pexip_body(text)
+    if start < 0:
+        return None
+    body = text[start:].rstrip("\r\n\x00 ")
+    try:
+        event = parse_pexip(body, partial=True)
+    except PexipParseError as exc:
+        raise NotPexip(str(exc)) from exc
+    if not is_call_event(event):
+        return None
+    # The body alone identifies an event: the same line live and from a file differs only
+    # in its syslog header.
+    digest = hashlib.blake2b(body.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return CallEvent(digest, event, node, message_id)

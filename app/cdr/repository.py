@@ -1,0 +1,185 @@
+"""All SQL of call events and CDRs; dialect differences are chosen here, once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db.models import cdrs, event_messages, events
+
+from .assembly import Leg, LegEvent
+
+# Keeps each IN (...) list well under SQLite's bound-parameter limit.
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+class CdrRepository:
+    """Reads and writes events, event-message links and CDRs."""
+
+    def __init__(self, dialect_name: str) -> None:
+        self._dialect_name = dialect_name
+
+    @classmethod
+    def for_connection(cls, conn: AsyncConnection) -> CdrRepository:
+        """The repository for the dialect of `conn`."""
+        return cls(conn.dialect.name)
+
+    async def existing_event_digests(
+        self, conn: AsyncConnection, digests: Sequence[bytes]
+    ) -> set[bytes]:
+        """Which of `digests` are already stored events."""
+        found: set[bytes] = set()
+        for chunk in _chunks(digests):
+            result = await conn.execute(select(events.c.digest).where(events.c.digest.in_(chunk)))
+            found.update(bytes(d) for d in result.scalars())
+        return found
+
+    async def insert_events(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """Insert new event rows (their digests must not be stored yet)."""
+        if rows:
+            await conn.execute(events.insert(), rows)
+
+    async def link_messages(self, conn: AsyncConnection, links: list[dict[str, Any]]) -> None:
+        """Record which raw messages carried which event (by event digest)."""
+        if not links:
+            return
+        insert = postgresql.insert if self._dialect_name == "postgresql" else sqlite.insert
+        await conn.execute(insert(event_messages).on_conflict_do_nothing(), links)
+
+    async def leg_events(
+        self, conn: AsyncConnection, participant_ids: Sequence[str]
+    ) -> dict[str, list[LegEvent]]:
+        """Every stored event of each leg in `participant_ids`."""
+        legs: dict[str, list[LegEvent]] = {pid: [] for pid in participant_ids}
+        columns = (events.c.participant_id, events.c.time_us, events.c.message, events.c.node)
+        for chunk in _chunks(participant_ids):
+            result = await conn.execute(
+                select(*columns, events.c.fields).where(events.c.participant_id.in_(chunk))
+            )
+            for pid, time_us, message, node, fields in result:
+                legs[pid].append(LegEvent(time_us, message, node, json.loads(fields)))
+        return legs
+
+    async def upsert_legs(self, conn: AsyncConnection, legs: Iterable[Leg]) -> None:
+        """Store assembled CDRs, replacing older versions of the same legs."""
+        rows = [leg.as_row() for leg in legs]
+        if not rows:
+            return
+        updated = {c.name for c in cdrs.columns} - {"id"}
+        if self._dialect_name == "postgresql":
+            pg = postgresql.insert(cdrs)
+            statement: postgresql.Insert | sqlite.Insert = pg.on_conflict_do_update(
+                index_elements=[cdrs.c.id], set_={name: pg.excluded[name] for name in updated}
+            )
+        else:
+            lite = sqlite.insert(cdrs)
+            statement = lite.on_conflict_do_update(
+                index_elements=[cdrs.c.id], set_={name: lite.excluded[name] for name in updated}
+            )
+        await conn.execute(statement, rows)
+
+    async def clear(self, conn: AsyncConnection) -> None:
+        """Forget all derived data (events, links, CDRs): before a rebuild."""
+        for table in (cdrs, event_messages, events):
+            await conn.execute(delete(table))
+
+    async def count_events(self, conn: AsyncConnection) -> int:
+        """Stored call events."""
+        return int((await conn.execute(select(func.count()).select_from(events))).scalar_one())
+
+    async def count_cdrs(self, conn: AsyncConnection) -> int:
+        """Stored participant CDRs."""
+        return int((await conn.execute(select(func.count()).select_from(cdrs))).scalar_one())
+
+    async def page_legs(
+        self,
+        conn: AsyncConnection,
+        *,
+        limit: int,
+        after: tuple[int, str] | None,
+        from_us: int | None,
+        until_us: int | None,
+        conference: str | None,
+        protocol: str | None,
+        state: str | None,
+    ) -> list[dict[str, Any]]:
+        """CDRs in (first seen, id) order after the keyset `after`, filtered."""
+        query: Select[Any] = select(cdrs)
+        if after is not None:
+            seen, pid = after
+            query = query.where(
+                or_(
+                    cdrs.c.first_seen_us > seen,
+                    and_(cdrs.c.first_seen_us == seen, cdrs.c.id > pid),
+                )
+            )
+        sort_time = func.coalesce(cdrs.c.start_us, cdrs.c.first_seen_us)
+        if from_us is not None:
+            query = query.where(sort_time >= from_us)
+        if until_us is not None:
+            query = query.where(sort_time < until_us)
+        if conference is not None:
+            query = query.where(cdrs.c.conference_name == conference)
+        if protocol is not None:
+            query = query.where(func.lower(cdrs.c.protocol) == protocol.lower())
+        if state is not None:
+            query = query.where(cdrs.c.state == state)
+        query = query.order_by(cdrs.c.first_seen_us, cdrs.c.id).limit(limit)
+        return [dict(row._mapping) for row in await conn.execute(query)]
+
+    async def get_leg(self, conn: AsyncConnection, participant_id: str) -> dict[str, Any] | None:
+        """One CDR by participant id."""
+        row = (await conn.execute(select(cdrs).where(cdrs.c.id == participant_id))).first()
+        return None if row is None else dict(row._mapping)
+
+    async def events_of_leg(
+        self, conn: AsyncConnection, participant_id: str
+    ) -> list[dict[str, Any]]:
+        """A leg's events in time order, each with the ids of the raw messages it came from."""
+        result = await conn.execute(
+            select(events)
+            .where(events.c.participant_id == participant_id)
+            .order_by(events.c.time_us, events.c.id)
+        )
+        rows = [dict(row._mapping) for row in result]
+        digests = [row["digest"] for row in rows]
+        sources: dict[bytes, list[int]] = {}
+        for chunk in _chunks(digests):
+            links = await conn.execute(
+                select(event_messages.c.digest, event_messages.c.message_id)
+                .where(event_messages.c.digest.in_(chunk))
+                .order_by(event_messages.c.message_id)
+            )
+            for digest, message_id in links:
+                sources.setdefault(bytes(digest), []).append(int(message_id))
+        for row in rows:
+            row["message_ids"] = sources.get(bytes(row["digest"]), [])
+        return rows
+
+    async def legs_between(
+        self, conn: AsyncConnection, from_us: int | None, until_us: int | None
+    ) -> list[dict[str, Any]]:
+        """Open and closed legs with a conference, by conference and start: for instances."""
+        query = select(
+            cdrs.c.conference_name, cdrs.c.start_us, cdrs.c.end_us, cdrs.c.id, cdrs.c.node
+        ).where(
+            cdrs.c.start_us.is_not(None),
+            cdrs.c.conference_name.is_not(None),
+            cdrs.c.state.in_(("open", "closed")),
+        )
+        if from_us is not None:
+            query = query.where(cdrs.c.start_us >= from_us)
+        if until_us is not None:
+            query = query.where(cdrs.c.start_us < until_us)
+        query = query.order_by(cdrs.c.conference_name, cdrs.c.start_us, cdrs.c.id)
+        return [dict(row._mapping) for row in await conn.execute(query)]

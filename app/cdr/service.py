@@ -1,0 +1,169 @@
+"""Call events and CDRs: derivation from stored messages, rebuild, and read queries."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.db.models import messages
+
+from .assembly import assemble_leg
+from .conferences import ConferenceInstance, group_instances
+from .extract import CallEvent, NotPexip, extract
+from .repository import CdrRepository
+
+log = logging.getLogger(__name__)
+
+# (message id, sending host, raw frame, offset of MSG in the frame)
+StoredMessage = tuple[int, str | None, bytes, int]
+
+
+@dataclass(slots=True)
+class Derived:
+    """What deriving one set of messages produced."""
+
+    events: int = 0  # new call events
+    duplicates: int = 0  # messages whose event was already stored
+    unparsed: int = 0  # Pexip-looking messages whose body did not parse
+    legs: int = 0  # CDRs created or updated
+
+    def add(self, other: Derived) -> None:
+        """Accumulate another result into this one."""
+        self.events += other.events
+        self.duplicates += other.duplicates
+        self.unparsed += other.unparsed
+        self.legs += other.legs
+
+
+async def derive(conn: AsyncConnection, stored: Iterable[StoredMessage]) -> Derived:
+    """Extract the call events of `stored` messages and bring their legs' CDRs up to date.
+
+    Idempotent: events already stored are only linked to the new messages, and a leg is
+    reassembled from all of its events, so arrival order never matters.
+    """
+    result = Derived()
+    found: dict[bytes, CallEvent] = {}
+    links: list[dict[str, Any]] = []
+    for message_id, node, raw, offset in stored:
+        try:
+            call_event = extract(raw, offset, node, message_id)
+        except NotPexip:
+            result.unparsed += 1
+            continue
+        if call_event is None:
+            continue
+        links.append({"digest": call_event.digest, "message_id": message_id})
+        found.setdefault(call_event.digest, call_event)
+    if not found:
+        return result
+    repository = CdrRepository.for_connection(conn)
+    known = await repository.existing_event_digests(conn, list(found))
+    new = [event for digest, event in found.items() if digest not in known]
+    result.duplicates = len(links) - len(new)
+    result.events = len(new)
+    await repository.insert_events(conn, [event.as_row() for event in new])
+    await repository.link_messages(conn, links)
+    participant_ids = sorted({pid for event in new if (pid := event.participant_id)})
+    if participant_ids:
+        legs = await repository.leg_events(conn, participant_ids)
+        await repository.upsert_legs(conn, (assemble_leg(pid, legs[pid]) for pid in legs))
+        result.legs = len(participant_ids)
+    return result
+
+
+async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
+    """Recreate every event and CDR from the raw store, one transaction per chunk."""
+    total = Derived()
+    async with engine.begin() as conn:
+        await CdrRepository.for_connection(conn).clear(conn)
+    last_id = 0
+    while True:
+        async with engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        messages.c.id, messages.c.hostname, messages.c.raw, messages.c.msg_offset
+                    )
+                    .where(messages.c.id > last_id)
+                    .order_by(messages.c.id)
+                    .limit(chunk)
+                )
+            ).all()
+            if not rows:
+                return total
+            total.add(await derive(conn, ((r[0], r[1], bytes(r[2]), r[3]) for r in rows)))
+            last_id = rows[-1][0]
+
+
+def encode_cursor(first_seen_us: int, participant_id: str) -> str:
+    """An opaque keyset cursor for the CDR listing."""
+    return base64.urlsafe_b64encode(f"{first_seen_us}:{participant_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The keyset behind a cursor; ValueError if it is not one of ours."""
+    try:
+        seen, _, pid = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        return int(seen), pid
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc
+
+
+async def page_cdrs(
+    conn: AsyncConnection,
+    *,
+    limit: int,
+    cursor: str | None,
+    from_us: int | None = None,
+    until_us: int | None = None,
+    conference: str | None = None,
+    protocol: str | None = None,
+    state: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of CDRs and the cursor of the next page (None on the last)."""
+    rows = await CdrRepository.for_connection(conn).page_legs(
+        conn,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+        from_us=from_us,
+        until_us=until_us,
+        conference=conference,
+        protocol=protocol,
+        state=state,
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["first_seen_us"], rows[-1]["id"])
+    return rows, next_cursor
+
+
+async def get_cdr(
+    conn: AsyncConnection, participant_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """One CDR with its events, or None."""
+    repository = CdrRepository.for_connection(conn)
+    leg = await repository.get_leg(conn, participant_id)
+    if leg is None:
+        return None
+    return leg, await repository.events_of_leg(conn, participant_id)
+
+
+async def list_conferences(
+    conn: AsyncConnection, from_us: int | None, until_us: int | None
+) -> list[ConferenceInstance]:
+    """Conference instances whose first leg started in the window."""
+    legs = await CdrRepository.for_connection(conn).legs_between(conn, from_us, until_us)
+    return group_instances(legs)
+
+
+async def counts(conn: AsyncConnection) -> tuple[int, int]:
+    """(events, CDRs) stored."""
+    repository = CdrRepository.for_connection(conn)
+    return await repository.count_events(conn), await repository.count_cdrs(conn)

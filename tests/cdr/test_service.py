@@ -1,0 +1,112 @@
+"""Events and CDRs derived by the batch writer in real databases: exact, once, any order."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.cdr import service
+from app.db.engine import create_engine
+from app.db.models import cdrs, event_messages, events
+from app.ingest.origin import Origin
+from app.ingest.writer import BatchWriter
+from app.metrics import Metrics
+from parsers.framing import Frame
+from tests.cdr.scenario import CALL_EVENTS, EXPECTED, LINES
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+async def ingest(engine: AsyncEngine, frames: list[bytes], origin: Origin, batch: int) -> None:
+    writer = BatchWriter(engine, Metrics(), batch_size=batch, linger=0)
+    writer.start()
+    for start in range(0, len(frames), batch):
+        writer.submit(origin, [Frame(f) for f in frames[start : start + batch]])
+        await writer.wait_for_room()
+    await writer.stop()
+
+
+async def legs(engine: AsyncEngine) -> dict[str, tuple[object, ...]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                cdrs.c.id, cdrs.c.state, cdrs.c.duration, cdrs.c.disconnect_reason, cdrs.c.protocol
+            )
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+
+async def count(engine: AsyncEngine, table: object) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+async def test_cdrs_are_exact_whatever_the_order_and_batching(
+    engine: AsyncEngine, seed: int
+) -> None:
+    frames = [line.rfc5424() for line in LINES]
+    random.Random(seed).shuffle(frames)
+    await ingest(engine, frames, Origin("tcp", "10.0.1.11", 5000), batch=seed + 2)
+    assert await legs(engine) == EXPECTED
+    assert await count(engine, events) == CALL_EVENTS
+
+
+async def test_the_same_lines_again_add_links_not_events(engine: AsyncEngine) -> None:
+    frames = [line.rfc5424() for line in LINES]
+    await ingest(engine, frames, Origin("tcp", "10.0.1.11", 5000), batch=5)
+    # The same bodies again, backfilled from a file in another header format.
+    file_lines = [line.rsyslog().encode() for line in LINES]
+    await ingest(engine, file_lines, Origin("file", source="/var/log/pexip.log"), batch=4)
+    assert await count(engine, events) == CALL_EVENTS
+    assert await count(engine, event_messages) == 2 * CALL_EVENTS
+    assert await legs(engine) == EXPECTED
+
+
+async def test_rebuild_recreates_the_same_cdrs(engine: AsyncEngine) -> None:
+    await ingest(engine, [line.rfc5424() for line in LINES], Origin("tcp", "h", 1), batch=100)
+    before = await legs(engine)
+    derived = await service.rebuild(engine, chunk=3)
+    assert derived.events == CALL_EVENTS
+    assert await legs(engine) == before == EXPECTED
+
+
+async def test_a_leg_can_be_read_with_its_events_and_raw_messages(engine: AsyncEngine) -> None:
+    await ingest(engine, [line.rfc5424() for line in LINES], Origin("tcp", "h", 1), batch=100)
+    async with engine.connect() as conn:
+        found = await service.get_cdr(conn, "p-carol")
+    assert found is not None
+    leg, leg_events = found
+    assert leg["conference_name"] == "Weekly sync"
+    assert leg["vendor"] == 'Polycom "HDX"'
+    assert [e["message"] for e in leg_events] == [
+        "Participant has joined.",
+        "Participant has disconnected.",
+    ]
+    assert all(len(e["message_ids"]) == 1 for e in leg_events)
+
+
+async def test_cdr_pages_follow_a_stable_cursor(engine: AsyncEngine) -> None:
+    await ingest(engine, [line.rfc5424() for line in LINES], Origin("tcp", "h", 1), batch=100)
+    seen: list[str] = []
+    cursor = None
+    async with engine.connect() as conn:
+        while True:
+            rows, cursor = await service.page_cdrs(conn, limit=2, cursor=cursor)
+            seen += [row["id"] for row in rows]
+            if cursor is None:
+                break
+        everything, _ = await service.page_cdrs(conn, limit=100, cursor=None)
+        closed, _ = await service.page_cdrs(conn, limit=100, cursor=None, state="closed")
+    assert seen == [row["id"] for row in everything]
+    assert len(seen) == len(EXPECTED)
+    assert {row["id"] for row in closed} == {k for k, v in EXPECTED.items() if v[0] == "closed"}
