@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +17,7 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.db.migrate import upgrade
+from app.errors import CdreconError
 
 _DATABASE_OPTION = click.option(
     "--database-url", help="SQLAlchemy URL [env CDRECON_DATABASE_URL; default ./cdrecon.db]"
@@ -173,6 +177,143 @@ def rebuild(**flags: Any) -> None:
         )
 
     asyncio.run(run())
+
+
+def _when(text: str) -> datetime:
+    """An ISO 8601 time; without a zone it is UTC (every Pexip clock is UTC)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO 8601 time: {text!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _seconds(text: str) -> float:
+    """`2s`, `500ms`, `1.5` (seconds) or `1m`."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    for suffix in ("ms", "s", "m"):
+        if text.endswith(suffix):
+            number, scale = text[: -len(suffix)], units[suffix]
+            break
+    else:
+        number, scale = text, 1.0
+    try:
+        return float(number) * scale
+    except ValueError as exc:
+        raise click.BadParameter(f"not a duration: {text!r} (try 2s or 500ms)") from exc
+
+
+@main.command("import-history")
+@_DATABASE_OPTION
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
+def import_history(files: tuple[str, ...], **flags: Any) -> None:
+    """Import MN history exports (API JSON, JSON lines or CSV); each file all or nothing."""
+    from app.db.engine import create_engine
+    from app.history.service import HistoryImportError, import_document
+    from app.ingest.backfill import source_name
+
+    settings = _settings(**flags)
+    _logging("WARNING")
+    upgrade(settings.database_url)
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        failures = 0
+        try:
+            for path in files:
+                with click.open_file(path, "rb") as handle:
+                    document = handle.read()
+                source = source_name(path)
+                try:
+                    async with engine.begin() as conn:
+                        stored = await import_document(conn, document, source)
+                except HistoryImportError as exc:
+                    failures += 1
+                    click.echo(str(exc), err=True)
+                    for error in exc.errors[:50]:
+                        where = f"record {error.row}" + (
+                            f" ({error.record_id})" if error.record_id else ""
+                        )
+                        field = f" field {error.field}" if error.field else ""
+                        click.echo(f"  {where}{field}: {error.reason}", err=True)
+                    continue
+                click.echo(
+                    f"{path}: {stored.participants} participant and "
+                    f"{stored.conferences} conference records"
+                )
+        finally:
+            await engine.dispose()
+        return failures
+
+    if asyncio.run(run()):
+        raise SystemExit(1)
+
+
+@main.command("pull-history")
+@_DATABASE_OPTION
+@click.option("--url", required=True, help="Management Node base URL, https://mn.example.com")
+@click.option("--user", required=True, help="MN API user (HTTP Basic)")
+@click.option("--password-file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="CA file for TLS")
+@click.option("--since", help="pull records that ended since this time (default: checkpoint)")
+def pull_history(
+    url: str, user: str, password_file: str, ca_bundle: str | None, since: str | None, **flags: Any
+) -> None:
+    """Pull participant and conference history from the MN's REST API, from the checkpoint."""
+    from app.history.pulling import pull_once
+
+    settings = _settings(**flags)
+    _logging("WARNING")
+    upgrade(settings.database_url)
+    password = Path(password_file).read_text().strip()
+    result = asyncio.run(
+        pull_once(
+            settings.database_url,
+            url,
+            user,
+            password,
+            Path(ca_bundle) if ca_bundle else None,
+            _when(since) if since else None,
+        )
+    )
+    click.echo(f"{result.participants} participant and {result.conferences} conference records")
+
+
+@main.command("reconcile")
+@_DATABASE_OPTION
+@click.option("--from", "from_", required=True, help="window start (ISO 8601, UTC)")
+@click.option("--until", required=True, help="window end, exclusive (ISO 8601, UTC)")
+@click.option("--tolerance", default="2s", show_default=True, help="start/end tolerance")
+def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> None:
+    """Match syslog CDRs with MN records over [from, until); prints the JSON summary."""
+    from app.db.engine import create_engine
+    from app.reconcile.service import reconcile
+
+    settings = _settings(**flags)
+    _logging("WARNING")
+    upgrade(settings.database_url)
+    start, end = _when(from_), _when(until)
+    tolerance_us = round(_seconds(tolerance) * 1_000_000)
+
+    async def run() -> dict[str, Any]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.begin() as conn:
+                return await reconcile(
+                    conn,
+                    round(start.timestamp() * 1_000_000),
+                    round(end.timestamp() * 1_000_000),
+                    tolerance_us,
+                    created_by="cli",
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        summary = asyncio.run(run())
+    except CdreconError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     # UDP cannot be paused; past this many waiting messages datagrams are dropped and counted.
     queue_udp_limit: int = Field(default=200000, ge=1)
 
+    # Scheduled MN history pulls inside `serve` (off unless a URL is set).
+    mn_url: str = ""
+    mn_user: str = ""
+    mn_password_file: Path | None = None
+    mn_ca_bundle: Path | None = None
+    mn_pull_interval: float = Field(default=900.0, ge=10)
+
     log_level: str = "INFO"
 
     @field_validator("syslog_tcp", "syslog_udp", "syslog_tls", "http")

@@ -9,7 +9,10 @@ from sqlalchemy import text
 
 from app.api.deps import RuntimeDep
 from app.cdr.endpoints import router as cdr_router
+from app.errors import install_handlers
+from app.history.endpoints import router as history_router
 from app.ingest.endpoints import router as ingest_router
+from app.reconcile.endpoints import router as reconcile_router
 from app.runtime import Runtime
 
 
@@ -21,6 +24,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         version="0.1.0",
     )
     app.state.runtime = runtime
+    install_handlers(app)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     async def healthz(runtime: RuntimeDep) -> Response:
@@ -42,5 +46,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     v1 = APIRouter(prefix="/api/v1")
     v1.include_router(ingest_router)
     v1.include_router(cdr_router)
+    v1.include_router(history_router)
+    v1.include_router(reconcile_router)
     app.include_router(v1)
     return app

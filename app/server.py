@@ -68,7 +68,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         log.info("cdrecon serving; HTTP on %s", settings.http_address)
         if ready is not None:
             ready.set()
+        puller = _start_history_pulls(settings)
         await stop.wait()
+        if puller is not None:
+            puller.cancel()
         log.info("stopping: draining syslog connections")
         await receivers.stop(settings.drain_timeout)
         await runtime.writer.stop()
@@ -78,3 +81,25 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     finally:
         await runtime.writer.stop()
         await runtime.engine.dispose()
+
+
+def _start_history_pulls(settings: Settings) -> asyncio.Task[None] | None:
+    """The scheduled MN history pull, when an MN is configured."""
+    if not settings.mn_url:
+        return None
+    from app.history.pulling import pull_forever
+
+    password = ""
+    if settings.mn_password_file is not None:
+        password = settings.mn_password_file.read_text().strip()
+    return asyncio.create_task(
+        pull_forever(
+            settings.database_url,
+            settings.mn_url,
+            settings.mn_user,
+            password,
+            settings.mn_ca_bundle,
+            settings.mn_pull_interval,
+        ),
+        name="cdrecon-history-pull",
+    )

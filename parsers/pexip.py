@@ -1,4 +1,4 @@
-"""Parse the body of a Pexip Infinity administrator/support log line into a `PexipEvent`.
+r"""Parse the body of a Pexip Infinity administrator/support log line into a `PexipEvent`.
 
 The body is what follows the syslog header::
 
@@ -15,24 +15,26 @@ quoted in docs/pexip-format.md section 3) and the sample lines we have:
 
 A value runs to its *closing quote*: the first '"' that is not preceded by a backslash and is
 followed by the end of the line, or by whitespace and the next `key="`. pexip-log-tools ends a
-value at any unescaped '"' followed by whitespace; requiring the next `key="` as well is the one
-place where we are stricter than Pexip's tool, and it is what keeps these real values whole:
-SIP messages flattened with `^M` (`From: "Alice" <sip:...>`; pexip-log-tools special-cases a
-value starting with `^M` for exactly this reason) and display names with quotes inside. So:
+value at any unescaped '"' followed by whitespace; also requiring the next `key="` is what keeps
+these real values whole: SIP messages flattened with `^M` (`From: "Alice" <sip:...>`, the reason
+pexip-log-tools special-cases values that start with `^M`) and display names with quotes in
+them. Where pexip-log-tools would cut such a value, it would also make a junk key of the rest.
+So:
 
 - Unescaped quotes inside a value survive (`Content="{"protocol": "MSSIP", ...}"`), as long as
   no quote inside it is followed by whitespace and something shaped like `key="`. A value that
   contains `" key="` *is* cut there: the rest becomes the next pair (documented limitation;
   the format cannot tell them apart).
-- Escapes: `\\"` is unescaped to `"`. No other backslash sequence is special (`\\\\` stays two
+- Escapes: `\"` is unescaped to `"`. No other backslash sequence is special (`\\` stays two
   backslashes), exactly as pexip-log-tools does it. Hence a value cannot end with a backslash (its
   closing quote would read as escaped), and a literal backslash-quote in the original text comes
   back as a bare quote.
 - The two characters `^M` (Pexip's stand-in for CR in flattened multi-line text) are kept as
   they are, also at the start of a value; `split_cr` splits a value on them.
 - Empty values (`Key=""`) are kept as "". Values may hold any other text, including non-ASCII.
-- Duplicate keys (after lower-casing): the first occurrence wins, later ones are ignored, so
-  that a repeated key later in a line cannot override what the line began with.
+- Duplicate keys (after lower-casing): the first occurrence wins and later ones are ignored,
+  so that text later in a line (say, a value cut by the limitation above) cannot override what
+  the line began with. (pexip-log-tools keeps the last.)
 - Leading whitespace is an error (the body starts at the timestamp: use `find_pexip_body`);
   trailing whitespace, CR and LF are ignored.
 
@@ -42,11 +44,13 @@ partial=True)` instead returns the pairs completed before the cut, with `event.t
 and drops the pair that was cut (a value cut short, say a UUID, must not be mistaken for a whole
 one). A cut that falls just after a closing-quote-looking quote cannot be detected.
 
-Two implementations of the one grammar: a pyparsing grammar (`_BODY`), which reads as the
-spec and gives precise errors, and a fast scanner (`_scan_fast`) built on `str.split` and two
-regular expressions, which is what the ingest hot path runs. The scanner either returns exactly
-what the grammar would (tests/parsers/test_pexip.py proves it with hypothesis) or gives up, and
-then the grammar decides: it parses odd-but-valid lines and explains invalid ones.
+Two implementations of the one grammar. The pyparsing grammar (`_BODY`) reads as the spec and
+says precisely what is wrong with a bad line. Two scanners do the work on the ingest hot path:
+`_scan_simple` takes the usual line (no quote inside a value, no backslash, single spaces) in a
+few C-level calls, and `_scan_general` takes every other line with a few regular expressions.
+Between them they accept exactly the lines the grammar accepts and return the same events (the
+tests prove it with hypothesis), so the grammar only runs to explain a line that is wrong, and
+for a truncated line only on the pair that was cut.
 """
 
 import calendar
@@ -60,6 +64,7 @@ from typing import Final
 import pyparsing as pp
 
 __all__ = [
+    "CR_MARKER",
     "PARTICIPANT_ATTEMPTING",
     "PARTICIPANT_DISCONNECTED",
     "PARTICIPANT_JOINED",
@@ -76,6 +81,7 @@ PARTICIPANT_ATTEMPTING: Final = "Participant attempting to join conference."
 PARTICIPANT_JOINED: Final = "Participant has joined."
 PARTICIPANT_DISCONNECTED: Final = "Participant has disconnected."
 
+# Pexip's stand-in for CR inside a value: the two characters '^' and 'M'.
 CR_MARKER: Final = "^M"
 
 
@@ -137,10 +143,15 @@ def parse_pexip(body: str, *, partial: bool = False) -> PexipEvent:
     `truncated=True`; any other error still raises.
     """
     event = _scan_simple(body)
-    if event is None:
-        event = _scan_general(body, partial)
-        if event is None:
-            event = _parse_grammar(body, partial)
+    if event is not None:
+        return event
+    scanned = _scan_general(body)
+    if scanned is None:
+        return _parse_grammar(body, partial)
+    event, cut = scanned
+    if cut is not None and not partial:
+        # Truncated: only the pair that was cut needs the grammar to say what went wrong.
+        raise _explain_cut(body, cut)
     return event
 
 
@@ -161,7 +172,7 @@ def is_pexip_body(message: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# The grammar (pyparsing): the reference, used when the fast scanner gives up.
+# The grammar (pyparsing): the reference, and what explains a bad line.
 # --------------------------------------------------------------------------------------------
 
 _KEY = r"[A-Za-z0-9_.\-]+"
@@ -196,7 +207,7 @@ def _pair(tokens: pp.ParseResults) -> tuple[str, str]:
     return (str(tokens[0]), str(tokens[1]))
 
 
-def _build_grammar() -> pp.ParserElement:
+def _build_grammar() -> tuple[pp.ParserElement, ...]:
     def part(pattern: str, what: str) -> pp.ParserElement:
         return pp.Regex(pattern).set_name(what)
 
@@ -224,22 +235,25 @@ def _build_grammar() -> pp.ParserElement:
     # '-' (not '+') after the key: once a key has started, any failure is this pair's fault,
     # and the error must say so rather than backtrack to a vaguer "expected end of text".
     pair = (key - sep('="').set_name(_OPEN_NAME) - value - sep('"')).set_parse_action(_pair)
-    body = timestamp - ws - pair - pp.ZeroOrMore(ws + pair) - pp.Optional(ws) - pp.StringEnd()
+    end = pp.Optional(ws) - pp.StringEnd()
+    body = timestamp - ws - pair - pp.ZeroOrMore(ws + pair) - end
+    # The pair a truncated line was cut in, from its key to the end of the line.
+    cut_pair = pair - end
     # Whitespace is part of the grammar (and tabs must stay tabs, columns must stay columns).
-    return body.leave_whitespace().parse_with_tabs()
+    return tuple(grammar.leave_whitespace().parse_with_tabs() for grammar in (body, cut_pair))
 
 
-_BODY: Final = _build_grammar()
+_BODY, _CUT_PAIR = _build_grammar()
 _KEY_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _TIME_SHAPE: Final = re.compile(_TIMESTAMP)
 
 
 def _parse_grammar(body: str, partial: bool) -> PexipEvent:
-    """Parse with the pyparsing grammar; the reference the fast scanner must agree with."""
+    """Parse with the pyparsing grammar: the reference the scanners must agree with."""
     try:
         tokens = _BODY.parse_string(body)
     except pp.ParseBaseException as exc:
-        error, pair_start = _diagnose(body, exc)
+        error, pair_start = _diagnose(body, exc.loc, exc.msg)
         if partial and error.truncated and pair_start is not None:
             # Re-parse what came before the pair that was cut: it raises (and so do we) when
             # no whole pair precedes it.
@@ -261,12 +275,21 @@ def _parse_grammar(body: str, partial: bool) -> PexipEvent:
     )
 
 
-def _diagnose(body: str, exc: pp.ParseBaseException) -> tuple[PexipParseError, int | None]:
-    """Turn a pyparsing exception into a PexipParseError, plus where the failing pair starts
-    (None unless the failure is inside a pair: after its key, or in its value)."""
+def _explain_cut(body: str, cut: int) -> PexipParseError:
+    """The error for a body truncated in the pair starting at `cut` (the grammar's own error,
+    found without re-parsing the whole pairs before it)."""
+    try:
+        _CUT_PAIR.parse_string(body[cut:])
+    except pp.ParseBaseException as exc:
+        return _diagnose(body, cut + exc.loc, exc.msg)[0]
+    raise AssertionError(f"not truncated at {cut}: {body!r}")  # pragma: no cover
+
+
+def _diagnose(body: str, loc: int, message: str) -> tuple[PexipParseError, int | None]:
+    """Turn a pyparsing error at `loc` into a PexipParseError, plus where the failing pair
+    starts (None unless the failure is inside a pair: after its key, or in its value)."""
     end = len(body.rstrip())
-    loc = exc.loc
-    expected = exc.msg.removeprefix("Expected ")
+    expected = message.removeprefix("Expected ")
     rest = body[loc:end]
     pair_start: int | None = None
     if expected in (_VALUE_NAME, _OPEN_NAME):
@@ -304,16 +327,19 @@ def _cut_in_time(body: str, end: int) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# The fast scanner: the same grammar for the lines seen in practice, in a few C-level calls.
+# The scanners: the same grammar, fast.
 # --------------------------------------------------------------------------------------------
 
 # Simple lines have no backslash, no quote inside a value and single spaces between pairs.
 # Split on '"', such a line alternates between the text outside the quotes and the values:
 #     ['2017-07-09 13:45:29,919 Level=', 'INFO', ' Name=', 'support.dns', ..., '']
-# and the text outside the quotes after the timestamp, ' Level= Name= ...=', is its *shape*.
+# and the text outside the quotes after the timestamp, joined by '"' (which marks where each
+# piece ends, as no piece holds one), is the line's *shape*: ' Level=" Name=" ...='.
 # A node logs few distinct shapes, so each is checked and lower-cased once, then cached.
-_SHAPE: Final = re.compile(rf" {_KEY}(?:= {_KEY})*=")
-_SHAPES_MAX: Final = 4096
+_SHAPE: Final = re.compile(rf' {_KEY}=(?:" {_KEY}=)*')
+# Bounds on the cache, whatever the senders log: at most about 1024 * 2 * 2 KiB.
+_SHAPES_MAX: Final = 1024
+_SHAPE_TEXT_MAX: Final = 2048
 # shape -> (lower-cased keys, whether they are all distinct)
 _shapes: dict[str, tuple[tuple[str, ...], bool]] = {}
 # Any other line: the first key, then every closing quote that is followed by another key.
@@ -321,7 +347,7 @@ _HEAD: Final = re.compile(rf'{_TIMESTAMP}\s+({_KEY})="')
 # (The look-behind comes after the quote, so that the regex engine can scan for the quote.)
 _NEXT_KEY: Final = re.compile(rf'"(?<!\\")\s+({_KEY})="')
 # In the last chunk of a truncated line: the closing quote before a key that was cut short.
-_CUT_KEY: Final = re.compile(rf'"(?<!\\")\s+{_KEY}=?\s*\Z')
+_CUT_KEY: Final = re.compile(rf'"(?<!\\")\s+({_KEY}=?\s*)\Z')
 _BODY_ANCHOR: Final = re.compile(rf'(?<![0-9]){_TIMESTAMP}\s+{_KEY}="')
 _TIME_LEN: Final = 23  # len("2017-07-09 13:45:29,919")
 # The separators of a timestamp, at 4, 7, ..., 19: `time[4:20:3]` in one slice.
@@ -345,11 +371,6 @@ _set_fields = _slot_setter("fields")
 _set_truncated = _slot_setter("truncated")
 
 
-def _scan_fast(body: str, partial: bool) -> PexipEvent | None:
-    """The event the grammar would return for `body`, or None when the scanners cannot tell."""
-    return _scan_simple(body) or _scan_general(body, partial)
-
-
 def _scan_simple(body: str) -> PexipEvent | None:
     """Scan a simple line (see `_SHAPE`) in a few C calls; None for any other line."""
     if "\\" in body:
@@ -360,11 +381,10 @@ def _scan_simple(body: str) -> PexipEvent | None:
         return None
     stamp = parts[0]
     parts[0] = stamp[_TIME_LEN:]
-    shape_text = "".join(parts[0:-1:2])
+    shape_text = '"'.join(parts[0:-1:2])
     shape = _shapes.get(shape_text) or _learn_shape(shape_text)
     tail = parts[-1]
-    # One key per value: two quoted strings in a row (`""""`) add a value but no key.
-    if shape is None or len(shape[0]) != len(parts) >> 1 or (tail and not tail.isspace()):
+    if shape is None or (tail and not tail.isspace()):
         return None
     # Each value is quote-free and sits between ` key="` and a quote followed by ` key="` or by
     # the end: its closing quote is the next quote, as the grammar says.
@@ -392,20 +412,25 @@ def _scan_simple(body: str) -> PexipEvent | None:
 
 
 def _learn_shape(shape_text: str) -> tuple[tuple[str, ...], bool] | None:
-    """Check a shape not seen before and cache it; None if it is not ` key= key= ... key=`."""
+    """Check a shape not seen before and cache it; None if it is not ` key=" key=" ... key=`."""
     if _SHAPE.fullmatch(shape_text) is None:
         return None
-    keys = tuple(shape_text[1:-1].lower().split("= "))
+    keys = tuple(shape_text[1:-1].lower().split('=" '))
     shape = (keys, len(set(keys)) == len(keys))
-    if len(_shapes) >= _SHAPES_MAX:
-        # Bounded, whatever the senders log; a busy node's shapes come back within a batch.
-        _shapes.clear()
-    _shapes[shape_text] = shape
+    if len(shape_text) <= _SHAPE_TEXT_MAX:
+        if len(_shapes) >= _SHAPES_MAX:
+            # A busy node's usual shapes are back in the cache within a few lines.
+            _shapes.clear()
+        _shapes[shape_text] = shape
     return shape
 
 
-def _scan_general(body: str, partial: bool) -> PexipEvent | None:
-    """Lines with quotes or escapes inside values, odd whitespace, or a truncated end."""
+def _scan_general(body: str) -> tuple[PexipEvent, int | None] | None:
+    """Scan a line with quotes or escapes inside values, odd whitespace, or a truncated end.
+
+    Returns the event and, for a truncated line, where the pair that was cut starts (the event
+    then holds the pairs before it); None when the scanner cannot tell (the grammar can).
+    """
     head = _HEAD.match(body)
     if head is None:
         return None
@@ -419,26 +444,28 @@ def _scan_general(body: str, partial: bool) -> PexipEvent | None:
     values = parts[0::2]
     # Every value but the last ended at a closing quote followed by the next key; the last one
     # must end at a closing quote followed by nothing but whitespace.
-    last = values[-1].rstrip()
-    truncated = False
-    if last.endswith('"') and not last.endswith('\\"'):
-        values[-1] = last[:-1]
-    elif not partial:
-        return None
+    last = values[-1]
+    stripped = last.rstrip()
+    cut: int | None = None
+    if stripped.endswith('"') and not stripped.endswith('\\"'):
+        values[-1] = stripped[:-1]
     else:
-        truncated = True
-        cut_key = _CUT_KEY.search(values[-1])
+        # Truncated. The last chunk of the line is all of the last value and what follows.
+        cut_key = _CUT_KEY.search(last)
         if cut_key is not None:
             # Cut inside the key after the last value: that value is whole.
-            values[-1] = values[-1][: cut_key.start()]
+            values[-1] = last[: cut_key.start()]
+            cut = len(body) - len(last) + cut_key.start(1)
         else:
             # Cut inside the last value: drop the pair.
+            cut = len(body) - len(last) - len(keys[-1]) - len('="')
             del keys[-1], values[-1]
             if not keys:
                 return None
     if "\\" in body:
         values = [value.replace('\\"', '"') for value in values]
-    return _make_event(time, _first_wins([key.lower() for key in keys], values), truncated)
+    fields = _first_wins([key.lower() for key in keys], values)
+    return _make_event(time, fields, cut is not None), cut
 
 
 def _first_wins(keys: Sequence[str], values: Sequence[str]) -> dict[str, str]:

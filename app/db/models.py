@@ -138,3 +138,99 @@ cdrs = Table(
     Index("ix_cdrs_conference_name", "conference_name", "first_seen_us"),
     Index("ix_cdrs_call_uuid", "call_uuid"),
 )
+
+# Management Node participant history, one row per record id, as received (`record` holds
+# the whole object as JSON) with the fields reconciliation compares pulled out.
+mn_participants = Table(
+    "mn_participants",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("call_uuid", Text, nullable=True),
+    Column("conversation_id", Text, nullable=True),
+    Column("conference_id", String(128), nullable=True),
+    Column("conference_name", Text, nullable=True),
+    Column("display_name", Text, nullable=True),
+    Column("local_alias", Text, nullable=True),
+    Column("remote_alias", Text, nullable=True),
+    Column("protocol", String(32), nullable=True),
+    Column("call_direction", String(16), nullable=True),
+    Column("role", String(32), nullable=True),
+    Column("disconnect_reason", Text, nullable=True),
+    Column("remote_address", String(255), nullable=True),
+    Column("remote_port", Integer, nullable=True),
+    Column("signalling_node", String(255), nullable=True),
+    Column("media_node", String(255), nullable=True),
+    Column("proxy_node", String(255), nullable=True),
+    Column("system_location", Text, nullable=True),
+    Column("service_type", String(64), nullable=True),
+    Column("service_tag", Text, nullable=True),
+    Column("call_tag", Text, nullable=True),
+    Column("vendor", Text, nullable=True),
+    Column("has_media", Boolean, nullable=True),
+    Column("start_us", BigInteger, nullable=True),
+    Column("end_us", BigInteger, nullable=True),
+    Column("duration", Integer, nullable=True),
+    Column("record", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("imported_us", BigInteger, nullable=False),
+    Index("ix_mn_participants_start_us", "start_us"),
+    Index("ix_mn_participants_end_us", "end_us"),
+    Index("ix_mn_participants_call_uuid", "call_uuid"),
+)
+
+mn_conferences = Table(
+    "mn_conferences",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", Text, nullable=True),
+    Column("start_us", BigInteger, nullable=True),
+    Column("end_us", BigInteger, nullable=True),
+    Column("duration", Integer, nullable=True),
+    Column("participant_count", Integer, nullable=True),
+    Column("service_type", String(64), nullable=True),
+    Column("tag", Text, nullable=True),
+    Column("record", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("imported_us", BigInteger, nullable=False),
+)
+
+# How far `pull-history` has read each resource, by end time (records are written when a
+# call ends, so end time is the MN's ingestion order).
+pull_checkpoints = Table(
+    "pull_checkpoints",
+    metadata,
+    Column("resource", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("end_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+# A reconciliation run over [from, until): its summary JSON (counts, gaps, input bounds)
+# and one item per CDR or MN record (a matched pair is one item).
+reconciliations = Table(
+    "reconciliations",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=True),
+    Column("from_us", BigInteger, nullable=False),
+    Column("until_us", BigInteger, nullable=False),
+    Column("tolerance_us", BigInteger, nullable=False),
+    Column("summary", Text, nullable=False),
+)
+
+reconciliation_items = Table(
+    "reconciliation_items",
+    metadata,
+    Column("run_id", BigInteger, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("status", String(24), nullable=False),
+    Column("cdr_id", String(128), nullable=True),
+    Column("mn_id", String(128), nullable=True),
+    Column("matched_by", String(16), nullable=True),
+    Column("time_us", BigInteger, nullable=True),
+    Column("conference_name", Text, nullable=True),
+    Column("node", String(255), nullable=True),
+    Column("differences", Text, nullable=True),
+    Index("ix_reconciliation_items_status", "run_id", "status", "seq"),
+)

@@ -1,0 +1,1 @@
+"""Management Node history: import from files, pull over its REST API, store as received."""

@@ -1,0 +1,91 @@
+"""All SQL of the MN record store and pull checkpoints; dialect differences chosen once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.db.models import mn_conferences, mn_participants, pull_checkpoints
+
+
+class HistoryRepository:
+    """Writes and reads MN participant and conference records."""
+
+    def __init__(self, dialect_name: str) -> None:
+        self._dialect_name = dialect_name
+
+    @classmethod
+    def for_connection(cls, conn: AsyncConnection) -> HistoryRepository:
+        """The repository for the dialect of `conn`."""
+        return cls(conn.dialect.name)
+
+    async def _upsert(
+        self, conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        if not rows:
+            return
+        updated = {c.name for c in table.columns} - {"id"}
+        if self._dialect_name == "postgresql":
+            pg = postgresql.insert(table)
+            statement: postgresql.Insert | sqlite.Insert = pg.on_conflict_do_update(
+                index_elements=["id"], set_={name: pg.excluded[name] for name in updated}
+            )
+        else:
+            lite = sqlite.insert(table)
+            statement = lite.on_conflict_do_update(
+                index_elements=["id"], set_={name: lite.excluded[name] for name in updated}
+            )
+        for start in range(0, len(rows), 1000):
+            await conn.execute(statement, list(rows[start : start + 1000]))
+
+    async def upsert_participants(
+        self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Store participant records; a newer copy of a record replaces the older one."""
+        await self._upsert(conn, mn_participants, rows)
+
+    async def upsert_conferences(
+        self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Store conference records; a newer copy replaces the older one."""
+        await self._upsert(conn, mn_conferences, rows)
+
+    async def checkpoint(self, conn: AsyncConnection, resource: str) -> tuple[str, int] | None:
+        """(MN URL, end time in µs) up to which `resource` has been pulled, if ever."""
+        row = (
+            await conn.execute(
+                select(pull_checkpoints.c.url, pull_checkpoints.c.end_us).where(
+                    pull_checkpoints.c.resource == resource
+                )
+            )
+        ).first()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    async def save_checkpoint(
+        self, conn: AsyncConnection, resource: str, url: str, end_us: int, now_us: int
+    ) -> None:
+        """Move the pull checkpoint of `resource` forward."""
+        values = {"resource": resource, "url": url, "end_us": end_us, "updated_us": now_us}
+        insert = postgresql.insert if self._dialect_name == "postgresql" else sqlite.insert
+        statement = insert(pull_checkpoints).values(values)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["resource"],
+                set_={"url": url, "end_us": end_us, "updated_us": now_us},
+            )
+        )
+
+    async def count_participants(self, conn: AsyncConnection) -> int:
+        """MN participant records stored."""
+        return int(
+            (await conn.execute(select(func.count()).select_from(mn_participants))).scalar_one()
+        )
+
+    async def oldest_start(self, conn: AsyncConnection) -> int | None:
+        """The start of the oldest participant record the MN still holds (its retention)."""
+        value = (await conn.execute(select(func.min(mn_participants.c.start_us)))).scalar_one()
+        return None if value is None else int(value)

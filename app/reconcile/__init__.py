@@ -1,0 +1,1 @@
+"""Reconciliation: syslog CDRs against the Management Node's records, and the restore gaps."""

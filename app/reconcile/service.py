@@ -1,0 +1,136 @@
+"""Reconciliation runs: load a window from both stores, classify, persist, summarise."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.errors import InvalidInputError, NotFoundError
+from app.history.repository import HistoryRepository
+
+from .matching import Gap, Outcome, classify
+from .repository import ReconcileRepository
+
+
+class RunNotFound(NotFoundError):
+    """No reconciliation run with that id."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"no reconciliation run {run_id}")
+
+
+def iso(us: int | None) -> str | None:
+    """Epoch microseconds as ISO 8601 UTC with `Z`."""
+    if us is None:
+        return None
+    text = datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+    return text
+
+
+def _gap(gap: Gap) -> dict[str, Any]:
+    return {
+        "from": iso(gap.from_us),
+        "until": iso(gap.until_us),
+        "count": gap.count,
+        "nodes": sorted(gap.nodes),
+        "last_kept_before": iso(gap.before_us),
+        "first_kept_after": iso(gap.after_us),
+    }
+
+
+def _bounds(times: list[int | None]) -> dict[str, str | None]:
+    known = [t for t in times if t is not None]
+    return {"first": iso(min(known)) if known else None, "last": iso(max(known)) if known else None}
+
+
+async def reconcile(
+    conn: AsyncConnection,
+    from_us: int,
+    until_us: int,
+    tolerance_us: int = 2_000_000,
+    created_by: str | None = None,
+) -> dict[str, Any]:
+    """Run a reconciliation over [from, until), store it, and return its summary."""
+    if until_us <= from_us:
+        raise InvalidInputError("the window is empty: `until` must be after `from`")
+    repository = ReconcileRepository()
+    legs = await repository.syslog_legs(conn, from_us, until_us)
+    # Reach past the window by the tolerance, so that a record just across an edge still
+    # matches its twin; unmatched records outside the window are left out of the run.
+    records = await repository.mn_records(
+        conn, from_us - tolerance_us, until_us + tolerance_us, (leg.id for leg in legs)
+    )
+    retention_from = await HistoryRepository.for_connection(conn).oldest_start(conn)
+    outcome: Outcome = classify(
+        legs,
+        records,
+        tolerance_us=tolerance_us,
+        retention_from_us=retention_from,
+        window=(from_us, until_us),
+    )
+    now_us = time.time_ns() // 1000
+    run_id = await repository.create_run(
+        conn,
+        {
+            "created_us": now_us,
+            "created_by": created_by,
+            "from_us": from_us,
+            "until_us": until_us,
+            "tolerance_us": tolerance_us,
+            "summary": "{}",
+        },
+    )
+    pairs = sum(1 for item in outcome.items if item.cdr is not None and item.mn is not None)
+    summary = {
+        "id": run_id,
+        "created_at": iso(now_us),
+        "created_by": created_by,
+        "from": iso(from_us),
+        "until": iso(until_us),
+        "tolerance_seconds": tolerance_us / 1_000_000,
+        "counts": outcome.counts,
+        "gaps": [_gap(gap) for gap in outcome.gaps],
+        "inputs": {
+            "cdrs": len(legs),
+            "mn_records": sum(1 for item in outcome.items if item.mn is not None),
+            "pairs": pairs,
+            "syslog": _bounds([leg.time_us for leg in legs]),
+            "mn": _bounds([item.mn.time_us for item in outcome.items if item.mn is not None]),
+            "mn_retention_from": iso(retention_from),
+        },
+    }
+    await repository.insert_items(conn, run_id, outcome.items)
+    await repository.save_summary(conn, run_id, summary)
+    return summary
+
+
+async def get_summary(conn: AsyncConnection, run_id: int) -> dict[str, Any]:
+    """The stored summary of a run."""
+    run = await ReconcileRepository().get_run(conn, run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    summary: dict[str, Any] = json.loads(run["summary"])
+    return summary
+
+
+async def page_items(
+    conn: AsyncConnection, run_id: int, status: str | None, cursor: int, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of a run's items and the cursor of the next page (None on the last)."""
+    repository = ReconcileRepository()
+    if await repository.get_run(conn, run_id) is None:
+        raise RunNotFound(run_id)
+    rows = await repository.page_items(conn, run_id, status, cursor, limit + 1)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = int(rows[-1]["seq"])
+    for row in rows:
+        row["time"] = iso(row.pop("time_us"))
+        row["differences"] = json.loads(row["differences"]) if row["differences"] else None
+        row.pop("run_id", None)
+    return rows, next_cursor

@@ -1,0 +1,85 @@
+"""Reconciliation over real databases: syslog through the writer, MN history imported."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.engine import create_engine
+from app.errors import InvalidInputError
+from app.history.service import HistoryImportError, import_document
+from app.ingest.origin import Origin
+from app.ingest.writer import BatchWriter
+from app.metrics import Metrics
+from app.reconcile import service
+from parsers.framing import Frame
+from tests.reconcile.generator import generate
+
+SCENARIO = generate(seed=11, days=2, calls_per_day=80)
+
+
+def us(moment: object) -> int:
+    return round(moment.timestamp() * 1_000_000)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    writer = BatchWriter(engine, Metrics(), batch_size=500, linger=0)
+    writer.start()
+    frames = [
+        Frame(f"<134>1 {at.isoformat()} {node} pexip - - - {body}".encode())
+        for node, at, body in SCENARIO.lines
+    ]
+    writer.submit(Origin("tcp", "10.0.0.1", 1), frames)
+    await writer.stop()
+    async with engine.begin() as conn:
+        await import_document(conn, json.dumps(SCENARIO.mn_records), "mn.json")
+    yield engine
+    await engine.dispose()
+
+
+async def test_a_run_classifies_every_record_and_finds_the_gap(engine: AsyncEngine) -> None:
+    start, end = SCENARIO.window
+    async with engine.begin() as conn:
+        summary = await service.reconcile(conn, us(start), us(end), 2_000_000, "test")
+    expected = Counter(SCENARIO.expected.values())
+    assert summary["counts"] == {status: expected.get(status, 0) for status in summary["counts"]}
+    [gap] = summary["gaps"]
+    assert gap["count"] == len(SCENARIO.lost)
+    async with engine.connect() as conn:
+        items, _ = await service.page_items(conn, summary["id"], None, 0, 100_000)
+        lost, _ = await service.page_items(conn, summary["id"], "missing_in_mn", 0, 100_000)
+        again = await service.get_summary(conn, summary["id"])
+    found = {item["cdr_id"] or item["mn_id"]: item["status"] for item in items}
+    assert found == SCENARIO.expected
+    assert sorted(item["cdr_id"] for item in lost) == sorted(SCENARIO.lost)
+    assert again == summary
+
+
+async def test_a_history_document_with_a_bad_record_is_rejected_whole(engine: AsyncEngine) -> None:
+    records = [dict(r) for r in SCENARIO.mn_records[:3]]
+    records[0]["id"] = "new-1"
+    records[1]["id"] = "new-2"
+    records[1]["start_time"] = "yesterday"
+    async with engine.begin() as conn:
+        with pytest.raises(HistoryImportError) as raised:
+            await import_document(conn, json.dumps(records), "bad.json")
+    assert [(e.row, e.field) for e in raised.value.errors] == [(2, "start_time")]
+    async with engine.connect() as conn:
+        start, end = SCENARIO.window
+        summary = await service.reconcile(conn, us(start), us(end))
+    assert "new-1" not in json.dumps(summary)
+    async with engine.begin() as conn:
+        with pytest.raises(InvalidInputError):
+            await import_document(conn, b"this is not history", "junk.txt")
+
+
+async def test_an_empty_window_is_refused(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        with pytest.raises(InvalidInputError):
+            await service.reconcile(conn, 10, 10)
