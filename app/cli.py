@@ -316,5 +316,171 @@ def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> N
     click.echo(json.dumps(summary, indent=2))
 
 
+@main.group()
+def token() -> None:
+    """API tokens (the token is shown once; only its hash is stored)."""
+
+
+def _with_connection(database_url: str, work: Callable[[Any], Any]) -> Any:
+    """Run `work(conn)` in one committed transaction, as a CLI command's whole job."""
+    from app.db.engine import create_engine
+
+    upgrade(database_url)
+
+    async def run() -> Any:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except CdreconError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@token.command("create")
+@_DATABASE_OPTION
+@click.argument("name")
+@click.option("--scope", type=click.Choice(["admin", "billing"]), required=True)
+def token_create(name: str, scope: str, **flags: Any) -> None:
+    """Create a token NAME; prints the token alone on the last line."""
+    from app.audit.service import record
+    from app.auth.tokens import Scope, create_token
+
+    async def work(conn: Any) -> str:
+        secret = await create_token(conn, name, Scope(scope))
+        await record(conn, "cli", "token.create", name, {"scope": scope})
+        return secret
+
+    _logging("WARNING")
+    secret = _with_connection(_settings(**flags).database_url, work)
+    click.echo(f"Token {name!r} ({scope}) created. It is shown only now:", err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@_DATABASE_OPTION
+def token_list(**flags: Any) -> None:
+    """List tokens: name, scope, created, revoked."""
+    from app.auth.tokens import list_tokens
+    from app.reconcile.service import iso
+
+    _logging("WARNING")
+    for row in _with_connection(_settings(**flags).database_url, list_tokens):
+        revoked = f"revoked {iso(row['revoked_us'])}" if row["revoked_us"] else "active"
+        click.echo(f"{row['name']}\t{row['scope']}\tcreated {iso(row['created_us'])}\t{revoked}")
+
+
+@token.command("revoke")
+@_DATABASE_OPTION
+@click.argument("name")
+def token_revoke(name: str, **flags: Any) -> None:
+    """Revoke token NAME; it stops working at once."""
+    from app.audit.service import record
+    from app.auth.tokens import revoke_token
+
+    async def work(conn: Any) -> None:
+        await revoke_token(conn, name)
+        await record(conn, "cli", "token.revoke", name)
+
+    _logging("WARNING")
+    _with_connection(_settings(**flags).database_url, work)
+    click.echo(f"token {name!r} revoked")
+
+
+@main.command("export")
+@_DATABASE_OPTION
+@click.option("--run", "run_id", type=int, help="reconciliation run id (its missing_in_mn)")
+@click.option("--status", default="missing_in_mn", show_default=True, help="with --run")
+@click.option("--from", "from_", help="or: closed CDRs starting from this time (UTC)")
+@click.option("--until", help="... until this time (exclusive)")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-")
+@click.option("--protocol", multiple=True, help="only these protocols (repeatable)")
+@click.option("--service-type")
+@click.option("--conference")
+@click.option("--has-media/--no-media", default=None)
+@click.option("--min-duration", type=int, help="seconds")
+@click.option("--include-exported", is_flag=True, help="also records exported before")
+def export_command(
+    run_id: int | None,
+    status: str,
+    from_: str | None,
+    until: str | None,
+    fmt: str,
+    output: str,
+    protocol: tuple[str, ...],
+    service_type: str | None,
+    conference: str | None,
+    has_media: bool | None,
+    min_duration: int | None,
+    include_exported: bool,
+    **flags: Any,
+) -> None:
+    """Create an export batch and write it (CSV or JSON lines) to a file or stdout."""
+    from app.audit.service import record
+    from app.db.engine import create_engine
+    from app.export.service import ExportFormat, ExportRequest, create_export, stream_export
+
+    if (run_id is None) == (from_ is None and until is None):
+        raise click.UsageError("give --run, or a window with --from/--until")
+    settings = _settings(**flags)
+    _logging("WARNING")
+    upgrade(settings.database_url)
+    filters = {
+        key: value
+        for key, value in {
+            "protocol": list(protocol),
+            "service_type": service_type,
+            "conference": conference,
+            "has_media": has_media,
+            "min_duration": min_duration,
+            "include_exported": include_exported or None,
+        }.items()
+        if value
+    }
+    request = ExportRequest(
+        run_id=run_id,
+        status=status,
+        from_us=round(_when(from_).timestamp() * 1_000_000) if from_ else None,
+        until_us=round(_when(until).timestamp() * 1_000_000) if until else None,
+        protocols=protocol,
+        service_type=service_type,
+        conference=conference,
+        has_media=has_media,
+        min_duration=min_duration,
+        include_exported=include_exported,
+        filters=filters,
+    )
+
+    async def run() -> dict[str, Any]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.begin() as conn:
+                manifest, _ = await create_export(conn, engine, request, "cli")
+                await record(conn, "cli", "export.create", manifest["id"], filters)
+            with click.open_file(output, "wb") as out:
+                async for chunk in stream_export(engine, manifest["id"], ExportFormat(fmt)):
+                    out.write(chunk)
+            async with engine.begin() as conn:
+                await record(conn, "cli", "export.download", manifest["id"], {"format": fmt})
+            return manifest
+        finally:
+            await engine.dispose()
+
+    try:
+        manifest = asyncio.run(run())
+    except CdreconError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"batch {manifest['id']}: {manifest['record_count']} records, "
+        f"{manifest['total_duration']} s, sha256 {manifest['sha256'][fmt]}",
+        err=True,
+    )
+
+
 if __name__ == "__main__":
     main()

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # certificate that the client CA verified.
     tls_allowed_peers: str = ""
     http: str = "127.0.0.1:8080"
+    # /metrics without a token (Prometheus scrapers usually have none); false: admin only.
+    metrics_public: bool = True
 
     max_frame_size: int = Field(default=64 * 1024, ge=256)
     max_connections: int = Field(default=1000, ge=1)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.api.deps import RuntimeDep
+from app.audit.endpoints import router as audit_router
+from app.auth.deps import admin, current_principal
 from app.cdr.endpoints import router as cdr_router
 from app.errors import install_handlers
+from app.export.endpoints import router as export_router
 from app.history.endpoints import router as history_router
 from app.ingest.endpoints import router as ingest_router
 from app.reconcile.endpoints import router as reconcile_router
@@ -39,8 +42,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         return JSONResponse({"status": "ok", "queued": runtime.writer.pending})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    async def metrics(runtime: RuntimeDep) -> Response:
-        """Counters and histograms in the Prometheus text format."""
+    async def metrics(request: Request, runtime: RuntimeDep) -> Response:
+        """Counters and histograms in the Prometheus text format (an admin token is needed
+        when CDRECON_METRICS_PUBLIC is false)."""
+        if not runtime.settings.metrics_public:
+            await admin(await current_principal(request, runtime))
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     v1 = APIRouter(prefix="/api/v1")
@@ -48,5 +54,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     v1.include_router(cdr_router)
     v1.include_router(history_router)
     v1.include_router(reconcile_router)
+    v1.include_router(export_router)
+    v1.include_router(audit_router)
     app.include_router(v1)
     return app

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,6 +61,7 @@ class Service:
     udp_port: int = 0
     tls_port: int = 0
     http_port: int = 0
+    tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -131,13 +133,39 @@ class Service:
         self.process = None
         return code
 
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=10)
+    def cli(self, *args: str, stdin: bytes | None = None, check: bool = True) -> str:
+        """Run a `cdrecon` command against this service's database; its stdout."""
+        env = {**os.environ, "CDRECON_DATABASE_URL": f"sqlite+aiosqlite:///{self.db_path}"}
+        done = subprocess.run(
+            [CDRECON, *args], env=env, input=stdin, capture_output=True, timeout=120
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"cdrecon {' '.join(args)} failed:\n{done.stderr.decode()}")
+        return done.stdout.decode()
+
+    def token(self, name: str = "test-admin", scope: str = "admin") -> str:
+        """An API token (created once per name)."""
+        if name not in self.tokens:
+            self.tokens[name] = self.cli("token", "create", name, "--scope", scope).splitlines()[-1]
+        return self.tokens[name]
+
+    def get(self, path: str, token: str | None = None) -> httpx.Response:
+        """GET with an admin token unless another is given ("" sends none)."""
+        token = self.token() if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=30)
+
+    def post(self, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        """POST with an admin token unless another is given ("" sends none)."""
+        token = self.token() if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kwargs.pop("headers", {}))
+        return httpx.post(f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels`."""
         total = 0.0
-        for line in self.get("/metrics").text.splitlines():
+        for line in self.get("/metrics", token="").text.splitlines():
             if not line.startswith(name) or line.startswith("#"):
                 continue
             series, _, value = line.rpartition(" ")

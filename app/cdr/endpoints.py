@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from app.api.deps import ConnectionDep
+from app.auth.deps import ReaderDep
 
 from . import service
 from .schemas import Cdr, CdrDetail, CdrPage, Conference, Event, to_time, to_us
@@ -21,6 +22,7 @@ UntilQuery = Annotated[datetime | None, Query(description="start < this (UTC)")]
 
 @router.get("/cdrs", response_model=CdrPage, summary="Participant CDRs rebuilt from syslog")
 async def list_cdrs(
+    _: ReaderDep,
     conn: ConnectionDep,
     from_: FromQuery = None,
     until: UntilQuery = None,
@@ -54,7 +56,7 @@ async def list_cdrs(
     summary="One CDR with its events",
     responses={404: {"description": "No CDR for this participant id"}},
 )
-async def get_cdr(participant_id: str, conn: ConnectionDep) -> CdrDetail:
+async def get_cdr(participant_id: str, _: ReaderDep, conn: ConnectionDep) -> CdrDetail:
     """The CDR of one leg and every event it was assembled from."""
     found = await service.get_cdr(conn, participant_id)
     if found is None:
@@ -80,7 +82,7 @@ async def get_cdr(participant_id: str, conn: ConnectionDep) -> CdrDetail:
 
 @router.get("/conferences", response_model=list[Conference], summary="Conference instances")
 async def list_conferences(
-    conn: ConnectionDep, from_: FromQuery = None, until: UntilQuery = None
+    _: ReaderDep, conn: ConnectionDep, from_: FromQuery = None, until: UntilQuery = None
 ) -> list[Conference]:
     """Conference instances (first join to last leave over all nodes) starting in the window."""
     instances = await service.list_conferences(conn, to_us(from_), to_us(until))

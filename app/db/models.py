@@ -234,3 +234,62 @@ reconciliation_items = Table(
     Column("differences", Text, nullable=True),
     Index("ix_reconciliation_items_status", "run_id", "status", "seq"),
 )
+
+# API tokens: only a SHA-256 of each token is kept; the token is shown once at creation.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=True),
+    Column("last_used_us", BigInteger, nullable=True),
+    Index("ix_api_tokens_token_hash", "token_hash", unique=True),
+    Index("ix_api_tokens_name", "name", unique=True),
+)
+
+# Export batches. The record set and each record's content are frozen at creation
+# (`export_records.record` is the MN-shaped JSON object), so every download is the same bytes.
+exports = Table(
+    "exports",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("source", Text, nullable=False),
+    Column("filters", Text, nullable=False),
+    Column("record_count", Integer, nullable=False),
+    Column("total_duration", BigInteger, nullable=False),
+    Column("first_start_us", BigInteger, nullable=True),
+    Column("last_start_us", BigInteger, nullable=True),
+    Column("sha256_csv", String(64), nullable=False),
+    Column("sha256_jsonl", String(64), nullable=False),
+    Index("ix_exports_idempotency_key", "idempotency_key", unique=True),
+)
+
+export_records = Table(
+    "export_records",
+    metadata,
+    Column("export_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("cdr_id", String(128), nullable=False),
+    Column("record", Text, nullable=False),
+    Index("ix_export_records_cdr_id", "cdr_id"),
+)
+
+# Who did what: token name, action, target, parameters, client address, time.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", Text, nullable=True),
+    Column("parameters", Text, nullable=True),
+    Column("client", String(128), nullable=True),
+    Index("ix_audit_log_at_us", "at_us"),
+)

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from app.api.deps import ConnectionDep
+from app.audit.service import record as audit
+from app.auth.deps import AdminDep
 from app.errors import InvalidInputError
 
 from . import service
@@ -33,6 +35,7 @@ class HistoryImported(BaseModel):
 )
 async def upload_history(
     request: Request,
+    principal: AdminDep,
     conn: ConnectionDep,
     filename: Annotated[str, Query(description="Name recorded as the records' source")] = "upload",
 ) -> HistoryImported:
@@ -46,6 +49,14 @@ async def upload_history(
     if not document.strip():
         raise InvalidInputError("empty upload")
     stored = await service.import_document(conn, bytes(document), f"upload:{filename}")
+    await audit(
+        conn,
+        principal.name,
+        "history.import",
+        stored.source,
+        {"participants": stored.participants, "conferences": stored.conferences},
+        request.client.host if request.client else None,
+    )
     return HistoryImported(
         source=stored.source, participants=stored.participants, conferences=stored.conferences
     )

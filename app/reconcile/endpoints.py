@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from app.api.deps import ConnectionDep
+from app.audit.service import record as audit
+from app.auth.deps import AdminDep, ReaderDep
 from app.cdr.schemas import to_us
 
 from . import service
@@ -33,16 +35,29 @@ class ItemPage(BaseModel):
 
 
 @router.post("/reconciliations", status_code=201, summary="Run a reconciliation")
-async def create_run(body: RunRequest, conn: ConnectionDep) -> dict[str, Any]:
+async def create_run(
+    body: RunRequest, request: Request, principal: AdminDep, conn: ConnectionDep
+) -> dict[str, Any]:
     """Match syslog CDRs against MN records over the window; the summary with counts by
     status and the restore gaps."""
     from_us, until_us = to_us(body.from_), to_us(body.until)
     assert from_us is not None and until_us is not None
-    return await service.reconcile(conn, from_us, until_us, round(body.tolerance * 1_000_000))
+    summary = await service.reconcile(
+        conn, from_us, until_us, round(body.tolerance * 1_000_000), principal.name
+    )
+    await audit(
+        conn,
+        principal.name,
+        "reconciliation.run",
+        str(summary["id"]),
+        {"from": summary["from"], "until": summary["until"], "tolerance": body.tolerance},
+        request.client.host if request.client else None,
+    )
+    return summary
 
 
 @router.get("/reconciliations/{run_id}", summary="A run's summary")
-async def get_run(run_id: int, conn: ConnectionDep) -> dict[str, Any]:
+async def get_run(run_id: int, _: ReaderDep, conn: ConnectionDep) -> dict[str, Any]:
     """Counts, gaps and input bounds of a stored run."""
     return await service.get_summary(conn, run_id)
 
@@ -50,6 +65,7 @@ async def get_run(run_id: int, conn: ConnectionDep) -> dict[str, Any]:
 @router.get("/reconciliations/{run_id}/items", response_model=ItemPage, summary="A run's items")
 async def list_items(
     run_id: int,
+    _: ReaderDep,
     conn: ConnectionDep,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,

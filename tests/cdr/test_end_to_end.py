@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
 from pathlib import Path
 
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, LINES
-from tests.conftest import CDRECON, Service
+from tests.conftest import Service
 
 
 def import_syslog(service: Service, *files: str, stdin: bytes | None = None) -> str:
-    env = {**os.environ, "CDRECON_DATABASE_URL": f"sqlite+aiosqlite:///{service.db_path}"}
-    done = subprocess.run(
-        [CDRECON, "import-syslog", *files],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout.decode()
+    return service.cli("import-syslog", *files, stdin=stdin)
 
 
 def test_live_and_backfilled_conference_gives_each_cdr_once(

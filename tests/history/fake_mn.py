@@ -243,9 +243,14 @@ class FakeMN:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._server.shutdown()
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop answering and free the port (again is harmless): the MN has gone away."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=5)
         self._server.server_close()
-        self._thread.join(timeout=5)
 
     def offsets(self, resource: str = "participant") -> list[int]:
         """The `offset` of each request for `resource`, in arrival order (0 when absent)."""

@@ -228,7 +228,7 @@ async def test_retries_run_out(mn: FakeMN) -> None:
 
 async def test_an_unreachable_mn_is_retried_then_reported(mn: FakeMN) -> None:
     # Nothing listens on the port any more once the fake has stopped.
-    mn.__exit__(None, None, None)
+    mn.stop()
     settings = connection(mn, max_retries=2)
 
     with pytest.raises(MNError, match=r"gave up after 3 attempt\(s\); last: ConnectError"):

@@ -520,33 +520,29 @@ escapable_values = (
     .filter(lambda value: not value.endswith("\\"))
 )
 pairs = st.lists(
-    st.tuples(keys, escapable_values),
+    st.tuples(gaps, keys, escapable_values),
     min_size=1,
     max_size=8,
-    unique_by=lambda pair: pair[0].lower(),
+    unique_by=lambda pair: pair[1].lower(),
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(times, pairs, st.data(), trailers)
-@example(T0, [("Detail", '^M"Alice" <sip:a@b>^M'), ("A", "\\")], None, "")
+@given(times, pairs, trailers)
+@example(T0, [(" ", "Detail", '^M"Alice" <sip:a@b>^M'), (" ", "A", '\\" B="')], "")
 def test_round_trip_escaped(
-    time: datetime, fields: list[tuple[str, str]], data: st.DataObject | None, trailer: str
+    time: datetime, fields: list[tuple[str, str, str]], trailer: str
 ) -> None:
     """Every value that does not end with a backslash survives, once its quotes are escaped."""
-    if data is None:  # the @example
-        fields = [(key, value + "x") for key, value in fields]
-        separators = [" "] * len(fields)
-    else:
-        separators = [data.draw(gaps) for _ in fields]
-    body = stamp(time) + "".join(
-        f'{gap}{key}="{escape(value)}"'
-        for gap, (key, value) in zip(separators, fields, strict=True)
-    )
+    body = stamp(time) + "".join(f'{gap}{key}="{escape(value)}"' for gap, key, value in fields)
     event = parse_pexip(body + trailer)
     assert event.time == time
-    assert list(event.fields.items()) == [(key.lower(), value) for key, value in fields]
-    assert event.level == event.get("level")
+    assert list(event.fields.items()) == [(key.lower(), value) for _, key, value in fields]
+    assert (event.level, event.name, event.message) == (
+        event.get("level"),
+        event.get("name"),
+        event.get("message"),
+    )
     assert not event.truncated
 
 
@@ -569,6 +565,7 @@ raw_values = st.lists(
 @example(T0, [("A", '""'), ("B", '{"a": "b", "c": [""]}')])
 @example(T0, [("A", '= ""0=')])
 def test_round_trip_unescaped(time: datetime, fields: list[tuple[str, str]]) -> None:
+    # A bare quote followed by whitespace may end a value: keep those out.
     fields = [(key, re.sub(r'"(?=\s)', '"x', value)) for key, value in fields]
     body = stamp(time) + "".join(f' {key}="{value}"' for key, value in fields)
     event = parse_pexip(body)
@@ -663,5 +660,5 @@ def test_fast_time_check_matches_grammar_digit_by_digit(position: int) -> None:
 def test_shape_cache_is_bounded() -> None:
     for i in range(pexip._SHAPES_MAX + 10):
         parse_pexip(f'{T} K{i}="v"')
-    assert len(pexip._shapes) <= pexip._SHAPES_MAX
+    assert len(pexip._builders) <= pexip._SHAPES_MAX
     assert parse_pexip(f'{T} Level="INFO"').level == "INFO"

@@ -12,33 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db.engine import create_engine
 from app.errors import InvalidInputError
 from app.history.service import HistoryImportError, import_document
-from app.ingest.origin import Origin
-from app.ingest.writer import BatchWriter
-from app.metrics import Metrics
 from app.reconcile import service
-from parsers.framing import Frame
 from tests.reconcile.generator import generate
+from tests.reconcile.loading import load, us
 
 SCENARIO = generate(seed=11, days=2, calls_per_day=80)
-
-
-def us(moment: object) -> int:
-    return round(moment.timestamp() * 1_000_000)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    writer = BatchWriter(engine, Metrics(), batch_size=500, linger=0)
-    writer.start()
-    frames = [
-        Frame(f"<134>1 {at.isoformat()} {node} pexip - - - {body}".encode())
-        for node, at, body in SCENARIO.lines
-    ]
-    writer.submit(Origin("tcp", "10.0.0.1", 1), frames)
-    await writer.stop()
-    async with engine.begin() as conn:
-        await import_document(conn, json.dumps(SCENARIO.mn_records), "mn.json")
+    await load(engine, SCENARIO)
     yield engine
     await engine.dispose()
 

@@ -1,0 +1,1 @@
+"""API tokens with scopes, and the request dependencies that check them."""

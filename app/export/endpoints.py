@@ -1,0 +1,162 @@
+"""HTTP routes for export batches: create, describe, download."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, model_validator
+
+from app.api.deps import ConnectionDep, RuntimeDep
+from app.audit.service import record as audit
+from app.auth.deps import ReaderDep
+from app.cdr.schemas import to_us
+
+from . import service
+from .service import ExportFormat, ExportRequest
+
+router = APIRouter(tags=["exports"])
+
+
+class ExportBody(BaseModel):
+    """What to export: a reconciliation run (by default its `missing_in_mn` records) or
+    closed CDRs starting in a window, narrowed by filters (all off by default)."""
+
+    run_id: int | None = Field(None, examples=[1])
+    status: str = Field("missing_in_mn", description="with run_id: which status to export")
+    from_: datetime | None = Field(None, alias="from")
+    until: datetime | None = None
+    protocol: list[str] = Field(default_factory=list, examples=[["SIP", "WebRTC"]])
+    service_type: str | None = None
+    conference: str | None = None
+    has_media: bool | None = None
+    min_duration: int | None = Field(None, ge=0, description="seconds")
+    include_exported: bool = Field(
+        False, description="also records already in an earlier batch (off: exactly once)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExportBody:
+        if self.run_id is None and self.from_ is None and self.until is None:
+            raise ValueError("give run_id, or a window with from/until")
+        if self.run_id is not None and (self.from_ is not None or self.until is not None):
+            raise ValueError("give run_id or a window, not both")
+        return self
+
+    def to_request(self) -> ExportRequest:
+        """The service's request."""
+        filters = self.model_dump(
+            exclude={"run_id", "status", "from_", "until"}, exclude_defaults=True
+        )
+        return ExportRequest(
+            run_id=self.run_id,
+            status=self.status,
+            from_us=to_us(self.from_),
+            until_us=to_us(self.until),
+            protocols=tuple(self.protocol),
+            service_type=self.service_type,
+            conference=self.conference,
+            has_media=self.has_media,
+            min_duration=self.min_duration,
+            include_exported=self.include_exported,
+            filters=filters,
+        )
+
+
+@router.post(
+    "/exports",
+    summary="Create an export batch",
+    responses={
+        200: {"description": "The batch made earlier with the same Idempotency-Key"},
+        201: {"description": "A new batch"},
+        409: {"description": "The Idempotency-Key was used for a different request"},
+    },
+    status_code=201,
+)
+async def create_export(
+    body: ExportBody,
+    request: Request,
+    response: Response,
+    principal: ReaderDep,
+    conn: ConnectionDep,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> dict[str, Any]:
+    """Freeze a record set into a batch and return its manifest (count, total duration,
+    first/last start, sha256 of each format). Records already exported are left out unless
+    `include_exported` is set."""
+    manifest, new = await service.create_export(
+        conn, runtime.engine, body.to_request(), principal.name, idempotency_key
+    )
+    if new:
+        await audit(
+            conn,
+            principal.name,
+            "export.create",
+            manifest["id"],
+            {
+                **body.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+                "records": manifest["record_count"],
+            },
+            request.client.host if request.client else None,
+        )
+    else:
+        response.status_code = 200
+    return manifest
+
+
+@router.get("/exports", summary="Recent export batches")
+async def list_exports(
+    _: ReaderDep, conn: ConnectionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[dict[str, Any]]:
+    """The newest batches' manifests."""
+    return [service.manifest(row) for row in await service.ExportRepository().newest(conn, limit)]
+
+
+@router.get(
+    "/exports/{export_id}", summary="A batch's manifest", responses={404: {"description": "None"}}
+)
+async def get_export(export_id: str, _: ReaderDep, conn: ConnectionDep) -> dict[str, Any]:
+    """Id, creator, time, source, filters, record count, total duration, first and last start,
+    and the sha256 of each download format."""
+    return await service.get_manifest(conn, export_id)
+
+
+@router.get(
+    "/exports/{export_id}/download",
+    summary="Download a batch",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
+        404: {"description": "No such batch"},
+    },
+)
+async def download_export(
+    export_id: str,
+    request: Request,
+    principal: ReaderDep,
+    runtime: RuntimeDep,
+    format: ExportFormat = ExportFormat.CSV,
+) -> StreamingResponse:
+    """The batch as CSV (RFC 4180, UTF-8, CRLF, header row) or JSON lines, streamed; the
+    same bytes every time, matching the manifest's sha256."""
+    async with runtime.engine.begin() as conn:
+        await service.get_manifest(conn, export_id)
+        await audit(
+            conn,
+            principal.name,
+            "export.download",
+            export_id,
+            {"format": format.value},
+            request.client.host if request.client else None,
+        )
+    media = "text/csv; charset=utf-8" if format is ExportFormat.CSV else "application/x-ndjson"
+    return StreamingResponse(
+        service.stream_export(runtime.engine, export_id, format),
+        media_type=media,
+        headers={
+            "Content-Disposition": f'attachment; filename="cdrecon-{export_id}.{format.value}"'
+        },
+    )
