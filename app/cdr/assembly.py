@@ -7,7 +7,7 @@ so that reconciliation and export need no renaming.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -92,17 +92,32 @@ class Leg:
     service_type: str | None = None
     service_tag: str | None = None
 
-    def as_row(self) -> dict[str, object]:
-        """The CDR as a `cdrs` table row."""
-        row = asdict(self)
-        row["state"] = self.state.value
-        return row
+    def as_tuple(self) -> tuple[object, ...]:
+        """The CDR's values in LEG_COLUMNS order (the `cdrs` table's columns)."""
+        return tuple(
+            self.state.value if name == "state" else getattr(self, name) for name in LEG_COLUMNS
+        )
 
 
-def _order(event: LegEvent) -> tuple[int, int, str, tuple[tuple[str, str], ...]]:
-    # A total order on content, so that arrival order never changes the result.
-    rank = _RANK.get(event.message or "", 3)
-    return (rank, event.time_us, event.node or "", tuple(sorted(event.fields.items())))
+LEG_COLUMNS: tuple[str, ...] = Leg.__slots__
+
+
+def _order(event: LegEvent) -> tuple[int, int, str]:
+    return (_RANK.get(event.message or "", 3), event.time_us, event.node or "")
+
+
+def _content(event: LegEvent) -> tuple[int, int, str, tuple[tuple[str, str], ...]]:
+    return (*_order(event), tuple(sorted(event.fields.items())))
+
+
+def _sorted(events: Iterable[LegEvent]) -> list[LegEvent]:
+    """Events in a total order on their content, so that arrival order never changes the
+    result. The full content is only compared when two events tie on the cheap key."""
+    ordered = sorted(events, key=_order)
+    keys = [_order(e) for e in ordered]
+    if any(a == b for a, b in zip(keys, keys[1:], strict=False)):
+        ordered.sort(key=_content)
+    return ordered
 
 
 def _port(value: str | None) -> int | None:
@@ -111,14 +126,19 @@ def _port(value: str | None) -> int | None:
 
 def assemble_leg(participant_id: str, events: Iterable[LegEvent]) -> Leg:
     """The CDR of one leg from all its events, whatever order they arrived in."""
-    ordered = sorted(events, key=_order)
+    ordered = _sorted(events)
     if not ordered:
         raise ValueError(f"no events for participant {participant_id}")
     values: dict[str, Any] = {}
     for name, keys in FIELD_SOURCES.items():
         for event in ordered:
-            value = next((event.fields[k] for k in keys if event.fields.get(k)), None)
-            if value is not None:
+            fields = event.fields
+            value = None
+            for key in keys:
+                value = fields.get(key)
+                if value:
+                    break
+            if value:
                 values[name] = value
                 break
     joins = [e.time_us for e in ordered if e.message == PARTICIPANT_JOINED]

@@ -7,12 +7,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, event_messages, events
+from app.db.sql import insert_sql
 
-from .assembly import Leg, LegEvent
+from .assembly import LEG_COLUMNS, Leg, LegEvent
+from .extract import EVENT_COLUMNS
 
 # Keeps each IN (...) list well under SQLite's bound-parameter limit.
 _CHUNK = 500
@@ -26,13 +27,23 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 class CdrRepository:
     """Reads and writes events, event-message links and CDRs."""
 
-    def __init__(self, dialect_name: str) -> None:
+    def __init__(self, dialect_name: str, paramstyle: str) -> None:
         self._dialect_name = dialect_name
+        self._insert_events = insert_sql("events", EVENT_COLUMNS, paramstyle)
+        self._insert_links = insert_sql(
+            "event_messages",
+            ("digest", "message_id"),
+            paramstyle,
+            conflict=("digest", "message_id"),
+        )
+        self._upsert_legs = insert_sql(
+            "cdrs", LEG_COLUMNS, paramstyle, conflict=("id",), update=True
+        )
 
     @classmethod
     def for_connection(cls, conn: AsyncConnection) -> CdrRepository:
         """The repository for the dialect of `conn`."""
-        return cls(conn.dialect.name)
+        return cls(conn.dialect.name, conn.dialect.paramstyle)
 
     async def existing_event_digests(
         self, conn: AsyncConnection, digests: Sequence[bytes]
@@ -44,17 +55,15 @@ class CdrRepository:
             found.update(bytes(d) for d in result.scalars())
         return found
 
-    async def insert_events(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        """Insert new event rows (their digests must not be stored yet)."""
+    async def insert_events(self, conn: AsyncConnection, rows: list[tuple[object, ...]]) -> None:
+        """Insert new event rows in EVENT_COLUMNS order (their digests must be new)."""
         if rows:
-            await conn.execute(events.insert(), rows)
+            await conn.exec_driver_sql(self._insert_events, rows)
 
-    async def link_messages(self, conn: AsyncConnection, links: list[dict[str, Any]]) -> None:
-        """Record which raw messages carried which event (by event digest)."""
-        if not links:
-            return
-        insert = postgresql.insert if self._dialect_name == "postgresql" else sqlite.insert
-        await conn.execute(insert(event_messages).on_conflict_do_nothing(), links)
+    async def link_messages(self, conn: AsyncConnection, links: list[tuple[bytes, int]]) -> None:
+        """Record which raw messages carried which event: (event digest, message id)."""
+        if links:
+            await conn.exec_driver_sql(self._insert_links, links)
 
     async def leg_events(
         self, conn: AsyncConnection, participant_ids: Sequence[str]
@@ -72,21 +81,9 @@ class CdrRepository:
 
     async def upsert_legs(self, conn: AsyncConnection, legs: Iterable[Leg]) -> None:
         """Store assembled CDRs, replacing older versions of the same legs."""
-        rows = [leg.as_row() for leg in legs]
-        if not rows:
-            return
-        updated = {c.name for c in cdrs.columns} - {"id"}
-        if self._dialect_name == "postgresql":
-            pg = postgresql.insert(cdrs)
-            statement: postgresql.Insert | sqlite.Insert = pg.on_conflict_do_update(
-                index_elements=[cdrs.c.id], set_={name: pg.excluded[name] for name in updated}
-            )
-        else:
-            lite = sqlite.insert(cdrs)
-            statement = lite.on_conflict_do_update(
-                index_elements=[cdrs.c.id], set_={name: lite.excluded[name] for name in updated}
-            )
-        await conn.execute(statement, rows)
+        rows = [leg.as_tuple() for leg in legs]
+        if rows:
+            await conn.exec_driver_sql(self._upsert_legs, rows)
 
     async def clear(self, conn: AsyncConnection) -> None:
         """Forget all derived data (events, links, CDRs): before a rebuild."""

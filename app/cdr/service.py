@@ -49,7 +49,7 @@ async def derive(conn: AsyncConnection, stored: Iterable[StoredMessage]) -> Deri
     """
     result = Derived()
     found: dict[bytes, CallEvent] = {}
-    links: list[dict[str, Any]] = []
+    links: list[tuple[bytes, int]] = []
     for message_id, node, raw, offset in stored:
         try:
             call_event = extract(raw, offset, node, message_id)
@@ -58,7 +58,7 @@ async def derive(conn: AsyncConnection, stored: Iterable[StoredMessage]) -> Deri
             continue
         if call_event is None:
             continue
-        links.append({"digest": call_event.digest, "message_id": message_id})
+        links.append((call_event.digest, message_id))
         found.setdefault(call_event.digest, call_event)
     if not found:
         return result
@@ -67,7 +67,7 @@ async def derive(conn: AsyncConnection, stored: Iterable[StoredMessage]) -> Deri
     new = [event for digest, event in found.items() if digest not in known]
     result.duplicates = len(links) - len(new)
     result.events = len(new)
-    await repository.insert_events(conn, [event.as_row() for event in new])
+    await repository.insert_events(conn, [event.as_tuple() for event in new])
     await repository.link_messages(conn, links)
     participant_ids = sorted({pid for event in new if (pid := event.participant_id)})
     if participant_ids:

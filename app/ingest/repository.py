@@ -9,18 +9,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import messages, nodes
+from app.db.sql import insert_sql
 
 from .rows import MESSAGE_COLUMNS, NodeTally, Row
-
-
-def _placeholders(paramstyle: str, count: int) -> str:
-    if paramstyle == "qmark":
-        return ", ".join("?" * count)
-    if paramstyle in ("numeric_dollar",):
-        return ", ".join(f"${i}" for i in range(1, count + 1))
-    if paramstyle == "format":
-        return ", ".join(["%s"] * count)
-    raise ValueError(f"unsupported DB-API paramstyle {paramstyle!r}")
 
 
 class MessageRepository:
@@ -32,10 +23,7 @@ class MessageRepository:
         # type processing would cost more than the insert itself. PostgreSQL rows get ids
         # drawn from the sequence first; SQLite numbers a transaction's rows contiguously.
         columns = MESSAGE_COLUMNS if dialect_name == "sqlite" else ("id", *MESSAGE_COLUMNS)
-        self._insert_sql = (
-            f"INSERT INTO messages ({', '.join(columns)}) "
-            f"VALUES ({_placeholders(paramstyle, len(columns))})"
-        )
+        self._insert_sql = insert_sql("messages", columns, paramstyle)
 
     @classmethod
     def for_connection(cls, conn: AsyncConnection) -> MessageRepository:

@@ -11,6 +11,14 @@ def server_context(cert: Path, key: Path | None, client_ca: Path | None) -> ssl.
     """A server-side context; with `client_ca`, clients must present a certificate it signed."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # Many syslog senders (loggen among them) close without a TLS close_notify. asyncio
+    # treats that as a fatal error and throws away the records it decrypted in the same
+    # read, losing the tail of the stream; as a plain EOF, every record is delivered.
+    context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    # No TLS 1.3 session tickets: a sender never reads them, and a socket closed with
+    # unread data in it sends a reset, which makes our kernel discard what it had received
+    # and we had not read yet. Syslog senders reconnect rarely; resumption buys nothing.
+    context.num_tickets = 0
     context.load_cert_chain(str(cert), str(key) if key else None)
     if client_ca is not None:
         context.load_verify_locations(cafile=str(client_ca))

@@ -208,6 +208,26 @@ def test_tls_with_client_certificate_stores_subject(
     assert "CN=conf-node-01.example.com" in str(subject)
 
 
+def test_tls_sender_closing_without_close_notify_loses_nothing(
+    service: Service, ca: trustme.CA, tmp_path: Path
+) -> None:
+    tls_service(service, ca, tmp_path)
+    context = tls_client(ca, tmp_path, "conf-node-02.example.com")
+    total = 20_000
+    messages = (
+        b"<134>1 2026-11-26T10:00:00.000Z conf-node-02 pexip - - - " + b"x" * 400 + b" %06d" % i
+        for i in range(total)
+    )
+    payload = b"".join(b"%d %s" % (len(m), m) for m in messages)
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", service.tls_port))
+        sock = context.wrap_socket(raw, server_hostname="localhost")
+        sock.sendall(payload)
+        sock.close()  # no close_notify, like loggen and many syslog senders
+    stored = service.wait_for("cdrecon_messages_stored_total", 3 * total, transport="tls")
+    assert stored == 3 * total
+
+
 def test_tls_client_without_certificate_is_refused(
     service: Service, ca: trustme.CA, tmp_path: Path
 ) -> None:
