@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import pairwise
 from typing import Any
 
 from parsers.pexip import PARTICIPANT_ATTEMPTING, PARTICIPANT_DISCONNECTED, PARTICIPANT_JOINED
@@ -115,7 +116,7 @@ def _sorted(events: Iterable[LegEvent]) -> list[LegEvent]:
     result. The full content is only compared when two events tie on the cheap key."""
     ordered = sorted(events, key=_order)
     keys = [_order(e) for e in ordered]
-    if any(a == b for a, b in zip(keys, keys[1:], strict=False)):
+    if any(a == b for a, b in pairwise(keys)):
         ordered.sort(key=_content)
     return ordered
 
