@@ -17,6 +17,7 @@ from app.history.endpoints import router as history_router
 from app.ingest.endpoints import router as ingest_router
 from app.reconcile.endpoints import router as reconcile_router
 from app.runtime import Runtime
+from app.web.pages import router as web_router
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -57,4 +58,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     v1.include_router(export_router)
     v1.include_router(audit_router)
     app.include_router(v1)
+    app.include_router(web_router)
     return app

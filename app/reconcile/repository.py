@@ -157,6 +157,13 @@ class ReconcileRepository:
         ).first()
         return None if row is None else dict(row._mapping)
 
+    async def newest_summaries(self, conn: AsyncConnection, limit: int) -> list[str]:
+        """The stored summary JSON of the newest `limit` runs, newest first."""
+        result = await conn.execute(
+            select(reconciliations.c.summary).order_by(reconciliations.c.id.desc()).limit(limit)
+        )
+        return [str(text) for (text,) in result]
+
     async def page_items(
         self, conn: AsyncConnection, run_id: int, status: str | None, after: int, limit: int
     ) -> list[dict[str, Any]]:

@@ -117,6 +117,16 @@ async def get_summary(conn: AsyncConnection, run_id: int) -> dict[str, Any]:
     return summary
 
 
+async def newest_runs(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
+    """The summaries of the newest `limit` runs, newest first."""
+    summaries = []
+    for text in await ReconcileRepository().newest_summaries(conn, limit):
+        summary = json.loads(text)
+        if isinstance(summary, dict) and summary:  # "{}" while a run is being written
+            summaries.append(summary)
+    return summaries
+
+
 async def page_items(
     conn: AsyncConnection, run_id: int, status: str | None, cursor: int, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
