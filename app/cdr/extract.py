@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from app.cdr.assembly import LegEvent
 from parsers.pexip import PexipEvent, PexipParseError, find_pexip_body, parse_pexip
 
 # Cheap byte test before decoding: every Pexip body carries a quoted Level or Name key.
@@ -41,6 +42,10 @@ class CallEvent:
     def participant_id(self) -> str | None:
         """The leg this event belongs to, if any."""
         return self.event.get("participant-id")
+
+    def leg_event(self) -> LegEvent:
+        """The event as leg assembly sees it."""
+        return LegEvent(time_us(self.event), self.event.message, self.node, self.event.fields)
 
     def as_tuple(self) -> tuple[object, ...]:
         """The `events` row, in EVENT_COLUMNS order."""

@@ -10,7 +10,7 @@ from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, event_messages, events
-from app.db.sql import insert_sql
+from app.db.sql import insert_sql, placeholders
 
 from .assembly import LEG_COLUMNS, Leg, LegEvent
 from .extract import EVENT_COLUMNS
@@ -29,6 +29,7 @@ class CdrRepository:
 
     def __init__(self, dialect_name: str, paramstyle: str) -> None:
         self._dialect_name = dialect_name
+        self._paramstyle = paramstyle
         self._insert_events = insert_sql("events", EVENT_COLUMNS, paramstyle)
         self._insert_links = insert_sql(
             "event_messages",
@@ -51,9 +52,19 @@ class CdrRepository:
         """Which of `digests` are already stored events."""
         found: set[bytes] = set()
         for chunk in _chunks(digests):
-            result = await conn.execute(select(events.c.digest).where(events.c.digest.in_(chunk)))
-            found.update(bytes(d) for d in result.scalars())
+            result = await conn.exec_driver_sql(
+                self._in_sql("digest", "digest", len(chunk)), tuple(chunk)
+            )
+            found.update(bytes(row[0]) for row in result)
         return found
+
+    def _in_sql(self, column: str, key: str, count: int) -> str:
+        # Plain SQL: SQLAlchemy re-renders an expanding IN of 500 values on every call,
+        # which cost more than the lookups themselves.
+        return (
+            f"SELECT DISTINCT {column} FROM events "
+            f"WHERE {key} IN ({placeholders(self._paramstyle, count)})"
+        )
 
     async def insert_events(self, conn: AsyncConnection, rows: list[tuple[object, ...]]) -> None:
         """Insert new event rows in EVENT_COLUMNS order (their digests must be new)."""
@@ -64,6 +75,18 @@ class CdrRepository:
         """Record which raw messages carried which event: (event digest, message id)."""
         if links:
             await conn.exec_driver_sql(self._insert_links, links)
+
+    async def legs_with_events(
+        self, conn: AsyncConnection, participant_ids: Sequence[str]
+    ) -> set[str]:
+        """Which of `participant_ids` have stored events."""
+        found: set[str] = set()
+        for chunk in _chunks(participant_ids):
+            result = await conn.execute(
+                select(events.c.participant_id).where(events.c.participant_id.in_(chunk)).distinct()
+            )
+            found.update(result.scalars())
+        return found
 
     async def leg_events(
         self, conn: AsyncConnection, participant_ids: Sequence[str]

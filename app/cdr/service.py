@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.models import messages
 
-from .assembly import assemble_leg
+from .assembly import LegEvent, assemble_leg
 from .conferences import ConferenceInstance, group_instances
 from .extract import CallEvent, NotPexip, extract
 from .repository import CdrRepository
@@ -67,13 +67,20 @@ async def derive(conn: AsyncConnection, stored: Iterable[StoredMessage]) -> Deri
     new = [event for digest, event in found.items() if digest not in known]
     result.duplicates = len(links) - len(new)
     result.events = len(new)
+    fresh: dict[str, list[LegEvent]] = {}
+    for event in new:
+        if pid := event.participant_id:
+            fresh.setdefault(pid, []).append(event.leg_event())
+    # Legs seen before need their stored events too; a leg first seen in this batch is
+    # assembled from memory, which saves reading back what was just written.
+    seen = await repository.legs_with_events(conn, sorted(fresh))
     await repository.insert_events(conn, [event.as_tuple() for event in new])
     await repository.link_messages(conn, links)
-    participant_ids = sorted({pid for event in new if (pid := event.participant_id)})
-    if participant_ids:
-        legs = await repository.leg_events(conn, participant_ids)
-        await repository.upsert_legs(conn, (assemble_leg(pid, legs[pid]) for pid in legs))
-        result.legs = len(participant_ids)
+    if fresh:
+        legs = {pid: events for pid, events in fresh.items() if pid not in seen}
+        legs.update(await repository.leg_events(conn, sorted(seen)))
+        await repository.upsert_legs(conn, (assemble_leg(pid, legs[pid]) for pid in sorted(legs)))
+        result.legs = len(legs)
     return result
 
 

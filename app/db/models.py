@@ -53,7 +53,6 @@ messages = Table(
     # The file a backfilled message came from, and its digest: a re-import adds nothing.
     Column("source", Text, nullable=True),
     Column("digest", LargeBinary(16), nullable=True),
-    Index("ix_messages_received_us", "received_us"),
     Index("ix_messages_digest", "digest", unique=True),
 )
 
@@ -136,7 +135,6 @@ cdrs = Table(
     Column("event_count", Integer, nullable=False),
     Index("ix_cdrs_first_seen_us", "first_seen_us", "id"),
     Index("ix_cdrs_conference_name", "conference_name", "first_seen_us"),
-    Index("ix_cdrs_call_uuid", "call_uuid"),
 )
 
 # Management Node participant history, one row per record id, as received (`record` holds
