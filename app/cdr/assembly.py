@@ -47,6 +47,12 @@ FIELD_SOURCES: Mapping[str, tuple[str, ...]] = {
     "service_tag": ("service-tag",),
 }
 
+# syslog key -> the MN fields it can fill, with its preference among that field's keys.
+_KEY_INDEX: dict[str, list[tuple[str, int]]] = {}
+for _name, _keys in FIELD_SOURCES.items():
+    for _rank, _key in enumerate(_keys):
+        _KEY_INDEX.setdefault(_key, []).append((_name, _rank))
+
 # Which event's values win when several carry a key: the join describes the call best.
 _RANK = {PARTICIPANT_JOINED: 0, PARTICIPANT_DISCONNECTED: 1, PARTICIPANT_ATTEMPTING: 2}
 
@@ -131,17 +137,18 @@ def assemble_leg(participant_id: str, events: Iterable[LegEvent]) -> Leg:
     if not ordered:
         raise ValueError(f"no events for participant {participant_id}")
     values: dict[str, Any] = {}
-    for name, keys in FIELD_SOURCES.items():
-        for event in ordered:
-            fields = event.fields
-            value = None
-            for key in keys:
-                value = fields.get(key)
-                if value:
-                    break
-            if value:
-                values[name] = value
-                break
+    for event in ordered:
+        # Within one event the first key listed in FIELD_SOURCES wins; across events,
+        # the first event in order does.
+        best: dict[str, tuple[int, str]] = {}
+        for key, value in event.fields.items():
+            if not value:
+                continue
+            for name, rank in _KEY_INDEX.get(key, ()):
+                if name not in values and (name not in best or rank < best[name][0]):
+                    best[name] = (rank, value)
+        for name, (_, value) in best.items():
+            values[name] = value
     joins = [e.time_us for e in ordered if e.message == PARTICIPANT_JOINED]
     ends = [e for e in ordered if e.message == PARTICIPANT_DISCONNECTED]
     start = min(joins) if joins else None

@@ -43,9 +43,14 @@ class CallEvent:
         """The leg this event belongs to, if any."""
         return self.event.get("participant-id")
 
+    @property
+    def time_us(self) -> int:
+        """The event's originating time in epoch microseconds."""
+        return time_us(self.event)
+
     def leg_event(self) -> LegEvent:
         """The event as leg assembly sees it."""
-        return LegEvent(time_us(self.event), self.event.message, self.node, self.event.fields)
+        return LegEvent(self.time_us, self.event.message, self.node, self.event.fields)
 
     def as_tuple(self) -> tuple[object, ...]:
         """The `events` row, in EVENT_COLUMNS order."""
