@@ -6,6 +6,21 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    """Every error response's body."""
+
+    error: str
+    detail: str
+
+
+# Documented on every /api/v1 route.
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No token, or a wrong or revoked one"},
+    403: {"model": ErrorBody, "description": "The token's scope does not allow this"},
+}
 
 
 class CdreconError(Exception):

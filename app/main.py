@@ -11,7 +11,7 @@ from app.api.deps import RuntimeDep
 from app.audit.endpoints import router as audit_router
 from app.auth.deps import admin, current_principal
 from app.cdr.endpoints import router as cdr_router
-from app.errors import install_handlers
+from app.errors import API_ERRORS, install_handlers
 from app.export.endpoints import router as export_router
 from app.history.endpoints import router as history_router
 from app.ingest.endpoints import router as ingest_router
@@ -50,7 +50,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             await admin(await current_principal(request, runtime))
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    v1 = APIRouter(prefix="/api/v1")
+    v1 = APIRouter(prefix="/api/v1", responses=API_ERRORS)
     v1.include_router(ingest_router)
     v1.include_router(cdr_router)
     v1.include_router(history_router)
