@@ -29,16 +29,10 @@ class HistoryRepository:
         if not rows:
             return
         updated = {c.name for c in table.columns} - {"id"}
-        if self._dialect_name == "postgresql":
-            pg = postgresql.insert(table)
-            statement: postgresql.Insert | sqlite.Insert = pg.on_conflict_do_update(
-                index_elements=["id"], set_={name: pg.excluded[name] for name in updated}
-            )
-        else:
-            lite = sqlite.insert(table)
-            statement = lite.on_conflict_do_update(
-                index_elements=["id"], set_={name: lite.excluded[name] for name in updated}
-            )
+        insert = (postgresql.insert if self._dialect_name == "postgresql" else sqlite.insert)(table)
+        statement = insert.on_conflict_do_update(
+            index_elements=["id"], set_={name: insert.excluded[name] for name in updated}
+        )
         for start in range(0, len(rows), 1000):
             await conn.execute(statement, list(rows[start : start + 1000]))
 

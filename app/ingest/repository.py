@@ -82,33 +82,22 @@ class MessageRepository:
             }
             for host, t in sorted(tallies.items())
         ]
-        statement: postgresql.Insert | sqlite.Insert
-        if self._dialect_name == "postgresql":
-            pg = postgresql.insert(nodes)
-            statement = pg.on_conflict_do_update(
-                index_elements=[nodes.c.host],
-                set_={
-                    "last_peer": pg.excluded.last_peer,
-                    "last_transport": pg.excluded.last_transport,
-                    "first_seen_us": func.least(nodes.c.first_seen_us, pg.excluded.first_seen_us),
-                    "last_seen_us": func.greatest(nodes.c.last_seen_us, pg.excluded.last_seen_us),
-                    "messages": nodes.c.messages + pg.excluded.messages,
-                    "parse_failures": nodes.c.parse_failures + pg.excluded.parse_failures,
-                },
-            )
-        else:
-            lite = sqlite.insert(nodes)
-            statement = lite.on_conflict_do_update(
-                index_elements=[nodes.c.host],
-                set_={
-                    "last_peer": lite.excluded.last_peer,
-                    "last_transport": lite.excluded.last_transport,
-                    "first_seen_us": func.min(nodes.c.first_seen_us, lite.excluded.first_seen_us),
-                    "last_seen_us": func.max(nodes.c.last_seen_us, lite.excluded.last_seen_us),
-                    "messages": nodes.c.messages + lite.excluded.messages,
-                    "parse_failures": nodes.c.parse_failures + lite.excluded.parse_failures,
-                },
-            )
+        # The same upsert on both databases; only the names of scalar min/max differ.
+        postgres = self._dialect_name == "postgresql"
+        insert = (postgresql.insert if postgres else sqlite.insert)(nodes)
+        smaller, larger = (func.least, func.greatest) if postgres else (func.min, func.max)
+        new = insert.excluded
+        statement = insert.on_conflict_do_update(
+            index_elements=[nodes.c.host],
+            set_={
+                "last_peer": new.last_peer,
+                "last_transport": new.last_transport,
+                "first_seen_us": smaller(nodes.c.first_seen_us, new.first_seen_us),
+                "last_seen_us": larger(nodes.c.last_seen_us, new.last_seen_us),
+                "messages": nodes.c.messages + new.messages,
+                "parse_failures": nodes.c.parse_failures + new.parse_failures,
+            },
+        )
         await conn.execute(statement, values)
 
     async def count_messages(self, conn: AsyncConnection) -> int:
