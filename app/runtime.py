@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,7 +20,6 @@ class Runtime:
     engine: AsyncEngine
     metrics: Metrics
     writer: BatchWriter
-    receiver_ports: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

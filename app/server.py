@@ -35,7 +35,7 @@ class _HttpServer(uvicorn.Server):
         yield
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop without losing what was read."""
     await asyncio.to_thread(upgrade, settings.database_url)
     runtime = Runtime.build(settings)
@@ -57,7 +57,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     )
     try:
         await receivers.start()
-        runtime.receiver_ports = dict(receivers.bound)
         http_task = asyncio.create_task(http.serve(), name="cdrecon-http")
         # uvicorn signals readiness only through a flag.
         while not http.started and not http_task.done():  # noqa: ASYNC110
@@ -66,8 +65,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             await http_task  # re-raise a bind failure
             raise RuntimeError("the HTTP server stopped during start-up")
         log.info("cdrecon serving; HTTP on %s", settings.http_address)
-        if ready is not None:
-            ready.set()
         puller = _start_history_pulls(settings)
         await stop.wait()
         if puller is not None:

@@ -32,6 +32,7 @@ class Receivers:
         self._connections: set[SyslogStreamProtocol] = set()
         self._per_host: Counter[str] = Counter()
         self._transport_of: dict[SyslogStreamProtocol, str] = {}
+        # Where each listener actually bound (port 0 in the settings picks a free one).
         self.bound: dict[str, tuple[str, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -59,7 +60,7 @@ class Receivers:
             self._udp = transport
             sockname = transport.get_extra_info("sockname")
             self.bound["udp"] = (str(sockname[0]), int(sockname[1]))
-            log.info("syslog UDP listening on %s", address)
+            log.info("syslog UDP listening on %s:%d", *self.bound["udp"])
 
     async def _start_stream(
         self, name: str, address: ListenAddress, context: ssl.SSLContext | None
@@ -76,7 +77,7 @@ class Receivers:
         self._servers.append(server)
         sockname = server.sockets[0].getsockname()
         self.bound[name] = (str(sockname[0]), int(sockname[1]))
-        log.info("syslog %s listening on %s", name.upper(), address)
+        log.info("syslog %s listening on %s:%d", name.upper(), *self.bound[name])
 
     def admit(self, connection: SyslogStreamProtocol, host: str) -> bool:
         """Count a new connection in, unless it is over a limit (then it is refused)."""
