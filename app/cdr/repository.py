@@ -76,6 +76,21 @@ class CdrRepository:
         if links:
             await conn.exec_driver_sql(self._insert_links, links)
 
+    async def lock_legs(self, conn: AsyncConnection, participant_ids: Sequence[str]) -> None:
+        """Serialise assembly of these legs with other receivers writing to the same
+        PostgreSQL database until this transaction ends: otherwise two receivers could each
+        assemble a leg without the other's uncommitted event, and the last commit would win.
+        SQLite has a single writer, so there is nothing to do there."""
+        if self._dialect_name != "postgresql" or not participant_ids:
+            return
+        # In key order, so that two receivers never wait for each other in a cycle.
+        await conn.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(k) FROM "
+            "(SELECT DISTINCT hashtextextended(p, 0) AS k FROM unnest($1::text[]) AS p "
+            "ORDER BY k) AS keys",
+            (list(participant_ids),),
+        )
+
     async def legs_with_events(
         self, conn: AsyncConnection, participant_ids: Sequence[str]
     ) -> set[str]:

@@ -73,6 +73,7 @@ async def derive(conn: AsyncConnection, stored: Iterable[StoredMessage]) -> Deri
             fresh.setdefault(pid, []).append(event.leg_event())
     # Legs seen before need their stored events too; a leg first seen in this batch is
     # assembled from memory, which saves reading back what was just written.
+    await repository.lock_legs(conn, sorted(fresh))
     seen = await repository.legs_with_events(conn, sorted(fresh))
     await repository.insert_events(conn, [event.as_tuple() for event in new])
     await repository.link_messages(conn, links)

@@ -110,3 +110,37 @@ async def test_cdr_pages_follow_a_stable_cursor(engine: AsyncEngine) -> None:
     assert seen == [row["id"] for row in everything]
     assert len(seen) == len(EXPECTED)
     assert {row["id"] for row in closed} == {k for k, v in EXPECTED.items() if v[0] == "closed"}
+
+
+async def test_two_receivers_on_one_database_assemble_each_leg_from_all_events(
+    database_url: str,
+) -> None:
+    """Scale-out: the joins reach one receiver and the disconnects another, at once."""
+    import asyncio
+
+    count = 60
+    joins, leaves = [], []
+    for index in range(count):
+        fields = f'Conference="c" Participant-id="leg-{index:03d}" Protocol="SIP"'
+        joins.append(
+            f"<134>1 2026-11-26T10:00:00Z a pexip - - - 2026-11-26 10:00:00,000 "
+            f'Level="INFO" Name="administrator.conference" Message="Participant has joined." '
+            f"{fields}".encode()
+        )
+        leaves.append(
+            f"<134>1 2026-11-26T10:05:00Z b pexip - - - 2026-11-26 10:05:00,000 "
+            f'Level="INFO" Name="administrator.conference" '
+            f'Message="Participant has disconnected." {fields}'.encode()
+        )
+    engines = [create_engine(database_url), create_engine(database_url)]
+    try:
+        await asyncio.gather(
+            ingest(engines[0], joins, Origin("tcp", "a", 1), batch=5),
+            ingest(engines[1], leaves, Origin("tcp", "b", 1), batch=5),
+        )
+        states = await legs(engines[0])
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert {state for state, *_ in states.values()} == {"closed"}
+    assert len(states) == count
