@@ -34,7 +34,7 @@ class LegView:
     id: str
     call_uuid: str | None
     conference_name: str | None
-    aliases: frozenset[str]
+    aliases: tuple[str, ...]  # lower-cased names the participant goes by
     protocol: str | None
     call_direction: str | None
     start_us: int | None
@@ -116,32 +116,37 @@ def _pair_key(item: Item) -> tuple[int, str, str]:
 
 
 def compare(cdr: LegView, mn: LegView, tolerance_us: int) -> dict[str, dict[str, object]]:
-    """The fields that differ between a matched pair, with both values."""
+    """The fields that differ between a matched pair, with both values (times in µs)."""
     differences: dict[str, dict[str, object]] = {}
-
-    def differ(name: str, ours: object, theirs: object) -> None:
-        differences[name] = {"syslog": ours, "mn": theirs}
-
-    for name in ("start_us", "end_us"):
-        ours, theirs = getattr(cdr, name), getattr(mn, name)
-        if ours is None or theirs is None:
-            if ours != theirs:
-                differ(name.replace("_us", "_time"), ours, theirs)
-        elif abs(ours - theirs) > tolerance_us:
-            differ(name.replace("_us", "_time"), ours, theirs)
-    if cdr.duration is not None and mn.duration is not None:
+    for name, ours, theirs in (
+        ("start_time", cdr.start_us, mn.start_us),
+        ("end_time", cdr.end_us, mn.end_us),
+    ):
+        if ((ours is None or theirs is None) and ours != theirs) or (
+            ours is not None and theirs is not None and abs(ours - theirs) > tolerance_us
+        ):
+            differences[name] = {"syslog": ours, "mn": theirs}
+    ours_d, theirs_d = cdr.duration, mn.duration
+    if ours_d is not None and theirs_d is not None:
         # The MN floors the duration; with start and end each off by a little, one second
         # either way is the same call.
-        if abs(cdr.duration - mn.duration) > 1 + tolerance_us // 1_000_000:
-            differ("duration", cdr.duration, mn.duration)
-    elif cdr.duration != mn.duration:
-        differ("duration", cdr.duration, mn.duration)
-    for name in ("conference_name", "protocol", "call_direction"):
-        ours, theirs = getattr(cdr, name), getattr(mn, name)
-        if ours and theirs and ours.lower() != theirs.lower():
-            differ(name, ours, theirs)
-    if cdr.call_uuid and mn.call_uuid and cdr.call_uuid != mn.call_uuid:
-        differ("call_uuid", cdr.call_uuid, mn.call_uuid)
+        if abs(ours_d - theirs_d) > 1 + tolerance_us // 1_000_000:
+            differences["duration"] = {"syslog": ours_d, "mn": theirs_d}
+    elif ours_d != theirs_d:
+        differences["duration"] = {"syslog": ours_d, "mn": theirs_d}
+    for name, ours_t, theirs_t in (
+        ("conference_name", cdr.conference_name, mn.conference_name),
+        ("protocol", cdr.protocol, mn.protocol),
+        ("call_direction", cdr.call_direction, mn.call_direction),
+        ("call_uuid", cdr.call_uuid, mn.call_uuid),
+    ):
+        if (
+            ours_t
+            and theirs_t
+            and ours_t != theirs_t
+            and (name == "call_uuid" or ours_t.lower() != theirs_t.lower())
+        ):
+            differences[name] = {"syslog": ours_t, "mn": theirs_t}
     return differences
 
 
@@ -179,9 +184,11 @@ def match(
                 best = candidate
         return best
 
+    # Index only what the unmatched legs can ask for: most records matched by id.
+    wanted_calls = {cdr.call_uuid for cdr in rest if cdr.call_uuid}
     by_call: dict[str, list[LegView]] = defaultdict(list)
     for record in records:
-        if record.call_uuid and record.id not in taken:
+        if record.call_uuid in wanted_calls and record.id not in taken:
             by_call[record.call_uuid].append(record)
     unmatched: list[LegView] = []
     for cdr in rest:
@@ -193,14 +200,22 @@ def match(
             unmatched.append(cdr)
 
     # Last resort: same conference and alias, start within the tolerance.
+    wanted_places = {
+        (cdr.conference_name.lower(), alias)
+        for cdr in unmatched
+        if cdr.conference_name
+        for alias in cdr.aliases
+    }
     by_place: dict[tuple[str, str], list[LegView]] = defaultdict(list)
     for record in records:
         if record.id in taken or record.start_us is None or not record.conference_name:
             continue
         for alias in record.aliases:
-            by_place[(record.conference_name.lower(), alias)].append(record)
-    for place in by_place.values():
-        place.sort(key=lambda r: r.start_us or 0)
+            place = (record.conference_name.lower(), alias)
+            if place in wanted_places:
+                by_place[place].append(record)
+    for candidates_at_place in by_place.values():
+        candidates_at_place.sort(key=lambda r: r.start_us or 0)
     left: list[LegView] = []
     for cdr in unmatched:
         found: LegView | None = None

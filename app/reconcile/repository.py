@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
+from app.db.sql import insert_sql
 
 from .matching import Item, LegView
 
 
-def _aliases(*values: str | None) -> frozenset[str]:
-    return frozenset(v.strip().lower() for v in values if v and v.strip())
+def _aliases(display: str | None, remote: str | None) -> tuple[str, ...]:
+    first = display.strip().lower() if display else ""
+    second = remote.strip().lower() if remote else ""
+    if first and second and first != second:
+        return (first, second)
+    return (first or second,) if first or second else ()
+
+
+# Conference names, protocols, directions, nodes and states repeat across a million rows:
+# one shared string each keeps a large window's memory down.
+_intern = sys.intern
+
+
+def _shared(value: str | None) -> str | None:
+    return None if value is None else _intern(value)
 
 
 def _view(row: Sequence[Any], state: str | None) -> LegView:
@@ -36,16 +52,48 @@ def _view(row: Sequence[Any], state: str | None) -> LegView:
     return LegView(
         id=pid,
         call_uuid=call_uuid,
-        conference_name=conference,
+        conference_name=_shared(conference),
         aliases=_aliases(display, remote),
-        protocol=protocol,
-        call_direction=direction,
+        protocol=_shared(protocol),
+        call_direction=_shared(direction),
         start_us=start,
         end_us=end,
         duration=duration,
-        node=node,
-        state=state,
+        node=_shared(node),
+        state=_shared(state),
     )
+
+
+ITEM_COLUMNS = (
+    "run_id",
+    "seq",
+    "status",
+    "cdr_id",
+    "mn_id",
+    "matched_by",
+    "time_us",
+    "conference_name",
+    "node",
+    "differences",
+)
+
+
+def _differences(differences: dict[str, dict[str, object]] | None) -> str | None:
+    if not differences:
+        return None
+    readable = {
+        name: {
+            side: _iso(value) if name.endswith("_time") else value for side, value in pair.items()
+        }
+        for name, pair in differences.items()
+    }
+    return json.dumps(readable)
+
+
+def _iso(value: object) -> object:
+    if not isinstance(value, int):
+        return value
+    return datetime.fromtimestamp(value / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
 
 
 class ReconcileRepository:
@@ -125,30 +173,31 @@ class ReconcileRepository:
         )
 
     async def insert_items(self, conn: AsyncConnection, run_id: int, items: Sequence[Item]) -> None:
-        """Store every item of a run, in order."""
-        rows = []
+        """Store every item of a run, in order (times in differences as ISO 8601)."""
+        sql = insert_sql("reconciliation_items", ITEM_COLUMNS, conn.dialect.paramstyle)
+        rows: list[tuple[object, ...]] = []
         for seq, item in enumerate(items, start=1):
             leg = item.cdr or item.mn
             assert leg is not None
             rows.append(
-                {
-                    "run_id": run_id,
-                    "seq": seq,
-                    "status": item.status.value,
-                    "cdr_id": item.cdr.id if item.cdr else None,
-                    "mn_id": item.mn.id if item.mn else None,
-                    "matched_by": item.matched_by,
-                    "time_us": item.time_us,
-                    "conference_name": leg.conference_name,
-                    "node": item.cdr.node if item.cdr else None,
-                    "differences": json.dumps(item.differences) if item.differences else None,
-                }
+                (
+                    run_id,
+                    seq,
+                    item.status.value,
+                    item.cdr.id if item.cdr else None,
+                    item.mn.id if item.mn else None,
+                    item.matched_by,
+                    item.time_us,
+                    leg.conference_name,
+                    item.cdr.node if item.cdr else None,
+                    _differences(item.differences),
+                )
             )
-            if len(rows) >= 5000:
-                await conn.execute(reconciliation_items.insert(), rows)
+            if len(rows) >= 10000:
+                await conn.exec_driver_sql(sql, rows)
                 rows = []
         if rows:
-            await conn.execute(reconciliation_items.insert(), rows)
+            await conn.exec_driver_sql(sql, rows)
 
     async def get_run(self, conn: AsyncConnection, run_id: int) -> dict[str, Any] | None:
         """A run's stored summary."""

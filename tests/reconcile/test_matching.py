@@ -33,7 +33,7 @@ def syslog_views(s: Scenario) -> list[LegView]:
                 c.pid,
                 c.call_id,
                 c.conference,
-                frozenset({c.alias.lower()}),
+                (c.alias.lower(),),
                 c.protocol,
                 "in",
                 start,
@@ -58,7 +58,7 @@ def mn_views(s: Scenario) -> list[LegView]:
             str(r["id"]),
             r["call_uuid"],
             r["conference_name"],  # type: ignore[arg-type]
-            frozenset({str(r["remote_alias"]).lower()}),
+            (str(r["remote_alias"]).lower(),),
             r["protocol"],
             "in",  # type: ignore[arg-type]
             parse_mn(r["start_time"]),
