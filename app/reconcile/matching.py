@@ -245,6 +245,7 @@ def classify(
     tolerance_us: int,
     retention_from_us: int | None,
     window: tuple[int, int] | None = None,
+    with_gaps: bool = True,
 ) -> Outcome:
     """Give every CDR and MN record exactly one status, and find the restore gaps.
 
@@ -283,35 +284,53 @@ def classify(
     counts = {status.value: 0 for status in Status}
     for item in items:
         counts[item.status.value] += 1
-    return Outcome(items, counts, find_gaps(items))
+    return Outcome(items, counts, find_gaps(items) if with_gaps else [])
+
+
+# What gap detection keeps of an item: (write time, tie-breaker, lost?, node).
+GapEntry = tuple[int, str, bool, str | None]
+
+_KEPT = (Status.MATCHED, Status.MISMATCHED, Status.MISSING_IN_SYSLOG)
+
+
+def gap_entries(items: Iterable[Item]) -> list[GapEntry]:
+    """The items that tell where the MN lost records: the lost ones and the kept ones."""
+    entries: list[GapEntry] = []
+    for item in items:
+        lost = item.status is Status.MISSING_IN_MN
+        if lost or item.status in _KEPT:
+            _, cdr_id, mn_id = _pair_key(item)
+            node = item.cdr.node if item.cdr is not None else None
+            entries.append((item.write_us or 0, f"{cdr_id}/{mn_id}", lost, node))
+    return entries
 
 
 def find_gaps(items: Iterable[Item]) -> list[Gap]:
     """Runs of records the MN lost, in its write order (call end), each bounded by the
     records it kept around it. A restore loses every record written between the backup
     and the restore, so on a clean restore there is one gap and it spans exactly that."""
-    kept = (Status.MATCHED, Status.MISMATCHED, Status.MISSING_IN_SYSLOG)
-    relevant = sorted(
-        (item for item in items if item.status in kept or item.status is Status.MISSING_IN_MN),
-        key=lambda item: (item.write_us or 0, _pair_key(item)),
-    )
+    return gaps_in(gap_entries(items))
+
+
+def gaps_in(entries: list[GapEntry]) -> list[Gap]:
+    """The gaps among gap entries, in any order (see find_gaps)."""
+    entries.sort()
     gaps: list[Gap] = []
-    run: list[Item] = []
+    run: list[GapEntry] = []
     before: int | None = None
-    for item in relevant:
-        if item.status is Status.MISSING_IN_MN:
-            run.append(item)
+    for entry in entries:
+        if entry[2]:
+            run.append(entry)
             continue
         if run:
-            gaps.append(_gap(run, before, item.write_us))
+            gaps.append(_gap(run, before, entry[0]))
             run = []
-        before = item.write_us
+        before = entry[0]
     if run:
         gaps.append(_gap(run, before, None))
     return gaps
 
 
-def _gap(run: list[Item], before: int | None, after: int | None) -> Gap:
-    writes = [item.write_us or 0 for item in run]
-    nodes = frozenset(item.cdr.node for item in run if item.cdr is not None and item.cdr.node)
-    return Gap(min(writes), max(writes), len(run), nodes, before, after)
+def _gap(run: list[GapEntry], before: int | None, after: int | None) -> Gap:
+    nodes = frozenset(node for _, _, _, node in run if node)
+    return Gap(run[0][0], run[-1][0], len(run), nodes, before, after)

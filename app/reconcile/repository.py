@@ -64,6 +64,10 @@ def _view(row: Sequence[Any], state: str | None) -> LegView:
     )
 
 
+# Rows are read a partition at a time: a million-row window never sits in memory twice,
+# once as result rows and once as LegViews.
+_PARTITION = 10_000
+
 ITEM_COLUMNS = (
     "run_id",
     "seq",
@@ -104,7 +108,7 @@ class ReconcileRepository:
     ) -> list[LegView]:
         """CDRs whose start (or first event, for failed legs) is in [from, until)."""
         time = func.coalesce(cdrs.c.start_us, cdrs.c.first_seen_us)
-        result = await conn.execute(
+        query = (
             select(
                 cdrs.c.id,
                 cdrs.c.call_uuid,
@@ -119,9 +123,15 @@ class ReconcileRepository:
                 cdrs.c.duration,
                 cdrs.c.node,
                 cdrs.c.state,
-            ).where(time >= from_us, time < until_us)
+            )
+            .where(time >= from_us, time < until_us)
+            .execution_options(yield_per=_PARTITION)
         )
-        return [_view(row, row[12]) for row in result]
+        legs: list[LegView] = []
+        result = await conn.stream(query)
+        async for partition in result.partitions():
+            legs.extend(_view(row, row[12]) for row in partition)
+        return legs
 
     async def mn_records(
         self, conn: AsyncConnection, from_us: int, until_us: int, ids: Iterable[str]
@@ -144,14 +154,19 @@ class ReconcileRepository:
             mn_participants.c.signalling_node,
         )
         found: dict[str, LegView] = {}
-        result = await conn.execute(select(*columns).where(time >= from_us, time < until_us))
-        for row in result:
-            found[row[0]] = _view(row, None)
+        result = await conn.stream(
+            select(*columns)
+            .where(time >= from_us, time < until_us)
+            .execution_options(yield_per=_PARTITION)
+        )
+        async for partition in result.partitions():
+            for row in partition:
+                found[row[0]] = _view(row, None)
         wanted = [i for i in ids if i not in found]
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            result = await conn.execute(select(*columns).where(mn_participants.c.id.in_(chunk)))
-            for row in result:
+            rows = await conn.execute(select(*columns).where(mn_participants.c.id.in_(chunk)))
+            for row in rows:
                 found[row[0]] = _view(row, None)
         return list(found.values())
 
@@ -172,11 +187,13 @@ class ReconcileRepository:
             .values(summary=json.dumps(summary))
         )
 
-    async def insert_items(self, conn: AsyncConnection, run_id: int, items: Sequence[Item]) -> None:
-        """Store every item of a run, in order (times in differences as ISO 8601)."""
+    async def insert_items(
+        self, conn: AsyncConnection, run_id: int, items: Sequence[Item], first_seq: int = 1
+    ) -> None:
+        """Store items of a run, numbered from `first_seq` (times in differences as ISO)."""
         sql = insert_sql("reconciliation_items", ITEM_COLUMNS, conn.dialect.paramstyle)
         rows: list[tuple[object, ...]] = []
-        for seq, item in enumerate(items, start=1):
+        for seq, item in enumerate(items, start=first_seq):
             leg = item.cdr or item.mn
             assert leg is not None
             rows.append(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.errors import InvalidInputError, NotFoundError
 from app.history.repository import HistoryRepository
 
-from .matching import Gap, Outcome, classify
+from .matching import Gap, GapEntry, Status, classify, gap_entries, gaps_in
 from .repository import ReconcileRepository
 
 
@@ -47,6 +47,11 @@ def _bounds(times: list[int | None]) -> dict[str, str | None]:
     return {"first": iso(min(known)) if known else None, "last": iso(max(known)) if known else None}
 
 
+# A window is reconciled a slice at a time, so that memory follows the busiest slice, not
+# the whole window.
+SLICE_US = 6 * 3600 * 1_000_000
+
+
 async def reconcile(
     conn: AsyncConnection,
     from_us: int,
@@ -58,20 +63,7 @@ async def reconcile(
     if until_us <= from_us:
         raise InvalidInputError("the window is empty: `until` must be after `from`")
     repository = ReconcileRepository()
-    legs = await repository.syslog_legs(conn, from_us, until_us)
-    # Reach past the window by the tolerance, so that a record just across an edge still
-    # matches its twin; unmatched records outside the window are left out of the run.
-    records = await repository.mn_records(
-        conn, from_us - tolerance_us, until_us + tolerance_us, (leg.id for leg in legs)
-    )
     retention_from = await HistoryRepository.for_connection(conn).oldest_start(conn)
-    outcome: Outcome = classify(
-        legs,
-        records,
-        tolerance_us=tolerance_us,
-        retention_from_us=retention_from,
-        window=(from_us, until_us),
-    )
     now_us = time.time_ns() // 1000
     run_id = await repository.create_run(
         conn,
@@ -84,7 +76,49 @@ async def reconcile(
             "summary": "{}",
         },
     )
-    pairs = sum(1 for item in outcome.items if item.cdr is not None and item.mn is not None)
+    counts = {status.value: 0 for status in Status}
+    entries: list[GapEntry] = []
+    classified: set[str] = set()  # MN records given a status in an earlier slice
+    seq = cdrs = records = pairs = 0
+    syslog_times: list[int | None] = []
+    mn_times: list[int | None] = []
+    start = from_us
+    while start < until_us:
+        end = min(start + SLICE_US, until_us)
+        legs = await repository.syslog_legs(conn, start, end)
+        # Reach past the slice by the tolerance, so that a record just across an edge still
+        # meets its twin. A lone MN record is judged in the slice whose window, moved back
+        # by the tolerance, holds it: near the end of a slice it may still find its twin
+        # among the next slice's legs.
+        candidates = await repository.mn_records(
+            conn, start - tolerance_us, end + tolerance_us, (leg.id for leg in legs)
+        )
+        outcome = classify(
+            legs,
+            [r for r in candidates if r.id not in classified],
+            tolerance_us=tolerance_us,
+            retention_from_us=retention_from,
+            window=(
+                from_us if start == from_us else start - tolerance_us,
+                until_us if end == until_us else end - tolerance_us,
+            ),
+            with_gaps=False,
+        )
+        await repository.insert_items(conn, run_id, outcome.items, first_seq=seq + 1)
+        seq += len(outcome.items)
+        for status, count in outcome.counts.items():
+            counts[status] += count
+        entries.extend(gap_entries(outcome.items))
+        for item in outcome.items:
+            if item.mn is not None:
+                classified.add(item.mn.id)
+                records += 1
+                mn_times.append(item.mn.time_us)
+                if item.cdr is not None:
+                    pairs += 1
+        cdrs += len(legs)
+        syslog_times.extend(leg.time_us for leg in legs)
+        start = end
     summary = {
         "id": run_id,
         "created_at": iso(now_us),
@@ -92,18 +126,17 @@ async def reconcile(
         "from": iso(from_us),
         "until": iso(until_us),
         "tolerance_seconds": tolerance_us / 1_000_000,
-        "counts": outcome.counts,
-        "gaps": [_gap(gap) for gap in outcome.gaps],
+        "counts": counts,
+        "gaps": [_gap(gap) for gap in gaps_in(entries)],
         "inputs": {
-            "cdrs": len(legs),
-            "mn_records": sum(1 for item in outcome.items if item.mn is not None),
+            "cdrs": cdrs,
+            "mn_records": records,
             "pairs": pairs,
-            "syslog": _bounds([leg.time_us for leg in legs]),
-            "mn": _bounds([item.mn.time_us for item in outcome.items if item.mn is not None]),
+            "syslog": _bounds(syslog_times),
+            "mn": _bounds(mn_times),
             "mn_retention_from": iso(retention_from),
         },
     }
-    await repository.insert_items(conn, run_id, outcome.items)
     await repository.save_summary(conn, run_id, summary)
     return summary
 

@@ -27,7 +27,12 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def test_a_run_classifies_every_record_and_finds_the_gap(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("slice_minutes", [360, 1])
+async def test_a_run_classifies_every_record_and_finds_the_gap(
+    engine: AsyncEngine, slice_minutes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Short slices put many records near slice edges: the result must not change.
+    monkeypatch.setattr(service, "SLICE_US", slice_minutes * 60 * 1_000_000)
     start, end = SCENARIO.window
     async with engine.begin() as conn:
         summary = await service.reconcile(conn, us(start), us(end), 2_000_000, "test")
