@@ -134,6 +134,7 @@ cdrs = Table(
     Column("node", String(255), nullable=True),
     Column("event_count", Integer, nullable=False),
     Index("ix_cdrs_first_seen_us", "first_seen_us", "id"),
+    Index("ix_cdrs_start_us", "start_us"),
     Index("ix_cdrs_conference_name", "conference_name", "first_seen_us"),
 )
 

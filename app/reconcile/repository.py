@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
@@ -107,7 +107,16 @@ class ReconcileRepository:
         self, conn: AsyncConnection, from_us: int, until_us: int
     ) -> list[LegView]:
         """CDRs whose start (or first event, for failed legs) is in [from, until)."""
-        time = func.coalesce(cdrs.c.start_us, cdrs.c.first_seen_us)
+        # Written as two indexed ranges rather than coalesce(start, first seen): a slice must
+        # not scan the whole table.
+        in_window = or_(
+            and_(cdrs.c.start_us >= from_us, cdrs.c.start_us < until_us),
+            and_(
+                cdrs.c.start_us.is_(None),
+                cdrs.c.first_seen_us >= from_us,
+                cdrs.c.first_seen_us < until_us,
+            ),
+        )
         query = (
             select(
                 cdrs.c.id,
@@ -124,7 +133,7 @@ class ReconcileRepository:
                 cdrs.c.node,
                 cdrs.c.state,
             )
-            .where(time >= from_us, time < until_us)
+            .where(in_window)
             .execution_options(yield_per=_PARTITION)
         )
         legs: list[LegView] = []
@@ -138,7 +147,11 @@ class ReconcileRepository:
     ) -> list[LegView]:
         """MN records placed in [from, until) by start (or end, for failed calls), plus any
         whose id is in `ids`, wherever they sit in time."""
-        time = func.coalesce(mn_participants.c.start_us, mn_participants.c.end_us)
+        mn = mn_participants.c
+        in_window = or_(
+            and_(mn.start_us >= from_us, mn.start_us < until_us),
+            and_(mn.start_us.is_(None), mn.end_us >= from_us, mn.end_us < until_us),
+        )
         columns = (
             mn_participants.c.id,
             mn_participants.c.call_uuid,
@@ -155,9 +168,7 @@ class ReconcileRepository:
         )
         found: dict[str, LegView] = {}
         result = await conn.stream(
-            select(*columns)
-            .where(time >= from_us, time < until_us)
-            .execution_options(yield_per=_PARTITION)
+            select(*columns).where(in_window).execution_options(yield_per=_PARTITION)
         )
         async for partition in result.partitions():
             for row in partition:
