@@ -276,6 +276,7 @@ export_records = Table(
     Column("seq", Integer, primary_key=True),
     Column("cdr_id", String(128), nullable=False),
     Column("record", Text, nullable=False),
+    Column("csv_row", Text, nullable=False),
     Index("ix_export_records_cdr_id", "cdr_id"),
 )
 

@@ -86,12 +86,12 @@ class ExportRepository:
 
     async def records(
         self, conn: AsyncConnection, export_id: str, after: int, limit: int
-    ) -> list[tuple[int, str]]:
-        """(seq, record JSON) of a batch after `after`, in order."""
+    ) -> list[tuple[int, str, str]]:
+        """(seq, record JSON, CSV row) of a batch after `after`, in order."""
         result = await conn.execute(
-            select(export_records.c.seq, export_records.c.record)
+            select(export_records.c.seq, export_records.c.record, export_records.c.csv_row)
             .where(export_records.c.export_id == export_id, export_records.c.seq > after)
             .order_by(export_records.c.seq)
             .limit(limit)
         )
-        return [(int(seq), str(record)) for seq, record in result]
+        return [(int(seq), str(record), str(line)) for seq, record, line in result]

@@ -128,15 +128,23 @@ async def create_export(
     async with engine.connect() as reader:
         result = await reader.stream(query.execution_options(yield_per=CHUNK))
         async for partition in result.mappings().partitions(CHUNK):
-            records = [record_from_cdr(row) for row in partition]
-            csv_hash.update(encoder.rows(records))
             frozen: list[dict[str, Any]] = []
-            for row, record in zip(partition, records, strict=True):
+            for row in partition:
                 seq += 1
+                record = record_from_cdr(row)
                 text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+                # Both renderings are frozen, so a download only streams stored text.
+                line = encoder.rows((record,)).decode()
                 jsonl_hash.update(text.encode() + b"\n")
+                csv_hash.update(line.encode())
                 frozen.append(
-                    {"export_id": export_id, "seq": seq, "cdr_id": row["id"], "record": text}
+                    {
+                        "export_id": export_id,
+                        "seq": seq,
+                        "cdr_id": row["id"],
+                        "record": text,
+                        "csv_row": line,
+                    }
                 )
                 total += row["duration"] or 0
                 start = row["start_us"]
@@ -188,6 +196,6 @@ async def stream_export(
             return
         after = rows[-1][0]
         if fmt is ExportFormat.CSV:
-            yield encoder.rows(json.loads(record) for _, record in rows)
+            yield "".join(line for _, _, line in rows).encode()
         else:
-            yield "".join(record + "\n" for _, record in rows).encode()
+            yield "".join(record + "\n" for _, record, _ in rows).encode()
