@@ -1,0 +1,552 @@
+"""Backfill benchmark: how fast `cdrecon import-syslog` takes an rsyslog file of Pexip lines.
+
+What it measures
+    For each size N (`--lines`, default 1,000,000): one gzip file of N distinct Pexip
+    Infinity conference log lines as rsyslog writes them,
+
+        2026-11-26T10:00:00.090+00:00 conf-node-08 pexip: 2026-11-26 10:00:00,090
+        Level="INFO" Name="administrator.conference" Message="Participant has joined." ...
+
+    (one line each; the bodies are bench/common.py's `pexip_frames`: calls attempt, join and
+    disconnect, so about a third of the lines are each; every line has its own time and
+    Participant-id, so all N are distinct), imported twice into a fresh SQLite database:
+
+    * first import: wall time of the whole `cdrecon import-syslog FILE.gz` process (start-up,
+      migration check, gunzip, parse, store, derive call events and CDRs, commit, exit),
+      lines/s = N / that time, the summary line it prints, its peak RSS (ru_maxrss of that
+      one child, from os.wait4) and its CPU seconds (user + system);
+    * second import of the same file: everything must be a duplicate (stored 0), timed the
+      same way.
+
+    The target is 100,000 lines/s. Next to every figure: the load average before and after
+    the command, and how many CPUs the whole machine kept busy during it (/proc/stat), since
+    the machine is shared.
+
+How
+    The file and the database live in a temporary directory; `cdrecon db upgrade` creates the
+    schema first (not timed). After both imports, sqlite3 counts the rows (messages, events,
+    CDRs by state) to check the summary. `--py-spy` samples the first import with
+    `py-spy record --nonblocking` and prints where its time goes.
+
+Run:  .venv/bin/python bench/backfill.py [--lines 1000000] [--lines 100000,1000000] [--py-spy]
+Writes bench/out/backfill-<UTC timestamp>.json. The helpers that run and measure a command
+are shared with bench/reconcile.py and bench/export.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import itertools
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from common import machine_info, pexip_frames, system_busy_seconds
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+OUT_DIR = BENCH_DIR / "out"
+VENV_BIN = ROOT / ".venv" / "bin"
+CDRECON = str(VENV_BIN / "cdrecon")
+PY_SPY = str(VENV_BIN / "py-spy")
+TARGET_LINES_PER_S = 100_000
+SUMMARY = re.compile(
+    r"files (?P<files>\d+), lines (?P<lines>\d+), stored (?P<stored>\d+), "
+    r"duplicates (?P<duplicates>\d+), parse failures (?P<parse_failures>\d+), "
+    r"new call events (?P<events>\d+)"
+)
+
+# --------------------------------------------------------------------------------------------
+# Measuring one command (shared with reconcile.py and export.py)
+# --------------------------------------------------------------------------------------------
+
+LoadAverage = tuple[float, float, float]
+
+
+def load_average() -> LoadAverage:
+    """The 1, 5 and 15 minute load averages."""
+    one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
+    return float(one), float(five), float(fifteen)
+
+
+def load_text(before: LoadAverage, after: LoadAverage) -> str:
+    """`4.1→4.6`: the 1-minute load average before and after a measurement."""
+    return f"{before[0]:.1f}→{after[0]:.1f}"
+
+
+@dataclass(slots=True)
+class Measured:
+    """One command, run to its end: how long, how much memory and CPU, under what load."""
+
+    argv: list[str]
+    returncode: int
+    seconds: float
+    peak_rss_mb: float
+    cpu_seconds: float  # user + system
+    system_seconds: float  # of which in the kernel (I/O system calls, page faults)
+    machine_busy_cpus: float  # CPUs the whole machine kept busy meanwhile (of nproc)
+    load_before: LoadAverage
+    load_after: LoadAverage
+    stdout: str = field(repr=False)
+    stderr: str = field(repr=False)
+    revision: str = ""  # the product's git revision when the command started
+    profile: str | None = None
+
+
+def start_py_spy(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """Sample `pid` with py-spy (collapsed stacks, all threads, without pausing it)."""
+    return subprocess.Popen(
+        [
+            *(PY_SPY, "record", "--pid", str(pid), "--format", "raw", "--rate", str(PY_SPY_RATE)),
+            *("--nonblocking", "--threads", "--output", str(output)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def run_measured(
+    argv: Sequence[str], env: dict[str, str], cwd: Path, profile: Path | None = None
+) -> Measured:
+    """Run `argv` to its end; wall time, and the peak RSS and CPU of that process alone
+    (os.wait4 gives the rusage of exactly this child)."""
+    revision = git_revision()  # the tree is shared: note which code this run loads
+    load_before = load_average()
+    busy_before = system_busy_seconds()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=out, stderr=err)
+        spy = start_py_spy(proc.pid, profile) if profile is not None else None
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        busy = (system_busy_seconds() - busy_before) / seconds
+        if spy is not None:
+            spy.wait(timeout=60)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    return Measured(
+        argv=list(argv),
+        returncode=proc.returncode,
+        seconds=seconds,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        system_seconds=usage.ru_stime,
+        machine_busy_cpus=busy,
+        load_before=load_before,
+        load_after=load_average(),
+        stdout=stdout,
+        stderr=stderr,
+        revision=revision,
+        profile=str(profile) if profile is not None and profile.exists() else None,
+    )
+
+
+def cdrecon_env(database: Path, **extra: str) -> dict[str, str]:
+    """The environment for a cdrecon command on the SQLite file `database`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDRECON_")}
+    env["CDRECON_DATABASE_URL"] = f"sqlite+aiosqlite:///{database}"
+    env.update({f"CDRECON_{name.upper()}": value for name, value in extra.items()})
+    return env
+
+
+def upgrade_database(database: Path) -> None:
+    """`cdrecon db upgrade`: the schema, created by the product itself."""
+    subprocess.run(
+        [CDRECON, "db", "upgrade"],
+        env=cdrecon_env(database),
+        cwd=database.parent,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+PY_SPY_RATE = 100  # samples per second and thread
+
+
+@dataclass(slots=True)
+class Profile:
+    """Where a process spent its time, from py-spy samples of all its threads.
+
+    Each entry is (frame, seconds, percent of all samples). py-spy skips a thread while it
+    is idle (waiting on a lock, a queue or epoll), so the samples count time a thread was
+    running Python or busy in native code; time in SQLite shows as the aiosqlite worker
+    thread's own frame (`_connection_worker_thread`). `threads`: samples per thread;
+    `product`: inclusive time of cdrecon's own functions (app/, parsers/); `own`: where
+    the samples were on top of the stack.
+    """
+
+    samples: int
+    threads: list[tuple[str, float, float]]
+    product: list[tuple[str, float, float]]
+    own: list[tuple[str, float, float]]
+
+
+def profile_summary(path: Path, top: int = 15) -> Profile:
+    """The heaviest functions of a py-spy `--format raw --threads` file (collapsed stacks)."""
+    threads: collections.Counter[str] = collections.Counter()
+    product: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    line_number = re.compile(r":\d+\)$")
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [line_number.sub(")", frame) for frame in stack.split(";")]
+        if frames[0].startswith("thread ("):
+            threads[re.sub(r"\(\d+\)", "(…)", frames[0])] += count
+        for frame in set(frames):
+            if "(app/" in frame or "(parsers/" in frame:
+                product[frame] += count
+        own[frames[-1]] += count
+
+    def entries(counter: collections.Counter[str]) -> list[tuple[str, float, float]]:
+        return [
+            (frame, round(n / PY_SPY_RATE, 1), round(100 * n / total, 1))
+            for frame, n in counter.most_common(top)
+        ]
+
+    return Profile(total, entries(threads), entries(product), entries(own))
+
+
+def print_profile(label: str, profile: Profile) -> None:
+    """Print the threads, the heaviest product functions (inclusive) and the top frames."""
+    print(f"\nwhere the time goes: {label} ({profile.samples} py-spy samples)")
+    for kind, rows in (
+        ("per thread", profile.threads),
+        ("cdrecon functions, inclusive", profile.product),
+        ("on top of the stack (self)", profile.own),
+    ):
+        print(f"  {kind}:")
+        for frame, seconds, share in rows:
+            print(f"    {seconds:7.1f} s {share:5.1f}%  {frame}")
+
+
+def stamp() -> str:
+    """A UTC timestamp for file names."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def git_revision() -> str:
+    """The product's git revision, with `+dirty` if the tree has changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def write_json(name: str, when: str, payload: dict[str, object]) -> Path:
+    """bench/out/<name>-<when>.json, with the machine and revision added."""
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"{name}-{when}.json"
+    document = {"benchmark": name, "started": when, "revision": git_revision()}
+    document["machine"] = machine_info()
+    document.update(payload)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    return path
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain text table, columns padded to fit."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The syslog file
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SyslogFile:
+    """The generated file: how many lines, its size plain and gzipped, and how long it took."""
+
+    path: str
+    lines: int
+    plain_bytes: int
+    gzip_bytes: int
+    seconds: float
+
+
+def rsyslog_lines(count: int, size: int, seed: int) -> Iterator[bytes]:
+    """`count` distinct Pexip lines as rsyslog's default file template writes them:
+    `ISO-TIME HOST pexip: BODY` (from the octet-counted RFC 5424 frames of common.py)."""
+    for frame in itertools.islice(pexip_frames(size, seed), count):
+        # b"LEN <134>1 ISO HOST pexip - - - BODY\n"
+        _length, _pri, when, host, _app, _procid, _msgid, _sd, body = frame.split(b" ", 8)
+        yield when + b" " + host + b" pexip: " + body
+
+
+def write_syslog_file(path: Path, count: int, size: int, seed: int, level: int) -> SyslogFile:
+    """Write `count` lines gzipped to `path`."""
+    started = time.perf_counter()
+    plain = 0
+    lines = rsyslog_lines(count, size, seed)
+    with gzip.open(path, "wb", compresslevel=level) as out:
+        while chunk := list(itertools.islice(lines, 10_000)):
+            data = b"".join(chunk)
+            plain += len(data)
+            out.write(data)
+    return SyslogFile(str(path), count, plain, path.stat().st_size, time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------------------------
+# The measurement
+# --------------------------------------------------------------------------------------------
+
+
+def parse_summary(stdout: str) -> dict[str, int] | None:
+    """The figures of import-syslog's summary line, if it printed one."""
+    found = SUMMARY.search(stdout)
+    return None if found is None else {k: int(v) for k, v in found.groupdict().items()}
+
+
+def database_counts(database: Path) -> dict[str, int]:
+    """Rows in the raw store and the derived tables, CDRs by state."""
+    with sqlite3.connect(database) as conn:
+        counts = {
+            "messages": conn.execute("SELECT count(*) FROM messages").fetchone()[0],
+            "events": conn.execute("SELECT count(*) FROM events").fetchone()[0],
+        }
+        for state, number in conn.execute("SELECT state, count(*) FROM cdrs GROUP BY state"):
+            counts[f"cdrs_{state}"] = number
+    conn.close()
+    return counts
+
+
+@dataclass(slots=True)
+class ImportRun:
+    """One import of the file, with its figures and the checks of its summary line."""
+
+    label: str
+    measured: Measured
+    summary: dict[str, int] | None
+    lines_per_s: float
+    problems: list[str]
+
+
+def check_import(label: str, summary: dict[str, int] | None, lines: int) -> list[str]:
+    """What is wrong with an import's summary: the first stores all, the second none."""
+    if summary is None:
+        return [f"{label}: no summary line"]
+    first = label == "first"
+    wanted = {
+        "lines": lines,
+        "stored": lines if first else 0,
+        "duplicates": 0 if first else lines,
+        "parse_failures": 0,
+        "events": lines if first else 0,
+    }
+    return [
+        f"{label}: {key} = {summary[key]}, expected {value}"
+        for key, value in wanted.items()
+        if summary[key] != value
+    ]
+
+
+def import_once(
+    label: str, database: Path, source: Path, lines: int, profile: Path | None
+) -> ImportRun:
+    """Time one `cdrecon import-syslog` of `source`."""
+    measured = run_measured(
+        [CDRECON, "import-syslog", str(source)], cdrecon_env(database), database.parent, profile
+    )
+    summary = parse_summary(measured.stdout)
+    problems = check_import(label, summary, lines)
+    if measured.returncode != 0:
+        problems.append(f"{label}: exit {measured.returncode}: {measured.stderr[-2000:]}")
+    return ImportRun(label, measured, summary, lines / measured.seconds, problems)
+
+
+@dataclass(slots=True)
+class SizeResult:
+    """Both imports of one file size."""
+
+    lines: int
+    file: SyslogFile
+    imports: list[ImportRun]
+    database: dict[str, int]
+    database_bytes: int
+    problems: list[str]
+
+
+def run_size(args: argparse.Namespace, lines: int, when: str) -> SizeResult:
+    """Generate the file, create the schema, import twice, count the rows."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"cdrecon-backfill-{lines}-"))
+    try:
+        source = workdir / "pexip.log.gz"
+        print(f"[{lines:,} lines] writing {source.name} ...", flush=True)
+        made = write_syslog_file(source, lines, args.size, args.seed, args.compresslevel)
+        print(
+            f"[{lines:,} lines] {made.plain_bytes / 1e6:.0f} MB plain, "
+            f"{made.gzip_bytes / 1e6:.0f} MB gzip, written in {made.seconds:.0f} s",
+            flush=True,
+        )
+        database = workdir / "bench.db"
+        upgrade_database(database)
+        runs = []
+        for label in ("first", "second"):
+            profile = None
+            if args.py_spy:
+                profile = OUT_DIR / f"backfill-{when}-{lines}-{label}.pyspy.txt"
+            run = import_once(label, database, source, lines, profile)
+            print(
+                f"[{lines:,} lines] {label} import: {run.measured.seconds:.1f} s, "
+                f"{run.lines_per_s:,.0f} lines/s, load "
+                f"{load_text(run.measured.load_before, run.measured.load_after)}",
+                flush=True,
+            )
+            runs.append(run)
+        counts = database_counts(database)
+        problems = [p for run in runs for p in run.problems]
+        if counts["messages"] != lines:
+            problems.append(f"messages table has {counts['messages']} rows, expected {lines}")
+        size = sum(p.stat().st_size for p in workdir.glob("bench.db*"))
+        return SizeResult(lines, made, runs, counts, size, problems)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def summary_text(summary: dict[str, int] | None) -> str:
+    """The summary line, shortened for the table."""
+    if summary is None:
+        return "(none)"
+    return (
+        f"stored {summary['stored']:,}, dup {summary['duplicates']:,}, "
+        f"fail {summary['parse_failures']}, events {summary['events']:,}"
+    )
+
+
+def report(results: Sequence[SizeResult]) -> str:
+    """The figures table."""
+    rows = []
+    for result in results:
+        for run in result.imports:
+            m = run.measured
+            rows.append(
+                (
+                    f"{result.lines:,}",
+                    run.label,
+                    f"{m.seconds:.1f}",
+                    f"{run.lines_per_s:,.0f}",
+                    f"{run.lines_per_s / TARGET_LINES_PER_S:.2f}x",
+                    f"{m.peak_rss_mb:.0f}",
+                    f"{m.cpu_seconds:.1f}",
+                    f"{m.machine_busy_cpus:.2f}",
+                    load_text(m.load_before, m.load_after),
+                    summary_text(run.summary),
+                    m.revision,
+                )
+            )
+    headers = (
+        "lines",
+        "import",
+        "wall s",
+        "lines/s",
+        "vs 100k/s",
+        "peak RSS MB",
+        "CPU-s",
+        "busy CPUs",
+        "load 1m",
+        "summary",
+        "revision",
+    )
+    return table(headers, rows)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--lines",
+        default="1000000",
+        help="lines in the file; a comma-separated list runs each size (default 1000000)",
+    )
+    parser.add_argument("--size", type=int, default=500, help="approximate bytes per line")
+    parser.add_argument("--seed", type=int, default=5424, help="seed of the line generator")
+    parser.add_argument("--compresslevel", type=int, default=6, help="gzip level of the file")
+    parser.add_argument("--py-spy", action="store_true", help="profile each import with py-spy")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every size, print the table, write the JSON; 0 only if every check passed."""
+    args = parse_args(argv)
+    sizes = [int(part.replace("_", "")) for part in args.lines.split(",") if part.strip()]
+    when = stamp()
+    machine = machine_info()
+    print(f"machine: {machine}; load average {load_average()}", flush=True)
+    results = [run_size(args, lines, when) for lines in sizes]
+    print()
+    print(report(results))
+    for result in results:
+        for run in result.imports:
+            print(f"{result.lines:,} {run.label}: {run.measured.stdout.strip()}")
+        print(
+            f"{result.lines:,} database after both: {result.database}, "
+            f"{result.database_bytes / 1e6:.0f} MB"
+        )
+        for run in result.imports:
+            if run.measured.profile:
+                print_profile(
+                    f"{result.lines:,} lines, {run.label} import",
+                    profile_summary(Path(run.measured.profile)),
+                )
+    problems = [p for result in results for p in result.problems]
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    path = write_json(
+        "backfill",
+        when,
+        {
+            "settings": vars(args),
+            "target_lines_per_s": TARGET_LINES_PER_S,
+            "results": [asdict(result) for result in results],
+            "profiles": {
+                f"{r.lines}-{run.label}": asdict(profile_summary(Path(run.measured.profile), 40))
+                for r in results
+                for run in r.imports
+                if run.measured.profile
+            },
+            "problems": problems,
+        },
+    )
+    print(f"\nwrote {path.relative_to(ROOT)}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

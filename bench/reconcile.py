@@ -1,0 +1,660 @@
+"""Reconciliation benchmark: `cdrecon reconcile` over N syslog CDRs and N MN records.
+
+What it measures
+    For each N (`--sizes`, default 100k, 300k, 1M), a fresh SQLite database holds:
+
+    * N closed participant CDRs (`cdrs`) spread over 30 days, as the product derives them
+      from syslog: id (Participant-id), call_uuid, conference, display name and aliases,
+      protocol, direction, nodes, start/end in microseconds, floored duration, state
+      'closed', event_count 2;
+    * the Management Node's records of the same calls (`mn_participants`, same ids, start
+      and end each shifted by less than 1 s, duration floored again, `record` '{}'), except:
+      5% of them lost in one contiguous run by end time (the MN writes a record when the
+      call ends, so a restore loses one run of end times), 0.1% with a duration 600 s off
+      (mismatched), and a few MN-only records (no CDR) at the start of the window.
+
+    Then `cdrecon reconcile --from … --until …` runs over a window holding all of them, and
+    the figures are: wall time of the whole command (start-up, loading both sides, matching,
+    writing N items, commit, exit), its peak RSS (ru_maxrss of that child, via os.wait4), its
+    CPU seconds, and the load average before and after. Its JSON summary is checked: the
+    counts add up to N plus the MN-only records, matched/mismatched/missing_in_mn/
+    missing_in_syslog are exactly as planted, and there is one gap holding exactly the lost
+    records, bounded by their first and last end time.
+
+    The growth ratio is (seconds per record at the largest N) / (seconds per record at the
+    smallest): n log n allows log(N_max)/log(N_min) (1.2 for 1M against 100k). Targets: 1M
+    in under 30 s and under 1 GB.
+
+How
+    `cdrecon db upgrade` creates the schema; the rows are then inserted with sqlite3
+    executemany in chunks (not timed) and the WAL is checkpointed, so that the measured
+    command starts from a settled file. `--py-spy` samples the reconcile with py-spy.
+
+Run:  .venv/bin/python bench/reconcile.py [--sizes 100000,300000,1000000] [--py-spy]
+Writes bench/out/reconcile-<UTC timestamp>.json. bench/export.py reuses the CDR rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backfill import (
+    CDRECON,
+    OUT_DIR,
+    ROOT,
+    Measured,
+    cdrecon_env,
+    load_average,
+    load_text,
+    print_profile,
+    profile_summary,
+    run_measured,
+    stamp,
+    table,
+    upgrade_database,
+    write_json,
+)
+from common import (
+    CONFERENCES,
+    DISCONNECT_DETAILS,
+    DOMAINS,
+    FIRST_NAMES,
+    HOSTS,
+    LAST_NAMES,
+    LOCATIONS,
+    NODES,
+    PROTOCOLS,
+    VENDORS,
+    machine_info,
+)
+
+BASE_US = int(datetime(2026, 10, 1, tzinfo=UTC).timestamp() * 1_000_000)
+SPAN_US = 30 * 86_400 * 1_000_000
+LOST_FRACTION = 0.05
+LOST_FROM = 0.60  # the gap starts at this fraction of the records, in end-time order
+MISMATCHED_FRACTION = 0.001
+MISMATCH_SECONDS = 600
+MN_ONLY = 7
+TARGET_SECONDS_1M = 30.0
+TARGET_RSS_MB = 1024.0
+CHUNK = 20_000
+
+CDR_COLUMNS = (
+    "id",
+    "call_uuid",
+    "conversation_id",
+    "conference_name",
+    "display_name",
+    "local_alias",
+    "remote_alias",
+    "protocol",
+    "call_direction",
+    "role",
+    "remote_address",
+    "remote_port",
+    "signalling_node",
+    "media_node",
+    "proxy_node",
+    "system_location",
+    "vendor",
+    "service_type",
+    "service_tag",
+    "disconnect_reason",
+    "start_us",
+    "end_us",
+    "duration",
+    "first_seen_us",
+    "state",
+    "node",
+    "event_count",
+)
+MN_COLUMNS = (
+    "id",
+    "call_uuid",
+    "conversation_id",
+    "conference_id",
+    "conference_name",
+    "display_name",
+    "local_alias",
+    "remote_alias",
+    "protocol",
+    "call_direction",
+    "role",
+    "disconnect_reason",
+    "remote_address",
+    "remote_port",
+    "signalling_node",
+    "media_node",
+    "proxy_node",
+    "system_location",
+    "service_type",
+    "service_tag",
+    "call_tag",
+    "vendor",
+    "has_media",
+    "start_us",
+    "end_us",
+    "duration",
+    "record",
+    "source",
+    "imported_us",
+)
+
+# --------------------------------------------------------------------------------------------
+# The planted data (shared with export.py)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Plan:
+    """Where N calls sit in time, and which of them the MN lost or got wrong."""
+
+    n: int
+    starts: list[int]
+    ends: list[int]
+    lost: set[int] = field(default_factory=set)  # indices with no MN record
+    mismatched: set[int] = field(default_factory=set)  # indices whose MN duration is off
+    mn_only: int = 0
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """A [from, until) window holding every call's start."""
+        return BASE_US - 3_600_000_000, BASE_US + SPAN_US + 86_400_000_000
+
+    def gap_bounds(self) -> tuple[int, int]:
+        """First and last end time of the lost calls."""
+        ends = [self.ends[i] for i in self.lost]
+        return min(ends), max(ends)
+
+
+def plan_calls(n: int, seed: int, *, lost: float = 0.0, mismatched: float = 0.0) -> Plan:
+    """N calls at an even rate over 30 days with realistic durations (exponential, mean
+    20 minutes, 5 s to 4 h) and distinct end times; the `lost` fraction is one contiguous
+    run by end time, and `mismatched` is drawn from the rest."""
+    rng = random.Random(seed)
+    step = SPAN_US // n
+    starts = [BASE_US + i * step + rng.randrange(step) for i in range(n)]
+    ends = [
+        start + int(min(max(rng.expovariate(1 / 1200), 5), 14_400) * 1_000_000) for start in starts
+    ]
+    order = sorted(range(n), key=ends.__getitem__)
+    for before, index in itertools.pairwise(order):
+        if ends[index] <= ends[before]:  # keep end times distinct: a gap has sharp edges
+            ends[index] = ends[before] + 1
+    plan = Plan(n, starts, ends)
+    if lost:
+        first = int(n * LOST_FROM)
+        plan.lost = set(order[first : first + round(n * lost)])
+    if mismatched:
+        kept = [i for i in range(n) if i not in plan.lost]
+        plan.mismatched = set(rng.sample(kept, round(n * mismatched)))
+    return plan
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Who is on a call: the values a CDR and its MN record share besides the times."""
+
+    id: str
+    call_uuid: str
+    conversation_id: str
+    conference: str
+    display_name: str
+    local_alias: str
+    remote_alias: str
+    protocol: str
+    direction: str
+    role: str
+    remote_address: str
+    remote_port: int
+    node: int
+    media_node: int
+    location: str
+    vendor: str
+    reason: str
+
+
+def person(rng: random.Random) -> Person:
+    """Random but realistic call identities, as in bench/common.py."""
+    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    protocol = rng.choice(PROTOCOLS)
+    scheme = "h323" if protocol == "H323" else "sip"
+    user = f"{first.lower()}.{last.lower()}@{rng.choice(DOMAINS)}"
+    remote = f"10.{rng.randrange(2, 250)}.{rng.randrange(0, 256)}.{rng.randrange(1, 255)}"
+    conference = rng.choice(CONFERENCES)
+    node = rng.randrange(len(NODES))
+    return Person(
+        id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        call_uuid=f"{uuid.UUID(int=rng.getrandbits(128)).hex}@{remote}",
+        conversation_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        conference=conference,
+        display_name=f"{first} {last}",
+        local_alias=f"meet.{conference.lower().replace(' ', '.')}@example.com",
+        remote_alias=f"{scheme}:{user}",
+        protocol=protocol,
+        direction=rng.choice(("in", "in", "in", "out")),
+        role=rng.choice(("chair", "guest")),
+        remote_address=remote,
+        remote_port=rng.choice((5060, 5061, 1720, 443, rng.randrange(40000, 60000))),
+        node=node,
+        media_node=(node + rng.randrange(0, 3)) % len(NODES),
+        location=rng.choice(LOCATIONS),
+        vendor=rng.choice(VENDORS),
+        reason=rng.choice(DISCONNECT_DETAILS),
+    )
+
+
+def cdr_row(who: Person, start: int, end: int) -> tuple[Any, ...]:
+    """A closed `cdrs` row, in CDR_COLUMNS order."""
+    return (
+        who.id,
+        who.call_uuid,
+        who.conversation_id,
+        who.conference,
+        who.display_name,
+        who.local_alias,
+        who.remote_alias,
+        who.protocol,
+        who.direction,
+        who.role,
+        who.remote_address,
+        who.remote_port,
+        NODES[who.node],
+        NODES[who.media_node],
+        None,
+        who.location,
+        who.vendor,
+        "conference",
+        "vmr-standard",
+        who.reason,
+        start,
+        end,
+        (end - start) // 1_000_000,
+        start - 2_000_000,  # the attempt, 2 s before the join
+        "closed",
+        HOSTS[who.node],
+        2,
+    )
+
+
+def mn_row(
+    who: Person, start: int, end: int, duration_offset: int, imported_us: int
+) -> tuple[Any, ...]:
+    """A `mn_participants` row, in MN_COLUMNS order."""
+    return (
+        who.id,
+        who.call_uuid,
+        who.conversation_id,
+        None,
+        who.conference,
+        who.display_name,
+        who.local_alias,
+        who.remote_alias,
+        who.protocol,
+        who.direction,
+        who.role,
+        who.reason,
+        who.remote_address,
+        who.remote_port,
+        NODES[who.node],
+        NODES[who.media_node],
+        None,
+        who.location,
+        "conference",
+        "vmr-standard",
+        None,
+        who.vendor,
+        who.protocol != "API",
+        start,
+        end,
+        (end - start) // 1_000_000 + duration_offset,
+        "{}",
+        "bench",
+        imported_us,
+    )
+
+
+def insert_sql(table_name: str, columns: Sequence[str]) -> str:
+    """INSERT with qmark placeholders."""
+    return (
+        f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    )
+
+
+def planted_rows(
+    plan: Plan, seed: int, with_mn: bool
+) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """(CDR rows, MN rows) a chunk at a time, for the plan."""
+    rng = random.Random(seed + 1)
+    imported_us = time.time_ns() // 1000
+    cdr_rows: list[tuple[Any, ...]] = []
+    mn_rows: list[tuple[Any, ...]] = []
+    if with_mn:
+        for k in range(plan.mn_only):  # records the MN has and syslog never saw
+            start = BASE_US + (k + 1) * 1_000_000
+            mn_rows.append(mn_row(person(rng), start, start + 60_000_000, 0, imported_us))
+    for i in range(plan.n):
+        who = person(rng)
+        start, end = plan.starts[i], plan.ends[i]
+        cdr_rows.append(cdr_row(who, start, end))
+        if with_mn and i not in plan.lost:
+            shifted_start = start + rng.randrange(-999_000, 999_000)
+            shifted_end = end + rng.randrange(-999_000, 999_000)
+            offset = MISMATCH_SECONDS if i in plan.mismatched else 0
+            mn_rows.append(mn_row(who, shifted_start, shifted_end, offset, imported_us))
+        if len(cdr_rows) >= CHUNK:
+            yield cdr_rows, mn_rows
+            cdr_rows, mn_rows = [], []
+    yield cdr_rows, mn_rows
+
+
+def plant(database: Path, plan: Plan, seed: int, *, with_mn: bool) -> float:
+    """Insert the plan's CDRs (and MN records) into the upgraded database; seconds taken."""
+    started = time.perf_counter()
+    conn = sqlite3.connect(database)
+    try:
+        conn.execute("PRAGMA synchronous=OFF")
+        cdr_sql, mn_sql = insert_sql("cdrs", CDR_COLUMNS), insert_sql("mn_participants", MN_COLUMNS)
+        with conn:
+            for cdr_rows, mn_rows in planted_rows(plan, seed, with_mn):
+                conn.executemany(cdr_sql, cdr_rows)
+                conn.executemany(mn_sql, mn_rows)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return time.perf_counter() - started
+
+
+def iso(us: int) -> str:
+    """Microseconds since the epoch as ISO 8601 UTC with Z, as the product prints them."""
+    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------------------------
+# The measurement
+# --------------------------------------------------------------------------------------------
+
+
+def expected_counts(plan: Plan) -> dict[str, int]:
+    """The counts a correct run reports for the plan."""
+    lost, mismatched = len(plan.lost), len(plan.mismatched)
+    return {
+        "matched": plan.n - lost - mismatched,
+        "missing_in_mn": lost,
+        "missing_in_syslog": plan.mn_only,
+        "mismatched": mismatched,
+        "outside_retention": 0,
+        "open": 0,
+        "excluded": 0,
+    }
+
+
+def check_summary(plan: Plan, summary: dict[str, Any] | None) -> list[str]:
+    """What is wrong with the run's JSON summary."""
+    if summary is None:
+        return ["no JSON summary on stdout"]
+    problems = []
+    counts = summary.get("counts", {})
+    if sum(counts.values()) != plan.n + plan.mn_only:
+        problems.append(f"counts add up to {sum(counts.values())}, not {plan.n + plan.mn_only}")
+    for key, value in expected_counts(plan).items():
+        if counts.get(key) != value:
+            problems.append(f"{key} = {counts.get(key)}, expected {value}")
+    gaps = summary.get("gaps", [])
+    if len(gaps) != 1:
+        problems.append(f"{len(gaps)} gaps, expected 1")
+    else:
+        low, high = plan.gap_bounds()
+        gap = gaps[0]
+        if gap.get("count") != len(plan.lost):
+            problems.append(f"the gap holds {gap.get('count')}, expected {len(plan.lost)}")
+        if (gap.get("from"), gap.get("until")) != (iso(low), iso(high)):
+            problems.append(
+                f"gap {gap.get('from')}..{gap.get('until')}, expected {iso(low)}..{iso(high)}"
+            )
+    inputs = summary.get("inputs", {})
+    if inputs.get("cdrs") != plan.n:
+        problems.append(f"inputs.cdrs = {inputs.get('cdrs')}, expected {plan.n}")
+    return problems
+
+
+def parse_json(stdout: str) -> dict[str, Any] | None:
+    """The JSON object the command printed, if any."""
+    start = stdout.find("{")
+    if start < 0:
+        return None
+    try:
+        value = json.loads(stdout[start:])
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass(slots=True)
+class SizeResult:
+    """One reconciliation of N records."""
+
+    n: int
+    setup_seconds: float
+    database_mb: float
+    measured: Measured
+    summary: dict[str, Any] | None
+    expected: dict[str, int]
+    problems: list[str]
+
+    @property
+    def us_per_record(self) -> float:
+        """Wall microseconds per CDR."""
+        return self.measured.seconds / self.n * 1_000_000
+
+
+def run_size(args: argparse.Namespace, n: int, when: str) -> SizeResult:
+    """Plant N records in a fresh database and time one reconcile over them."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"cdrecon-reconcile-{n}-"))
+    try:
+        database = workdir / "bench.db"
+        upgrade_database(database)
+        plan = plan_calls(n, args.seed, lost=LOST_FRACTION, mismatched=MISMATCHED_FRACTION)
+        plan.mn_only = MN_ONLY
+        setup = plant(database, plan, args.seed, with_mn=True)
+        size_mb = sum(p.stat().st_size for p in workdir.glob("bench.db*")) / 1e6
+        print(f"[{n:,}] planted in {setup:.0f} s ({size_mb:.0f} MB); reconciling ...", flush=True)
+        low, high = plan.window
+        profile = OUT_DIR / f"reconcile-{when}-{n}.pyspy.txt" if args.py_spy else None
+        measured = run_measured(
+            [CDRECON, "reconcile", "--from", iso(low), "--until", iso(high)],
+            cdrecon_env(database),
+            workdir,
+            profile,
+        )
+        summary = parse_json(measured.stdout)
+        problems = check_summary(plan, summary)
+        if measured.returncode != 0:
+            problems.append(f"exit {measured.returncode}: {measured.stderr[-2000:]}")
+        print(
+            f"[{n:,}] {measured.seconds:.1f} s, peak RSS {measured.peak_rss_mb:.0f} MB, "
+            f"load {load_text(measured.load_before, measured.load_after)}"
+            + (f", PROBLEMS: {problems}" if problems else ""),
+            flush=True,
+        )
+        return SizeResult(n, setup, size_mb, measured, summary, expected_counts(plan), problems)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def fixed_cost(args: argparse.Namespace) -> Measured:
+    """`cdrecon reconcile` on an empty database: start-up, migration check, exit."""
+    workdir = Path(tempfile.mkdtemp(prefix="cdrecon-reconcile-empty-"))
+    try:
+        database = workdir / "bench.db"
+        upgrade_database(database)
+        low, high = Plan(0, [], []).window
+        return run_measured(
+            [CDRECON, "reconcile", "--from", iso(low), "--until", iso(high)],
+            cdrecon_env(database),
+            workdir,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def growth(results: Sequence[SizeResult], empty: Measured) -> dict[str, float] | None:
+    """Time (and CPU) per record at the largest N over the smallest, whole and less the
+    empty run's fixed cost, next to what n log n allows."""
+    if len(results) < 2:
+        return None
+    small, large = min(results, key=lambda r: r.n), max(results, key=lambda r: r.n)
+
+    def ratio(seconds: Callable[[Measured], float], fixed: float) -> float:
+        return ((seconds(large.measured) - fixed) / large.n) / (
+            (seconds(small.measured) - fixed) / small.n
+        )
+
+    def wall(m: Measured) -> float:
+        return m.seconds
+
+    def cpu(m: Measured) -> float:
+        return m.cpu_seconds
+
+    return {
+        "from_n": small.n,
+        "to_n": large.n,
+        "wall_per_record_ratio": ratio(wall, 0.0),
+        "cpu_per_record_ratio": ratio(cpu, 0.0),
+        "wall_per_record_ratio_less_fixed": ratio(wall, empty.seconds),
+        "cpu_per_record_ratio_less_fixed": ratio(cpu, empty.cpu_seconds),
+        "n_log_n_allows": math.log(large.n) / math.log(small.n),
+    }
+
+
+def report(results: Sequence[SizeResult]) -> str:
+    """The figures table."""
+    rows = []
+    for r in results:
+        m, counts = r.measured, (r.summary or {}).get("counts", {})
+        gaps = (r.summary or {}).get("gaps", [])
+        rows.append(
+            (
+                f"{r.n:,}",
+                f"{m.seconds:.1f}",
+                f"{r.us_per_record:.1f}",
+                f"{m.cpu_seconds:.1f}",
+                f"{m.peak_rss_mb:.0f}",
+                f"{m.machine_busy_cpus:.2f}",
+                load_text(m.load_before, m.load_after),
+                f"{counts.get('matched', '?')}/{counts.get('mismatched', '?')}/"
+                f"{counts.get('missing_in_mn', '?')}/{counts.get('missing_in_syslog', '?')}",
+                f"{len(gaps)} ({gaps[0]['count'] if gaps else 0})",
+                "ok" if not r.problems else "FAIL",
+                m.revision,
+            )
+        )
+    headers = (
+        "N",
+        "wall s",
+        "µs/record",
+        "CPU-s",
+        "peak RSS MB",
+        "busy CPUs",
+        "load 1m",
+        "matched/mism/miss_mn/miss_sl",
+        "gaps (count)",
+        "checks",
+        "revision",
+    )
+    return table(headers, rows)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes", default="100000,300000,1000000", help="comma-separated N (CDRs per run)"
+    )
+    parser.add_argument("--seed", type=int, default=5424, help="seed of the planted data")
+    parser.add_argument("--py-spy", action="store_true", help="profile each reconcile")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every size, print the table, write the JSON; 0 only if every check passed."""
+    args = parse_args(argv)
+    sizes = [int(part.replace("_", "")) for part in args.sizes.split(",") if part.strip()]
+    when = stamp()
+    print(f"machine: {machine_info()}; load average {load_average()}", flush=True)
+    empty = fixed_cost(args)
+    print(
+        f"[empty database] {empty.seconds:.1f} s, {empty.cpu_seconds:.1f} CPU-s, peak RSS "
+        f"{empty.peak_rss_mb:.0f} MB, load {load_text(empty.load_before, empty.load_after)}",
+        flush=True,
+    )
+    results = [run_size(args, n, when) for n in sizes]
+    print()
+    print(report(results))
+    ratio = growth(results, empty)
+    if ratio is not None:
+        print(
+            f"\ngrowth {ratio['from_n']:,} → {ratio['to_n']:,} per record: wall x"
+            f"{ratio['wall_per_record_ratio']:.2f}, CPU x{ratio['cpu_per_record_ratio']:.2f}; "
+            f"less the empty run: wall x{ratio['wall_per_record_ratio_less_fixed']:.2f}, CPU x"
+            f"{ratio['cpu_per_record_ratio_less_fixed']:.2f} "
+            f"(n log n allows x{ratio['n_log_n_allows']:.2f})"
+        )
+    for r in results:
+        if r.n >= 1_000_000:
+            verdict = (
+                "meets"
+                if r.measured.seconds < TARGET_SECONDS_1M and r.measured.peak_rss_mb < TARGET_RSS_MB
+                else "MISSES"
+            )
+            print(
+                f"{r.n:,}: {verdict} the target (< {TARGET_SECONDS_1M:.0f} s and "
+                f"< {TARGET_RSS_MB:.0f} MB)"
+            )
+        if r.measured.profile:
+            print_profile(f"reconcile of {r.n:,}", profile_summary(Path(r.measured.profile)))
+    problems = [f"{r.n}: {p}" for r in results for p in r.problems]
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    path = write_json(
+        "reconcile",
+        when,
+        {
+            "settings": vars(args),
+            "targets": {"seconds_at_1m": TARGET_SECONDS_1M, "peak_rss_mb": TARGET_RSS_MB},
+            "empty_database": asdict(empty),
+            "results": [asdict(r) for r in results],
+            "growth": ratio,
+            "profiles": {
+                str(r.n): asdict(profile_summary(Path(r.measured.profile), 40))
+                for r in results
+                if r.measured.profile
+            },
+            "problems": problems,
+        },
+    )
+    print(f"\nwrote {path.relative_to(ROOT)}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
