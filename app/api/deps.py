@@ -26,4 +26,6 @@ async def get_connection(runtime: RuntimeDep) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-ConnectionDep = Annotated[AsyncConnection, Depends(get_connection)]
+# scope="function": the transaction commits before the response is sent, so a client that
+# got 201 can read what it created at once (and never gets 201 for a failed commit).
+ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]

@@ -72,6 +72,8 @@ def test_billing_recovers_exactly_the_records_the_mn_lost(
         headers={"Idempotency-Key": "recover-2026-11-20"},
     )
     assert created.status_code == 201, created.text
+    # Committed before the answer: readable at once.
+    assert service.get(f"/api/v1/exports/{created.json()['id']}", token=billing).status_code == 200
     retry = service.post(
         "/api/v1/exports",
         token=billing,
