@@ -245,13 +245,14 @@ def stamp() -> str:
 
 
 def git_revision() -> str:
-    """The product's git revision, with `+dirty` if the tree has changes."""
+    """The product's git revision, with `+dirty` if tracked files outside bench/ have changes
+    (the tree is shared, and the product may change between two runs)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -464,6 +465,7 @@ def report(results: Sequence[SizeResult]) -> str:
                     f"{run.lines_per_s / TARGET_LINES_PER_S:.2f}x",
                     f"{m.peak_rss_mb:.0f}",
                     f"{m.cpu_seconds:.1f}",
+                    f"{m.system_seconds:.1f}",
                     f"{m.machine_busy_cpus:.2f}",
                     load_text(m.load_before, m.load_after),
                     summary_text(run.summary),
@@ -478,6 +480,7 @@ def report(results: Sequence[SizeResult]) -> str:
         "vs 100k/s",
         "peak RSS MB",
         "CPU-s",
+        "of which sys",
         "busy CPUs",
         "load 1m",
         "summary",

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
@@ -102,6 +102,27 @@ def _iso(value: object) -> object:
 
 class ReconcileRepository:
     """Reads both sides of a window; writes runs and their items."""
+
+    async def time_span(
+        self, conn: AsyncConnection, from_us: int, until_us: int
+    ) -> tuple[int, int] | None:
+        """The first and last record time (either side) in [from, until), if any: a wide
+        window is sliced only where there is data."""
+        found: list[int] = []
+        for time_column, fallback, table_start in (
+            (cdrs.c.start_us, cdrs.c.first_seen_us, cdrs.c.start_us),
+            (mn_participants.c.start_us, mn_participants.c.end_us, mn_participants.c.start_us),
+        ):
+            for column, condition in (
+                (time_column, true()),
+                (fallback, table_start.is_(None)),
+            ):
+                in_range = and_(column >= from_us, column < until_us, condition)
+                low, high = (
+                    await conn.execute(select(func.min(column), func.max(column)).where(in_range))
+                ).one()
+                found += [int(v) for v in (low, high) if v is not None]
+        return (min(found), max(found)) if found else None
 
     async def syslog_legs(
         self, conn: AsyncConnection, from_us: int, until_us: int

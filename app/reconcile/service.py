@@ -82,8 +82,10 @@ async def reconcile(
     seq = cdrs = records = pairs = 0
     syslog_times: list[int | None] = []
     mn_times: list[int | None] = []
-    start = from_us
-    while start < until_us:
+    span = await repository.time_span(conn, from_us, until_us)
+    first, last = span if span is not None else (until_us, until_us - 1)
+    start = first
+    while start <= last:
         end = min(start + SLICE_US, until_us)
         legs = await repository.syslog_legs(conn, start, end)
         # Reach past the slice by the tolerance, so that a record just across an edge still
@@ -99,8 +101,8 @@ async def reconcile(
             tolerance_us=tolerance_us,
             retention_from_us=retention_from,
             window=(
-                from_us if start == from_us else start - tolerance_us,
-                until_us if end == until_us else end - tolerance_us,
+                from_us if start == first else start - tolerance_us,
+                until_us if end > last else end - tolerance_us,
             ),
             with_gaps=False,
         )
