@@ -195,19 +195,23 @@ class BatchWriter:
         duplicates: Counter[str] = Counter()
         batch = Batch()
         seen: set[bytes] = set()
-        file_chunks = [c for c in chunks if c[0].transport == "file"]
+        # Backfilled lines carry a digest (computed once per line) so a re-import adds nothing.
+        digests = {
+            index: [_digest(frame.data) for frame in chunk[2]]
+            for index, chunk in enumerate(chunks)
+            if chunk[0].transport == "file"
+        }
         known: set[bytes] = set()
-        if file_chunks:
-            digests = [_digest(f.data) for _, _, frames in file_chunks for f in frames]
-            known = await repository.existing_digests(conn, digests)
-        for origin, received_us, frames in chunks:
-            if origin.transport != "file":
+        if digests:
+            everything = [digest for chunk_digests in digests.values() for digest in chunk_digests]
+            known = await repository.existing_digests(conn, everything)
+        for index, (origin, received_us, frames) in enumerate(chunks):
+            if index not in digests:
                 add_frames(batch, origin, received_us, frames)
                 continue
             kept: list[Frame] = []
             kept_digests: list[bytes] = []
-            for frame in frames:
-                digest = _digest(frame.data)
+            for frame, digest in zip(frames, digests[index], strict=True):
                 if digest in known or digest in seen:
                     duplicates[origin.transport] += 1
                     continue
