@@ -14,7 +14,8 @@ What it measures
     * first import: wall time of the whole `cdrecon import-syslog FILE.gz` process (start-up,
       migration check, gunzip, parse, store, derive call events and CDRs, commit, exit),
       lines/s = N / that time, the summary line it prints, its peak RSS (ru_maxrss of that
-      one child, from os.wait4) and its CPU seconds (user + system);
+      one child, from os.wait4) and its CPU seconds (user + system, and the system part:
+      SQLite reading and writing pages through the kernel shows there);
     * second import of the same file: everything must be a duplicate (stored 0), timed the
       same way.
 
