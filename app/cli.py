@@ -366,7 +366,7 @@ def token_create(name: str, scope: str, **flags: Any) -> None:
 def token_list(**flags: Any) -> None:
     """List tokens: name, scope, created, revoked."""
     from app.auth.tokens import list_tokens
-    from app.reconcile.service import iso
+    from app.times import iso
 
     _logging("WARNING")
     for row in _with_connection(_settings(**flags).database_url, list_tokens):

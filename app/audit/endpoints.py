@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import ConnectionDep
 from app.auth.deps import AdminDep
-from app.reconcile.service import iso
+from app.times import iso
 
 from . import service
 

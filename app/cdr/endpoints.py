@@ -10,9 +10,10 @@ from fastapi import APIRouter, HTTPException, Query
 
 from app.api.deps import ConnectionDep
 from app.auth.deps import ReaderDep
+from app.times import to_time, to_us
 
 from . import service
-from .schemas import Cdr, CdrDetail, CdrPage, Conference, Event, to_time, to_us
+from .schemas import Cdr, CdrDetail, CdrPage, Conference, Event
 
 router = APIRouter(tags=["cdrs"])
 

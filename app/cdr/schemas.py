@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-
-def to_time(us: int | None) -> datetime | None:
-    """Epoch microseconds as an aware UTC datetime."""
-    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
-
-
-def to_us(moment: datetime | None) -> int | None:
-    """An aware (or UTC-naive) datetime as epoch microseconds."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1_000_000)
+from app.times import to_time
 
 
 class Cdr(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, model_validator
 from app.api.deps import ConnectionDep, RuntimeDep
 from app.audit.service import record as audit
 from app.auth.deps import ReaderDep
-from app.cdr.schemas import to_us
+from app.times import to_us
 
 from . import service
 from .service import ExportFormat, ExportRequest
@@ -112,7 +112,7 @@ async def list_exports(
     _: ReaderDep, conn: ConnectionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[dict[str, Any]]:
     """The newest batches' manifests."""
-    return [service.manifest(row) for row in await service.ExportRepository().newest(conn, limit)]
+    return await service.list_manifests(conn, limit)
 
 
 @router.get(

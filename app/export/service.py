@@ -14,11 +14,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import CdreconError, InvalidInputError, NotFoundError
+from app.times import iso
 
 from .formats import CsvEncoder, record_from_cdr
 from .repository import ExportRepository, candidates
-
-__all__ = ["ExportRepository", "create_export", "get_manifest", "manifest", "stream_export"]
 
 CHUNK = 2000
 
@@ -68,8 +67,6 @@ class ExportRequest:
 
 def manifest(row: dict[str, Any]) -> dict[str, Any]:
     """The public description of a batch."""
-    from app.reconcile.service import iso
-
     return {
         "id": row["id"],
         "created_by": row["created_by"],
@@ -170,6 +167,11 @@ async def create_export(
     }
     await repository.insert_batch(conn, values)
     return manifest(values), True
+
+
+async def list_manifests(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
+    """The newest batches' manifests, newest first."""
+    return [manifest(row) for row in await ExportRepository().newest(conn, limit)]
 
 
 async def get_manifest(conn: AsyncConnection, export_id: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,6 +22,7 @@ from parsers.history import (
     parse_history_time,
 )
 
+from .client import Resource
 from .repository import HistoryRepository
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,6 @@ async def import_document(
 
 
 # The MN client's page reader: (resource, filters) -> pages of records.
-Resource = Literal["participant", "conference"]
 Pages = Callable[[Resource, Mapping[str, str]], AsyncIterator[list[dict[str, Any]]]]
 WindowFilters = Callable[[str, datetime | None, datetime | None], dict[str, str]]
 

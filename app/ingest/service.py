@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.cdr.service import counts as cdr_counts
+from app.times import to_time
 
 from .repository import MessageRepository
 from .schemas import Node, Stats
-
-
-def _time(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
 async def get_stats(conn: AsyncConnection, queued: int) -> Stats:
@@ -39,8 +34,8 @@ async def list_nodes(conn: AsyncConnection) -> list[Node]:
             host=row["host"],
             last_peer=row["last_peer"],
             last_transport=row["last_transport"],
-            first_seen=_time(row["first_seen_us"]),
-            last_seen=_time(row["last_seen_us"]),
+            first_seen=to_time(row["first_seen_us"]),
+            last_seen=to_time(row["last_seen_us"]),
             messages=row["messages"],
             parse_failures=row["parse_failures"],
         )

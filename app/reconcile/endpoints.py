@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from app.api.deps import ConnectionDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep, ReaderDep
-from app.cdr.schemas import to_us
+from app.times import to_us
 
 from . import service
 from .matching import Status

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, true
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
 from app.db.sql import insert_sql
+from app.times import iso
 
 from .matching import Item, LegView
 
@@ -87,17 +87,12 @@ def _differences(differences: dict[str, dict[str, object]] | None) -> str | None
         return None
     readable = {
         name: {
-            side: _iso(value) if name.endswith("_time") else value for side, value in pair.items()
+            side: iso(value) if name.endswith("_time") and isinstance(value, int) else value
+            for side, value in pair.items()
         }
         for name, pair in differences.items()
     }
     return json.dumps(readable)
-
-
-def _iso(value: object) -> object:
-    if not isinstance(value, int):
-        return value
-    return datetime.fromtimestamp(value / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
 
 
 class ReconcileRepository:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import InvalidInputError, NotFoundError
 from app.history.repository import HistoryRepository
+from app.times import iso
 
 from .matching import Gap, GapEntry, Status, classify, gap_entries, gaps_in
 from .repository import ReconcileRepository
@@ -21,14 +21,6 @@ class RunNotFound(NotFoundError):
 
     def __init__(self, run_id: int) -> None:
         super().__init__(f"no reconciliation run {run_id}")
-
-
-def iso(us: int | None) -> str | None:
-    """Epoch microseconds as ISO 8601 UTC with `Z`."""
-    if us is None:
-        return None
-    text = datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
-    return text
 
 
 def _gap(gap: Gap) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth.tokens import Principal, Scope
-from app.export.service import ExportFormat, ExportRepository, manifest
+from app.export.service import ExportFormat, list_manifests
 from app.ingest.schemas import Stats
 from app.ingest.service import get_stats, list_nodes
 from app.reconcile.matching import Status
@@ -242,7 +242,7 @@ async def load_overview(
                 )
             )
     runs = [run_card(summary) for summary in await newest_runs(conn, RUNS_SHOWN)]
-    batches = await ExportRepository().newest(conn, EXPORTS_SHOWN)
+    batches = await list_manifests(conn, EXPORTS_SHOWN)
     now_moment = Moment.of(now)
     assert now_moment is not None
     return Overview(
@@ -252,5 +252,5 @@ async def load_overview(
         nodes=nodes,
         silent_nodes=sum(1 for node in nodes or [] if node.silent_for),
         runs=runs,
-        exports=[export_row(manifest(row)) for row in batches],
+        exports=[export_row(batch) for batch in batches],
     )
