@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated
 
@@ -72,7 +71,7 @@ async def get_cdr(participant_id: str, _: ReaderDep, conn: ConnectionDep) -> Cdr
                 level=e["level"],
                 name=e["name"],
                 message=e["message"],
-                fields=json.loads(e["fields"]),
+                fields=e["fields"],
                 truncated=bool(e["truncated"]),
                 message_ids=e["message_ids"],
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
 from app.cdr.assembly import LegEvent
@@ -23,7 +22,6 @@ EVENT_COLUMNS = (
     "participant_id",
     "call_id",
     "conference",
-    "fields",
     "truncated",
     "message_id",
 )
@@ -31,22 +29,21 @@ EVENT_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class CallEvent:
-    """A call event as stored: the parsed body, its digest, and where it came from."""
+    """A call event as stored: the parsed body, its digest, and where it came from.
+
+    The `events` row keeps only what queries select on; the keys stay in the raw message
+    (`message_id`) and are parsed from it again when a stored event is needed whole."""
 
     digest: bytes
     event: PexipEvent
     node: str | None
     message_id: int
+    time_us: int  # the event's originating time in epoch microseconds
 
     @property
     def participant_id(self) -> str | None:
         """The leg this event belongs to, if any."""
-        return self.event.get("participant-id")
-
-    @property
-    def time_us(self) -> int:
-        """The event's originating time in epoch microseconds."""
-        return time_us(self.event)
+        return self.event.fields.get("participant-id")
 
     def leg_event(self) -> LegEvent:
         """The event as leg assembly sees it."""
@@ -58,7 +55,7 @@ class CallEvent:
         fields = event.fields
         return (
             self.digest,
-            time_us(event),
+            self.time_us,
             self.node,
             event.level,
             event.name,
@@ -66,7 +63,6 @@ class CallEvent:
             fields.get("participant-id"),
             fields.get("call-id"),
             fields.get("conference"),
-            json.dumps(dict(fields), ensure_ascii=False, separators=(",", ":")),
             event.truncated,
             self.message_id,
         )
@@ -110,4 +106,4 @@ def extract(raw: bytes, msg_offset: int, node: str | None, message_id: int) -> C
     # The body alone identifies an event: the same line live and from a file differs only
     # in its syslog header.
     digest = hashlib.blake2b(body.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-    return CallEvent(digest, event, node, message_id)
+    return CallEvent(digest, event, node, message_id, time_us(event))

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db.models import cdrs, event_messages, events
+from app.db.models import cdrs, event_messages, events, messages
 from app.db.sql import insert_sql, placeholders
 
 from .assembly import LEG_COLUMNS, Leg, LegEvent
-from .extract import EVENT_COLUMNS
+from .extract import EVENT_COLUMNS, CallEvent, NotPexip, extract
+
+log = logging.getLogger(__name__)
 
 # Keeps each IN (...) list well under SQLite's bound-parameter limit.
 _CHUNK = 500
@@ -91,30 +93,41 @@ class CdrRepository:
             (list(participant_ids),),
         )
 
-    async def legs_with_events(
+    async def leg_event_counts(
         self, conn: AsyncConnection, participant_ids: Sequence[str]
-    ) -> set[str]:
-        """Which of `participant_ids` have stored events."""
-        found: set[str] = set()
+    ) -> dict[str, int]:
+        """How many events are stored for each of `participant_ids` (absent: none)."""
+        found: dict[str, int] = {}
         for chunk in _chunks(participant_ids):
-            result = await conn.execute(
-                select(events.c.participant_id).where(events.c.participant_id.in_(chunk)).distinct()
+            result = await conn.exec_driver_sql(
+                "SELECT participant_id, count(*) FROM events WHERE participant_id IN "
+                f"({placeholders(self._paramstyle, len(chunk))}) GROUP BY participant_id",
+                tuple(chunk),
             )
-            found.update(result.scalars())
+            rows: Sequence[Any] = result.all()
+            found.update((pid, int(n)) for pid, n in rows)
         return found
 
     async def leg_events(
         self, conn: AsyncConnection, participant_ids: Sequence[str]
     ) -> dict[str, list[LegEvent]]:
-        """Every stored event of each leg in `participant_ids`."""
+        """Every stored event of each leg in `participant_ids`, parsed again from its message."""
         legs: dict[str, list[LegEvent]] = {pid: [] for pid in participant_ids}
-        columns = (events.c.participant_id, events.c.time_us, events.c.message, events.c.node)
         for chunk in _chunks(participant_ids):
             result = await conn.execute(
-                select(*columns, events.c.fields).where(events.c.participant_id.in_(chunk))
+                select(
+                    events.c.participant_id,
+                    events.c.node,
+                    events.c.message_id,
+                    messages.c.raw,
+                    messages.c.msg_offset,
+                )
+                .join(messages, messages.c.id == events.c.message_id)
+                .where(events.c.participant_id.in_(chunk))
             )
-            for pid, time_us, message, node, fields in result:
-                legs[pid].append(LegEvent(time_us, message, node, json.loads(fields)))
+            for pid, node, message_id, raw, offset in result:
+                if (event := _reparse(bytes(raw), offset, node, message_id)) is not None:
+                    legs[pid].append(event.leg_event())
         return legs
 
     async def upsert_legs(self, conn: AsyncConnection, legs: Iterable[Leg]) -> None:
@@ -180,25 +193,34 @@ class CdrRepository:
     async def events_of_leg(
         self, conn: AsyncConnection, participant_id: str
     ) -> list[dict[str, Any]]:
-        """A leg's events in time order, each with the ids of the raw messages it came from."""
+        """A leg's events in time order, each with its keys (`fields`) and the ids of the raw
+        messages it came in."""
         result = await conn.execute(
-            select(events)
+            select(events, messages.c.raw, messages.c.msg_offset)
+            .join(messages, messages.c.id == events.c.message_id)
             .where(events.c.participant_id == participant_id)
             .order_by(events.c.time_us, events.c.id)
         )
-        rows = [dict(row._mapping) for row in result]
+        rows: list[dict[str, Any]] = []
+        for row in result:
+            values = dict(row._mapping)
+            raw, offset = bytes(values.pop("raw")), values.pop("msg_offset")
+            event = _reparse(raw, offset, values["node"], values["message_id"])
+            values["fields"] = {} if event is None else dict(event.event.fields)
+            rows.append(values)
         digests = [row["digest"] for row in rows]
-        sources: dict[bytes, list[int]] = {}
+        sources: dict[bytes, set[int]] = {}
         for chunk in _chunks(digests):
             links = await conn.execute(
-                select(event_messages.c.digest, event_messages.c.message_id)
-                .where(event_messages.c.digest.in_(chunk))
-                .order_by(event_messages.c.message_id)
+                select(event_messages.c.digest, event_messages.c.message_id).where(
+                    event_messages.c.digest.in_(chunk)
+                )
             )
             for digest, message_id in links:
-                sources.setdefault(bytes(digest), []).append(int(message_id))
-        for row in rows:
-            row["message_ids"] = sources.get(bytes(row["digest"]), [])
+                sources.setdefault(bytes(digest), set()).add(int(message_id))
+        for values in rows:
+            further = sources.get(bytes(values["digest"]), set())
+            values["message_ids"] = sorted(further | {int(values["message_id"])})
         return rows
 
     async def legs_between(
@@ -218,3 +240,15 @@ class CdrRepository:
             query = query.where(cdrs.c.start_us < until_us)
         query = query.order_by(cdrs.c.conference_name, cdrs.c.start_us, cdrs.c.id)
         return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+def _reparse(raw: bytes, offset: int, node: str | None, message_id: int) -> CallEvent | None:
+    """A stored event, parsed again from the message it was first seen in."""
+    try:
+        event = extract(raw, offset, node, message_id)
+    except NotPexip:
+        event = None
+    if event is None:
+        # Only a parser that changed since the event was stored gets here: `cdrecon rebuild`.
+        log.warning("stored event of message %d no longer parses; run cdrecon rebuild", message_id)
+    return event

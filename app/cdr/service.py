@@ -16,6 +16,7 @@ from app.db.models import messages
 from .assembly import LegEvent, assemble_leg
 from .conferences import ConferenceInstance, group_instances
 from .extract import CallEvent, NotPexip, extract
+from .legcache import LegCache
 from .repository import CdrRepository
 
 log = logging.getLogger(__name__)
@@ -41,15 +42,19 @@ class Derived:
         self.legs += other.legs
 
 
-async def derive(conn: AsyncConnection, stored: Iterable[StoredMessage]) -> Derived:
+async def derive(
+    conn: AsyncConnection, stored: Iterable[StoredMessage], cache: LegCache | None = None
+) -> Derived:
     """Extract the call events of `stored` messages and bring their legs' CDRs up to date.
 
-    Idempotent: events already stored are only linked to the new messages, and a leg is
-    reassembled from all of its events, so arrival order never matters.
+    Idempotent: an event already stored only gains a link to the new message, and a leg is
+    reassembled from all of its events, so arrival order never matters. `cache` keeps the
+    events of legs assembled before, so that their stored events need not be read again; the
+    caller clears it when the transaction does not commit.
     """
     result = Derived()
     found: dict[bytes, CallEvent] = {}
-    links: list[tuple[bytes, int]] = []
+    repeats: list[tuple[bytes, int]] = []  # further messages of an event seen in this batch
     for message_id, node, raw, offset in stored:
         try:
             call_event = extract(raw, offset, node, message_id)
@@ -58,28 +63,45 @@ async def derive(conn: AsyncConnection, stored: Iterable[StoredMessage]) -> Deri
             continue
         if call_event is None:
             continue
-        links.append((call_event.digest, message_id))
-        found.setdefault(call_event.digest, call_event)
+        if call_event.digest in found:
+            repeats.append((call_event.digest, message_id))
+        else:
+            found[call_event.digest] = call_event
     if not found:
         return result
     repository = CdrRepository.for_connection(conn)
     known = await repository.existing_event_digests(conn, list(found))
     new = [event for digest, event in found.items() if digest not in known]
-    result.duplicates = len(links) - len(new)
+    # The first message of a new event is its `message_id`; every other one is a link.
+    links = [(digest, event.message_id) for digest, event in found.items() if digest in known]
+    links += repeats
+    result.duplicates = len(links)
     result.events = len(new)
     fresh: dict[str, list[LegEvent]] = {}
     for event in new:
         if pid := event.participant_id:
             fresh.setdefault(pid, []).append(event.leg_event())
-    # Legs seen before need their stored events too; a leg first seen in this batch is
-    # assembled from memory, which saves reading back what was just written.
-    await repository.lock_legs(conn, sorted(fresh))
-    seen = await repository.legs_with_events(conn, sorted(fresh))
+    participant_ids = sorted(fresh)
+    await repository.lock_legs(conn, participant_ids)
+    stored_counts = await repository.leg_event_counts(conn, participant_ids)
     await repository.insert_events(conn, [event.as_tuple() for event in new])
     await repository.link_messages(conn, links)
     if fresh:
-        legs = {pid: events for pid, events in fresh.items() if pid not in seen}
-        legs.update(await repository.leg_events(conn, sorted(seen)))
+        if cache is None:
+            cache = LegCache()
+        legs: dict[str, list[LegEvent]] = {}
+        unknown: list[str] = []
+        for pid in participant_ids:
+            count = stored_counts.get(pid, 0)
+            before = [] if count == 0 else cache.events(pid, count)
+            if before is None:
+                unknown.append(pid)
+            else:
+                legs[pid] = before + fresh[pid]
+        for pid, before in (await repository.leg_events(conn, unknown)).items():
+            legs[pid] = before + fresh[pid]
+        for pid, events in legs.items():
+            cache.put(pid, events)
         await repository.upsert_legs(conn, (assemble_leg(pid, legs[pid]) for pid in sorted(legs)))
         result.legs = len(legs)
     return result
@@ -88,6 +110,7 @@ async def derive(conn: AsyncConnection, stored: Iterable[StoredMessage]) -> Deri
 async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
     """Recreate every event and CDR from the raw store, one transaction per chunk."""
     total = Derived()
+    cache = LegCache()
     async with engine.begin() as conn:
         await CdrRepository.for_connection(conn).clear(conn)
     last_id = 0
@@ -105,7 +128,8 @@ async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
             ).all()
             if not rows:
                 return total
-            total.add(await derive(conn, ((r[0], r[1], bytes(r[2]), r[3]) for r in rows)))
+            stored = ((r[0], r[1], bytes(r[2]), r[3]) for r in rows)
+            total.add(await derive(conn, stored, cache))
             last_id = rows[-1][0]
 
 

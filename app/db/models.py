@@ -71,8 +71,9 @@ nodes = Table(
 )
 
 # One row per distinct Pexip call event. The digest of the Pexip body makes the same line
-# received twice (resent, or live and later backfilled) one event; `event_messages` keeps
-# every raw message it was seen in. `fields` is the JSON object of all keys, lower-cased.
+# received twice (resent, or live and later backfilled) one event. `message_id` is the first
+# raw message it was seen in, which also holds all its keys (parsed again when needed, so
+# ingest writes them once); `event_messages` lists every further message that carried it.
 events = Table(
     "events",
     metadata,
@@ -86,7 +87,6 @@ events = Table(
     Column("participant_id", String(128), nullable=True),
     Column("call_id", Text, nullable=True),
     Column("conference", Text, nullable=True),
-    Column("fields", Text, nullable=False),
     Column("truncated", Boolean, nullable=False),
     Column("message_id", BigInteger, nullable=False),
     Index("ix_events_digest", "digest", unique=True),

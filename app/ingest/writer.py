@@ -18,6 +18,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.cdr.legcache import LegCache
 from app.cdr.service import Derived, derive
 from app.metrics import Metrics
 from parsers.framing import Frame
@@ -70,9 +71,12 @@ class BatchWriter:
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._repository: MessageRepository | None = None
+        self._legs = LegCache()
 
     @property
     def pending(self) -> int:
@@ -105,6 +109,7 @@ class BatchWriter:
             received_us = time.time_ns() // 1000
         self._chunks.append((origin, received_us, frames))
         self._pending += count
+        self._drained.clear()
         self._metrics.queue.set(self._pending)
         self._ready.set()
         if self._pending >= self.high_water:
@@ -122,6 +127,10 @@ class BatchWriter:
         """Forget `reader` (its connection closed)."""
         self._held.discard(reader)
         self._metrics.paused.set(len(self._held))
+
+    async def drained(self) -> None:
+        """Wait until everything submitted so far has been committed."""
+        await self._drained.wait()
 
     async def wait_for_room(self) -> None:
         """Wait until the queue is below high water: back-pressure for file imports."""
@@ -163,11 +172,14 @@ class BatchWriter:
             except Exception:
                 # Keep the batch and retry: the readers stay paused meanwhile, so memory
                 # stays bounded and nothing read is given up while the process lives.
+                self._legs.clear()
                 self._metrics.write_errors.inc()
                 log.exception("commit of %d messages failed; retrying in %.1fs", queued, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._pending -= queued
+        if not self._pending:
+            self._drained.set()
         metrics = self._metrics
         metrics.queue.set(self._pending)
         metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -232,8 +244,9 @@ class BatchWriter:
         )
         try:
             async with conn.begin_nested():
-                return await derive(conn, stored)
+                return await derive(conn, stored, self._legs)
         except Exception:
+            self._legs.clear()
             self._metrics.derive_errors.inc()
             log.exception("deriving events from %d messages failed", len(batch.rows))
             return None

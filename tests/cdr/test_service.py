@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 
@@ -68,7 +69,8 @@ async def test_the_same_lines_again_add_links_not_events(engine: AsyncEngine) ->
     file_lines = [line.rsyslog().encode() for line in LINES]
     await ingest(engine, file_lines, Origin("file", source="/var/log/pexip.log"), batch=4)
     assert await count(engine, events) == CALL_EVENTS
-    assert await count(engine, event_messages) == 2 * CALL_EVENTS
+    # Each event keeps its first message; the link table lists the second one.
+    assert await count(engine, event_messages) == CALL_EVENTS
     assert await legs(engine) == EXPECTED
 
 
@@ -93,6 +95,9 @@ async def test_a_leg_can_be_read_with_its_events_and_raw_messages(engine: AsyncE
         "Participant has disconnected.",
     ]
     assert all(len(e["message_ids"]) == 1 for e in leg_events)
+    # The keys are parsed again from the raw message the event came in.
+    assert leg_events[0]["fields"]["participant-id"] == "p-carol"
+    assert leg_events[0]["fields"]["vendor"] == 'Polycom "HDX"'
 
 
 async def test_cdr_pages_follow_a_stable_cursor(engine: AsyncEngine) -> None:
@@ -116,8 +121,6 @@ async def test_two_receivers_on_one_database_assemble_each_leg_from_all_events(
     database_url: str,
 ) -> None:
     """Scale-out: the joins reach one receiver and the disconnects another, at once."""
-    import asyncio
-
     count = 60
     joins, leaves = [], []
     for index in range(count):
@@ -144,3 +147,40 @@ async def test_two_receivers_on_one_database_assemble_each_leg_from_all_events(
             await engine.dispose()
     assert {state for state, *_ in states.values()} == {"closed"}
     assert len(states) == count
+
+
+def pexip_line(host: str, clock: str, message: str, pid: str) -> bytes:
+    return (
+        f"<134>1 2026-11-26T{clock}Z {host} pexip - - - 2026-11-26 {clock},000 "
+        f'Level="INFO" Name="administrator.conference" Message="{message}" '
+        f'Conference="c" Participant-id="{pid}" Protocol="SIP"'
+    ).encode()
+
+
+async def test_a_writer_sees_events_another_writer_stored_since_it_last_saw_the_leg(
+    engine: AsyncEngine,
+) -> None:
+    """The writer remembers the legs it assembled; a leg that another writer (a second
+    receiver, an import-syslog alongside) has added to since must be read again."""
+    live = BatchWriter(engine, Metrics(), linger=0)
+    live.start()
+    try:
+        live.submit(
+            Origin("tcp", "a", 1),
+            [Frame(pexip_line("a", "10:00:00", "Participant has joined.", "leg"))],
+        )
+        await live.drained()  # committed, and the leg remembered
+        await ingest(
+            engine,
+            [pexip_line("b", "10:05:00", "Participant has disconnected.", "leg")],
+            Origin("file", source="/var/log/b.log"),
+            batch=1,
+        )
+        # A late line of the same leg reaches the first writer again.
+        attempt = pexip_line("a", "09:59:59", "Participant attempting to join conference.", "leg")
+        live.submit(Origin("tcp", "a", 1), [Frame(attempt)])
+    finally:
+        await live.stop()
+    state, duration, *_ = (await legs(engine))["leg"]
+    assert (state, duration) == ("closed", 300)
+    assert await count(engine, events) == 3

@@ -1,0 +1,49 @@
+"""The events of recently assembled legs, kept so that the next event of a leg does not have
+to read and parse all of the leg's stored events again.
+
+A leg's events arrive over its whole call (attempt, join, disconnect: minutes to hours
+apart), so nearly every batch of a live feed touches legs assembled before. Entries are only
+trusted when the database holds exactly as many events for the leg as the entry does: another
+writer (a second receiver on PostgreSQL, an `import-syslog` next to `serve`) or a rolled-back
+batch then shows up as a different count, and the leg is read from the database instead.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from .assembly import LegEvent
+
+# Enough for every leg in progress on a large deployment (a few thousand calls at once),
+# small enough to stay a few tens of MB: each event keeps its parsed keys.
+DEFAULT_LEGS = 10_000
+
+
+class LegCache:
+    """A bounded, least-recently-used map of participant id to the leg's stored events."""
+
+    def __init__(self, max_legs: int = DEFAULT_LEGS) -> None:
+        self.max_legs = max_legs
+        self._legs: OrderedDict[str, list[LegEvent]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._legs)
+
+    def events(self, participant_id: str, stored: int) -> list[LegEvent] | None:
+        """The leg's events if the cache holds exactly the `stored` ones, else None."""
+        events = self._legs.get(participant_id)
+        if events is None or len(events) != stored:
+            return None
+        self._legs.move_to_end(participant_id)
+        return events
+
+    def put(self, participant_id: str, events: list[LegEvent]) -> None:
+        """Remember all of the leg's events, as they will be once the batch commits."""
+        self._legs[participant_id] = events
+        self._legs.move_to_end(participant_id)
+        while len(self._legs) > self.max_legs:
+            self._legs.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything: after a batch that did not commit."""
+        self._legs.clear()
