@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     drain_timeout: float = Field(default=10.0, ge=0)
 
     # The loss window after a hard kill: at most this many messages, or this long.
-    batch_size: int = Field(default=2000, ge=1)
+    batch_size: int = Field(default=5000, ge=1)
     batch_linger: float = Field(default=0.02, ge=0)
     # Messages waiting for the database above which the receivers stop reading.
     queue_high_water: int = Field(default=20000, ge=1)

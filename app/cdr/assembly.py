@@ -47,11 +47,7 @@ FIELD_SOURCES: Mapping[str, tuple[str, ...]] = {
     "service_tag": ("service-tag",),
 }
 
-# syslog key -> the MN fields it can fill, with its preference among that field's keys.
-_KEY_INDEX: dict[str, list[tuple[str, int]]] = {}
-for _name, _keys in FIELD_SOURCES.items():
-    for _rank, _key in enumerate(_keys):
-        _KEY_INDEX.setdefault(_key, []).append((_name, _rank))
+_SOURCES = tuple(FIELD_SOURCES.items())
 
 # Which event's values win when several carry a key: the join describes the call best.
 _RANK = {PARTICIPANT_JOINED: 0, PARTICIPANT_DISCONNECTED: 1, PARTICIPANT_ATTEMPTING: 2}
@@ -138,17 +134,16 @@ def assemble_leg(participant_id: str, events: Iterable[LegEvent]) -> Leg:
         raise ValueError(f"no events for participant {participant_id}")
     values: dict[str, Any] = {}
     for event in ordered:
-        # Within one event the first key listed in FIELD_SOURCES wins; across events,
-        # the first event in order does.
-        best: dict[str, tuple[int, str]] = {}
-        for key, value in event.fields.items():
-            if not value:
+        # Within one event the first non-empty key listed in FIELD_SOURCES wins; across
+        # events, the first event in order does.
+        fields = event.fields
+        for name, keys in _SOURCES:
+            if name in values:
                 continue
-            for name, rank in _KEY_INDEX.get(key, ()):
-                if name not in values and (name not in best or rank < best[name][0]):
-                    best[name] = (rank, value)
-        for name, (_, value) in best.items():
-            values[name] = value
+            for key in keys:
+                if value := fields.get(key):
+                    values[name] = value
+                    break
     joins = [e.time_us for e in ordered if e.message == PARTICIPANT_JOINED]
     ends = [e for e in ordered if e.message == PARTICIPANT_DISCONNECTED]
     start = min(joins) if joins else None

@@ -33,6 +33,10 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> AsyncEngin
         # by random ids, and with a small cache every insert into them reads pages back.
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # 64 MiB of log before a commit checkpoints by itself (the default is 4 MiB): where
+        # a batch writer runs, its background checkpointer (checkpoint.py) does it sooner,
+        # off the writer's path; elsewhere the log still stays bounded.
+        cursor.execute("PRAGMA wal_autocheckpoint=16384")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import messages, nodes
-from app.db.sql import insert_sql
+from app.db.sql import insert_sql, placeholders
 
 from .rows import MESSAGE_COLUMNS, NodeTally, Row
 
@@ -24,6 +24,7 @@ class MessageRepository:
         # drawn from the sequence first; SQLite numbers a transaction's rows contiguously.
         columns = MESSAGE_COLUMNS if dialect_name == "sqlite" else ("id", *MESSAGE_COLUMNS)
         self._insert_sql = insert_sql("messages", columns, paramstyle)
+        self._paramstyle = paramstyle
 
     @classmethod
     def for_connection(cls, conn: AsyncConnection) -> MessageRepository:
@@ -60,8 +61,11 @@ class MessageRepository:
         found: set[bytes] = set()
         for start in range(0, len(digests), 500):
             chunk = digests[start : start + 500]
-            result = await conn.execute(
-                select(messages.c.digest).where(messages.c.digest.in_(chunk))
+            # Plain SQL: SQLAlchemy renders an expanding IN of 500 values anew on every call.
+            result = await conn.exec_driver_sql(
+                "SELECT digest FROM messages WHERE digest IN "
+                f"({placeholders(self._paramstyle, len(chunk))})",
+                tuple(chunk),
             )
             found.update(bytes(d) for d in result.scalars())
         return found

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.cdr.legcache import LegCache
 from app.cdr.service import Derived, derive
+from app.db.checkpoint import WalCheckpointer
 from app.metrics import Metrics
 from parsers.framing import Frame
 
@@ -52,7 +53,7 @@ class BatchWriter:
         engine: AsyncEngine,
         metrics: Metrics,
         *,
-        batch_size: int = 2000,
+        batch_size: int = 5000,
         linger: float = 0.02,
         high_water: int = 20000,
         low_water: int = 5000,
@@ -77,6 +78,7 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         self._repository: MessageRepository | None = None
         self._legs = LegCache()
+        self._checkpointer = WalCheckpointer.for_engine(engine)
 
     @property
     def pending(self) -> int:
@@ -86,6 +88,8 @@ class BatchWriter:
     def start(self) -> None:
         """Start committing in the background."""
         self._task = asyncio.create_task(self._run(), name="cdrecon-batch-writer")
+        if self._checkpointer is not None:
+            self._checkpointer.start()
 
     async def stop(self) -> None:
         """Commit everything queued, then end. Call after the receivers have stopped."""
@@ -94,6 +98,8 @@ class BatchWriter:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
 
     def submit(self, origin: Origin, frames: list[Frame], received_us: int | None = None) -> bool:
         """Queue frames read from `origin`. True means: over high water, stop reading."""
