@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import pairwise
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from parsers.pexip import PARTICIPANT_ATTEMPTING, PARTICIPANT_DISCONNECTED, PARTICIPANT_JOINED
 
@@ -53,9 +54,8 @@ _SOURCES = tuple(FIELD_SOURCES.items())
 _RANK = {PARTICIPANT_JOINED: 0, PARTICIPANT_DISCONNECTED: 1, PARTICIPANT_ATTEMPTING: 2}
 
 
-@dataclass(frozen=True, slots=True)
-class LegEvent:
-    """One call event of a leg, as assembly needs it."""
+class LegEvent(NamedTuple):
+    """One call event of a leg, as assembly needs it (a tuple: one is made per message)."""
 
     time_us: int
     message: str | None
@@ -97,12 +97,12 @@ class Leg:
 
     def as_tuple(self) -> tuple[object, ...]:
         """The CDR's values in LEG_COLUMNS order (the `cdrs` table's columns)."""
-        return tuple(
-            self.state.value if name == "state" else getattr(self, name) for name in LEG_COLUMNS
-        )
+        # LegState is a StrEnum: the driver stores its text value.
+        return _LEG_VALUES(self)
 
 
 LEG_COLUMNS: tuple[str, ...] = Leg.__slots__
+_LEG_VALUES = attrgetter(*LEG_COLUMNS)
 
 
 def _order(event: LegEvent) -> tuple[int, int, str]:

@@ -245,7 +245,7 @@ class CdrRepository:
 def _reparse(raw: bytes, offset: int, node: str | None, message_id: int) -> CallEvent | None:
     """A stored event, parsed again from the message it was first seen in."""
     try:
-        event = extract(raw, offset, node, message_id)
+        event = extract(raw, offset, node)
     except NotPexip:
         event = None
     if event is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +42,35 @@ class Derived:
         self.legs += other.legs
 
 
-async def derive(
-    conn: AsyncConnection, stored: Iterable[StoredMessage], cache: LegCache | None = None
+@dataclass(slots=True)
+class FoundEvents:
+    """The call events found in a run of messages, before anything is stored."""
+
+    events: list[CallEvent | None]  # one per message, None where it holds none
+    unparsed: list[int]  # positions of Pexip-looking messages whose body did not parse
+
+
+def find_events(messages: Iterable[tuple[str | None, bytes, int]]) -> FoundEvents:
+    """The call event of each (sending host, raw frame, offset of MSG) message: pure, so the
+    batch writer runs it for the next batch while the database commits the current one."""
+    found = FoundEvents([], [])
+    events = found.events
+    for node, raw, offset in messages:
+        try:
+            events.append(extract(raw, offset, node))
+        except NotPexip:
+            found.unparsed.append(len(events))
+            events.append(None)
+    return found
+
+
+async def store_events(
+    conn: AsyncConnection,
+    found: Iterable[tuple[int, CallEvent]],
+    cache: LegCache | None = None,
 ) -> Derived:
-    """Extract the call events of `stored` messages and bring their legs' CDRs up to date.
+    """Store the call events of messages (message id, event) and bring their legs' CDRs up
+    to date.
 
     Idempotent: an event already stored only gains a link to the new message, and a leg is
     reassembled from all of its events, so arrival order never matters. `cache` keeps the
@@ -53,38 +78,31 @@ async def derive(
     caller clears it when the transaction does not commit.
     """
     result = Derived()
-    found: dict[bytes, CallEvent] = {}
+    first: dict[bytes, tuple[int, CallEvent]] = {}
     repeats: list[tuple[bytes, int]] = []  # further messages of an event seen in this batch
-    for message_id, node, raw, offset in stored:
-        try:
-            call_event = extract(raw, offset, node, message_id)
-        except NotPexip:
-            result.unparsed += 1
-            continue
-        if call_event is None:
-            continue
-        if call_event.digest in found:
+    for message_id, call_event in found:
+        if call_event.digest in first:
             repeats.append((call_event.digest, message_id))
         else:
-            found[call_event.digest] = call_event
-    if not found:
+            first[call_event.digest] = (message_id, call_event)
+    if not first:
         return result
     repository = CdrRepository.for_connection(conn)
-    known = await repository.existing_event_digests(conn, list(found))
-    new = [event for digest, event in found.items() if digest not in known]
+    known = await repository.existing_event_digests(conn, list(first))
+    new = [pair for digest, pair in first.items() if digest not in known]
     # The first message of a new event is its `message_id`; every other one is a link.
-    links = [(digest, event.message_id) for digest, event in found.items() if digest in known]
+    links = [(digest, message_id) for digest, (message_id, _) in first.items() if digest in known]
     links += repeats
     result.duplicates = len(links)
     result.events = len(new)
     fresh: dict[str, list[LegEvent]] = {}
-    for event in new:
+    for _, event in new:
         if pid := event.participant_id:
             fresh.setdefault(pid, []).append(event.leg_event())
     participant_ids = sorted(fresh)
     await repository.lock_legs(conn, participant_ids)
     stored_counts = await repository.leg_event_counts(conn, participant_ids)
-    await repository.insert_events(conn, [event.as_tuple() for event in new])
+    await repository.insert_events(conn, [event.as_tuple(message_id) for message_id, event in new])
     await repository.link_messages(conn, links)
     if fresh:
         if cache is None:
@@ -104,6 +122,21 @@ async def derive(
             cache.put(pid, events)
         await repository.upsert_legs(conn, (assemble_leg(pid, legs[pid]) for pid in sorted(legs)))
         result.legs = len(legs)
+    return result
+
+
+async def derive(
+    conn: AsyncConnection, stored: Sequence[StoredMessage], cache: LegCache | None = None
+) -> Derived:
+    """Extract the call events of `stored` messages and bring their legs' CDRs up to date."""
+    found = find_events((node, raw, offset) for _, node, raw, offset in stored)
+    pairs = [
+        (message[0], event)
+        for message, event in zip(stored, found.events, strict=True)
+        if event is not None
+    ]
+    result = await store_events(conn, pairs, cache)
+    result.unparsed = len(found.unparsed)
     return result
 
 
@@ -128,7 +161,7 @@ async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
             ).all()
             if not rows:
                 return total
-            stored = ((r[0], r[1], bytes(r[2]), r[3]) for r in rows)
+            stored = [(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
             total.add(await derive(conn, stored, cache))
             last_id = rows[-1][0]
 

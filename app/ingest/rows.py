@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from parsers.framing import Frame
-from parsers.syslog import SyslogFormat, parse_syslog
+from parsers.syslog import SyslogFormat, SyslogMessage
 
 from .origin import Origin
 
@@ -35,14 +35,6 @@ MESSAGE_COLUMNS = (
     "source",
     "digest",
 )
-# Positions in a row that the CDR derivation reads back.
-RAW, MSG_OFFSET, HOSTNAME, PEER_HOST = (
-    MESSAGE_COLUMNS.index("raw"),
-    MESSAGE_COLUMNS.index("msg_offset"),
-    MESSAGE_COLUMNS.index("hostname"),
-    MESSAGE_COLUMNS.index("peer_host"),
-)
-
 Row = tuple[Any, ...]
 
 
@@ -82,14 +74,15 @@ def add_frames(
     batch: Batch,
     origin: Origin,
     received_us: int,
-    frames: list[Frame],
-    digests: list[bytes] | None = None,
+    frames: Sequence[Frame],
+    messages: Sequence[SyslogMessage],
+    digests: Sequence[bytes] | None = None,
 ) -> None:
-    """Parse `frames` (all read at `received_us` from `origin`) and append them to `batch`.
+    """Append `frames` (all read at `received_us` from `origin`), parsed as `messages`, to
+    `batch`.
 
     `digests` (one per frame) are stored for backfilled files, so that a re-import adds nothing.
     """
-    received_at = datetime.fromtimestamp(received_us / 1_000_000, UTC)
     tally = batch.transports.get(origin.transport)
     if tally is None:
         tally = batch.transports[origin.transport] = TransportTally()
@@ -99,8 +92,9 @@ def add_frames(
     peer_host, peer_port, tls_subject = origin.peer_host, origin.peer_port, origin.tls_subject
     source = origin.source
     raw_format = SyslogFormat.RAW
-    for index, (data, truncated, framing_error) in enumerate(frames):
-        message = parse_syslog(data, received_at=received_at)
+    for index, ((data, truncated, framing_error), message) in enumerate(
+        zip(frames, messages, strict=True)
+    ):
         failed = message.format is raw_format
         error = message.error
         if framing_error is not None:

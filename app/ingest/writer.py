@@ -10,31 +10,34 @@ pauses the readers (TCP back-pressure) until it drains below the low-water mark.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.cdr.extract import CallEvent
 from app.cdr.legcache import LegCache
-from app.cdr.service import Derived, derive
+from app.cdr.service import Derived, FoundEvents, store_events
 from app.db.checkpoint import WalCheckpointer
 from app.metrics import Metrics
 from parsers.framing import Frame
 
 from .origin import Origin
+from .prepare import PreparedChunk, prepare_chunk
 from .repository import MessageRepository
-from .rows import HOSTNAME, MSG_OFFSET, PEER_HOST, RAW, Batch, add_frames
+from .rows import Batch, add_frames
 
 log = logging.getLogger(__name__)
 
 Chunk = tuple[Origin, int, list[Frame]]
 
 
-def _digest(line: bytes) -> bytes:
-    return hashlib.blake2b(line, digest_size=16).digest()
+# The call events (or None) of a batch's inserted messages, in order, and how many messages
+# looked like Pexip but did not parse.
+Found = tuple[list["CallEvent | None"], int]
 
 
 class Pausable(Protocol):
@@ -67,7 +70,8 @@ class BatchWriter:
         self.low_water = min(low_water, high_water)
         self.udp_limit = max(udp_limit, high_water)
         self._chunks: deque[Chunk] = deque()
-        self._pending = 0
+        self._pending = 0  # submitted, not yet committed
+        self._queued = 0  # submitted, not yet taken into a batch
         self._held: set[Pausable] = set()
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
@@ -115,6 +119,7 @@ class BatchWriter:
             received_us = time.time_ns() // 1000
         self._chunks.append((origin, received_us, frames))
         self._pending += count
+        self._queued += count
         self._drained.clear()
         self._metrics.queue.set(self._pending)
         self._ready.set()
@@ -143,18 +148,27 @@ class BatchWriter:
         await self._room.wait()
 
     async def _run(self) -> None:
-        while True:
-            if not self._chunks:
-                if self._stopping:
-                    return
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            if self._pending < self.batch_size and self.linger and not self._stopping:
-                # Let a small batch fill a little: fewer, larger transactions.
-                await asyncio.sleep(self.linger)
-            await self._commit(self._take())
-            self._relieve()
+        # Two stages: while one batch commits (the database works on its own thread), the
+        # next one is parsed. Batches still commit one at a time and in order.
+        committing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                if not self._chunks:
+                    if self._stopping:
+                        return
+                    self._ready.clear()
+                    await self._ready.wait()
+                    continue
+                if self._queued < self.batch_size and self.linger and not self._stopping:
+                    # Let a small batch fill a little: fewer, larger transactions.
+                    await asyncio.sleep(self.linger)
+                prepared = await self._prepare(self._take())
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(self._commit(prepared))
+        finally:
+            if committing is not None:
+                await committing
 
     def _take(self) -> list[Chunk]:
         taken: list[Chunk] = []
@@ -163,17 +177,26 @@ class BatchWriter:
             chunk = self._chunks.popleft()
             taken.append(chunk)
             count += len(chunk[2])
+        self._queued -= count
         return taken
 
-    async def _commit(self, chunks: list[Chunk]) -> None:
+    async def _prepare(self, chunks: list[Chunk]) -> list[PreparedChunk]:
+        prepared = []
+        for chunk in chunks:
+            prepared.append(prepare_chunk(*chunk))
+            # Let the commit in flight go on between chunks.
+            await asyncio.sleep(0)
+        return prepared
+
+    async def _commit(self, chunks: list[PreparedChunk]) -> None:
         started = time.perf_counter()
-        queued = sum(len(frames) for _, _, frames in chunks)
+        queued = sum(len(chunk.frames) for chunk in chunks)
         delay = 0.1
         while True:
             try:
                 async with self._engine.begin() as conn:
-                    batch, duplicates = await self._store(conn, chunks)
-                    derived = await self._derive(conn, batch)
+                    batch, duplicates, found = await self._store(conn, chunks)
+                    derived = await self._derive(conn, batch, found)
                 break
             except Exception:
                 # Keep the batch and retry: the readers stay paused meanwhile, so memory
@@ -186,9 +209,15 @@ class BatchWriter:
         self._pending -= queued
         if not self._pending:
             self._drained.set()
+        self._count(batch, duplicates, derived, time.perf_counter() - started)
+        self._relieve()
+
+    def _count(
+        self, batch: Batch, duplicates: Counter[str], derived: Derived | None, seconds: float
+    ) -> None:
         metrics = self._metrics
         metrics.queue.set(self._pending)
-        metrics.batch_seconds.observe(time.perf_counter() - started)
+        metrics.batch_seconds.observe(seconds)
         metrics.batch_size.observe(len(batch.rows))
         for transport, tally in batch.transports.items():
             metrics.stored.labels(transport).inc(tally.messages)
@@ -206,56 +235,75 @@ class BatchWriter:
             metrics.pexip_failures.inc(derived.unparsed)
 
     async def _store(
-        self, conn: AsyncConnection, chunks: list[Chunk]
-    ) -> tuple[Batch, Counter[str]]:
-        """Parse and insert the frames of `chunks`, less lines of files stored before."""
+        self, conn: AsyncConnection, chunks: list[PreparedChunk]
+    ) -> tuple[Batch, Counter[str], Found]:
+        """Insert the messages of `chunks`, less lines of files stored before; with the call
+        events (or None) of the messages inserted, in order, and how many did not parse."""
         repository = self._messages(conn)
         duplicates: Counter[str] = Counter()
         batch = Batch()
+        events: list[CallEvent | None] = []
+        unparsed = 0
         seen: set[bytes] = set()
-        # Backfilled lines carry a digest (computed once per line) so a re-import adds nothing.
-        digests = {
-            index: [_digest(frame.data) for frame in chunk[2]]
-            for index, chunk in enumerate(chunks)
-            if chunk[0].transport == "file"
-        }
-        known: set[bytes] = set()
-        if digests:
-            everything = [digest for chunk_digests in digests.values() for digest in chunk_digests]
-            known = await repository.existing_digests(conn, everything)
-        for index, (origin, received_us, frames) in enumerate(chunks):
-            if index not in digests:
-                add_frames(batch, origin, received_us, frames)
+        digests = [d for chunk in chunks if chunk.digests is not None for d in chunk.digests]
+        known = await repository.existing_digests(conn, digests) if digests else set()
+        for chunk in chunks:
+            found = chunk.found or FoundEvents([None] * len(chunk.frames), [])
+            keep: Sequence[int] = range(len(chunk.frames))
+            if chunk.digests is not None:
+                fresh: list[int] = []
+                for index, digest in enumerate(chunk.digests):
+                    if digest in known or digest in seen:
+                        duplicates[chunk.origin.transport] += 1
+                        continue
+                    seen.add(digest)
+                    fresh.append(index)
+                keep = fresh
+            if len(keep) == len(chunk.frames):
+                add_frames(
+                    batch,
+                    chunk.origin,
+                    chunk.received_us,
+                    chunk.frames,
+                    chunk.messages,
+                    chunk.digests,
+                )
+                events += found.events
+                unparsed += len(found.unparsed)
                 continue
-            kept: list[Frame] = []
-            kept_digests: list[bytes] = []
-            for frame, digest in zip(frames, digests[index], strict=True):
-                if digest in known or digest in seen:
-                    duplicates[origin.transport] += 1
-                    continue
-                seen.add(digest)
-                kept.append(frame)
-                kept_digests.append(digest)
-            add_frames(batch, origin, received_us, kept, kept_digests)
+            add_frames(
+                batch,
+                chunk.origin,
+                chunk.received_us,
+                [chunk.frames[i] for i in keep],
+                [chunk.messages[i] for i in keep],
+                [chunk.digests[i] for i in keep] if chunk.digests is not None else None,
+            )
+            events += [found.events[i] for i in keep]
+            unparsed += len(set(keep).intersection(found.unparsed))
         batch.ids = await repository.insert_messages(conn, batch.rows)
         await repository.upsert_nodes(conn, batch.nodes)
-        return batch, duplicates
+        return batch, duplicates, (events, unparsed)
 
-    async def _derive(self, conn: AsyncConnection, batch: Batch) -> Derived | None:
-        """Call events and CDRs of the batch, in a savepoint: a failure here must never cost
-        the raw messages their commit (`cdrecon rebuild` derives them again later)."""
-        stored = (
-            (message_id, row[HOSTNAME] or row[PEER_HOST], row[RAW], row[MSG_OFFSET])
-            for message_id, row in zip(batch.ids, batch.rows, strict=True)
-        )
+    async def _derive(self, conn: AsyncConnection, batch: Batch, found: Found) -> Derived | None:
+        """Store the batch's call events and update CDRs, in a savepoint: a failure here must
+        never cost the raw messages their commit (`cdrecon rebuild` derives them again)."""
+        events, unparsed = found
+        pairs = [
+            (message_id, event)
+            for message_id, event in zip(batch.ids, events, strict=True)
+            if event is not None
+        ]
         try:
             async with conn.begin_nested():
-                return await derive(conn, stored, self._legs)
+                derived = await store_events(conn, pairs, self._legs)
         except Exception:
             self._legs.clear()
             self._metrics.derive_errors.inc()
             log.exception("deriving events from %d messages failed", len(batch.rows))
             return None
+        derived.unparsed = unparsed
+        return derived
 
     def _messages(self, conn: AsyncConnection) -> MessageRepository:
         if self._repository is None:
