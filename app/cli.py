@@ -92,7 +92,7 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
     file twice adds nothing.
     """
     from app.ingest.backfill import ImportSummary, import_files
-    from app.runtime import Runtime
+    from app.runtime import Runtime, settle_garbage_collector
 
     settings = _settings(**flags)
     _logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
@@ -100,6 +100,7 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
 
     async def run() -> ImportSummary:
         runtime = Runtime.build(settings)
+        settle_garbage_collector()
         runtime.writer.start()
         try:
             with _progress() as advance:

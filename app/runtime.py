@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,3 +39,17 @@ class Runtime:
             udp_limit=settings.queue_udp_limit,
         )
         return cls(settings, engine, metrics, writer)
+
+
+def settle_garbage_collector() -> None:
+    """Tune the cyclic garbage collector for ingest, once start-up is done.
+
+    Ingest makes a few short-lived objects per message (parsed headers, events, rows), and
+    with the default thresholds the collector runs every 700 of them, each time walking the
+    whole young heap: a sixth of the CPU of a busy writer. Everything alive after start-up
+    (modules, the app, the schema) lives as long as the process, so it is frozen out of
+    collection, and the young generations are collected ten times less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)

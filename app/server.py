@@ -19,7 +19,7 @@ from app.config import Settings
 from app.db.migrate import upgrade
 from app.main import create_app
 from app.receiver.listeners import Receivers
-from app.runtime import Runtime
+from app.runtime import Runtime, settle_garbage_collector
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ async def serve(settings: Settings) -> None:
             lifespan="off",
         )
     )
+    settle_garbage_collector()
     try:
         await receivers.start()
         http_task = asyncio.create_task(http.serve(), name="cdrecon-http")

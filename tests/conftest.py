@@ -175,7 +175,7 @@ class Service:
                 total += float(value)
         return total
 
-    def wait_for(self, name: str, target: float, timeout: float = 20.0, **labels: str) -> float:
+    def wait_for(self, name: str, target: float, timeout: float = 60.0, **labels: str) -> float:
         """Poll a metric until it reaches `target`; return its last value."""
         deadline = time.monotonic() + timeout
         value = self.metric(name, **labels)

@@ -7,10 +7,8 @@ so that reconciliation and export need no renaming.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from itertools import pairwise
-from operator import attrgetter
 from typing import Any, NamedTuple
 
 from parsers.pexip import PARTICIPANT_ATTEMPTING, PARTICIPANT_DISCONNECTED, PARTICIPANT_JOINED
@@ -63,9 +61,11 @@ class LegEvent(NamedTuple):
     fields: Mapping[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Leg:
-    """A participant CDR, in MN history field names (times in epoch microseconds, UTC)."""
+class Leg(NamedTuple):
+    """A participant CDR, in MN history field names (times in epoch microseconds, UTC).
+
+    A tuple in the `cdrs` table's column order: one is made per leg and batch, and a frozen
+    dataclass of 27 fields cost more to build than the rest of assembly."""
 
     id: str
     state: LegState
@@ -96,13 +96,12 @@ class Leg:
     service_tag: str | None = None
 
     def as_tuple(self) -> tuple[object, ...]:
-        """The CDR's values in LEG_COLUMNS order (the `cdrs` table's columns)."""
-        # LegState is a StrEnum: the driver stores its text value.
-        return _LEG_VALUES(self)
+        """The CDR's values in LEG_COLUMNS order (the `cdrs` table's columns); LegState is a
+        StrEnum, which the drivers store as its text."""
+        return tuple(self)
 
 
-LEG_COLUMNS: tuple[str, ...] = Leg.__slots__
-_LEG_VALUES = attrgetter(*LEG_COLUMNS)
+LEG_COLUMNS: tuple[str, ...] = Leg._fields
 
 
 def _order(event: LegEvent) -> tuple[int, int, str]:

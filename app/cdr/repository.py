@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, event_messages, events, messages
@@ -72,6 +73,20 @@ class CdrRepository:
         """Insert new event rows in EVENT_COLUMNS order (their digests must be new)."""
         if rows:
             await conn.exec_driver_sql(self._insert_events, rows)
+
+    async def insert_new_events(
+        self, conn: AsyncConnection, rows: list[tuple[object, ...]]
+    ) -> bool:
+        """Insert event rows if none of their digests is stored: False, with nothing
+        inserted, if one is."""
+        if not rows:
+            return True
+        try:
+            async with conn.begin_nested():
+                await conn.exec_driver_sql(self._insert_events, rows)
+        except IntegrityError:
+            return False
+        return True
 
     async def link_messages(self, conn: AsyncConnection, links: list[tuple[bytes, int]]) -> None:
         """Record which raw messages carried which event: (event digest, message id)."""

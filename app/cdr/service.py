@@ -88,22 +88,26 @@ async def store_events(
     if not first:
         return result
     repository = CdrRepository.for_connection(conn)
-    known = await repository.existing_event_digests(conn, list(first))
-    new = [pair for digest, pair in first.items() if digest not in known]
-    # The first message of a new event is its `message_id`; every other one is a link.
-    links = [(digest, message_id) for digest, (message_id, _) in first.items() if digest in known]
-    links += repeats
-    result.duplicates = len(links)
-    result.events = len(new)
-    fresh: dict[str, list[LegEvent]] = {}
-    for _, event in new:
-        if pid := event.participant_id:
-            fresh.setdefault(pid, []).append(event.leg_event())
+    # Optimistically, every event is new (a healthy live feed); only when the insert meets
+    # a stored one is it undone and the stored ones looked up.
+    new = list(first.values())
+    fresh = _legs_of(new)
     participant_ids = sorted(fresh)
     await repository.lock_legs(conn, participant_ids)
     stored_counts = await repository.leg_event_counts(conn, participant_ids)
-    await repository.insert_events(conn, [event.as_tuple(message_id) for message_id, event in new])
+    links = repeats
+    if not await repository.insert_new_events(conn, _event_rows(new)):
+        known = await repository.existing_event_digests(conn, list(first))
+        new = [pair for digest, pair in first.items() if digest not in known]
+        # The first message of a new event is its `message_id`; every other one is a link.
+        links = [(d, message_id) for d, (message_id, _) in first.items() if d in known]
+        links += repeats
+        fresh = _legs_of(new)
+        participant_ids = sorted(fresh)
+        await repository.insert_events(conn, _event_rows(new))
     await repository.link_messages(conn, links)
+    result.duplicates = len(links)
+    result.events = len(new)
     if fresh:
         if cache is None:
             cache = LegCache()
@@ -123,6 +127,19 @@ async def store_events(
         await repository.upsert_legs(conn, (assemble_leg(pid, legs[pid]) for pid in sorted(legs)))
         result.legs = len(legs)
     return result
+
+
+def _legs_of(events: list[tuple[int, CallEvent]]) -> dict[str, list[LegEvent]]:
+    """The events of each leg among `events`, as assembly sees them."""
+    legs: dict[str, list[LegEvent]] = {}
+    for _, event in events:
+        if pid := event.participant_id:
+            legs.setdefault(pid, []).append(event.leg_event())
+    return legs
+
+
+def _event_rows(events: list[tuple[int, CallEvent]]) -> list[tuple[object, ...]]:
+    return [event.as_tuple(message_id) for message_id, event in events]
 
 
 async def derive(
