@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData(
@@ -53,7 +54,14 @@ messages = Table(
     # The file a backfilled message came from, and its digest: a re-import adds nothing.
     Column("source", Text, nullable=True),
     Column("digest", LargeBinary(16), nullable=True),
-    Index("ix_messages_digest", "digest", unique=True),
+    # Only backfilled lines have a digest (to make a re-import add nothing).
+    Index(
+        "ix_messages_digest",
+        "digest",
+        unique=True,
+        sqlite_where=text("digest IS NOT NULL"),
+        postgresql_where=text("digest IS NOT NULL"),
+    ),
 )
 
 # Per sending host (the syslog HOSTNAME, or the peer address when the frame has none),
