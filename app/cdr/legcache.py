@@ -2,7 +2,8 @@
 to read and parse all of the leg's stored events again.
 
 A leg's events arrive over its whole call (attempt, join, disconnect: minutes to hours
-apart), so nearly every batch of a live feed touches legs assembled before. Entries are only
+apart), so nearly every batch of a live feed touches legs assembled before. Legs that have
+ended are dropped: late events for them are rare, and are read from the database. Entries are only
 trusted when the database holds exactly as many events for the leg as the entry does: another
 writer (a second receiver on PostgreSQL, an `import-syslog` next to `serve`) or a rolled-back
 batch then shows up as a different count, and the leg is read from the database instead.
@@ -14,9 +15,9 @@ from collections import OrderedDict
 
 from .assembly import LegEvent
 
-# Enough for every leg in progress on a large deployment (a few thousand calls at once),
-# small enough to stay a few tens of MB: each event keeps its parsed keys.
-DEFAULT_LEGS = 10_000
+# Enough for every leg in progress on a large deployment (a few thousand calls at once;
+# ended legs are not kept), and at most about 25 MB: each event keeps its parsed keys.
+DEFAULT_LEGS = 5_000
 
 
 class LegCache:
@@ -43,6 +44,10 @@ class LegCache:
         self._legs.move_to_end(participant_id)
         while len(self._legs) > self.max_legs:
             self._legs.popitem(last=False)
+
+    def forget(self, participant_id: str) -> None:
+        """Drop one leg, if held."""
+        self._legs.pop(participant_id, None)
 
     def clear(self) -> None:
         """Forget everything: after a batch that did not commit."""

@@ -122,9 +122,14 @@ async def store_events(
                 legs[pid] = before + fresh[pid]
         for pid, before in (await repository.leg_events(conn, unknown)).items():
             legs[pid] = before + fresh[pid]
-        for pid, events in legs.items():
-            cache.put(pid, events)
-        await repository.upsert_legs(conn, (assemble_leg(pid, legs[pid]) for pid in sorted(legs)))
+        assembled = [assemble_leg(pid, legs[pid]) for pid in sorted(legs)]
+        for leg in assembled:
+            # A leg that has ended rarely hears more: keep the cache for calls in progress.
+            if leg.end_us is None:
+                cache.put(leg.id, legs[leg.id])
+            else:
+                cache.forget(leg.id)
+        await repository.upsert_legs(conn, assembled)
         result.legs = len(legs)
     return result
 
