@@ -50,24 +50,21 @@ class CdrRepository:
         return cls(conn.dialect.name, conn.dialect.paramstyle)
 
     async def existing_event_digests(
-        self, conn: AsyncConnection, digests: Sequence[bytes]
+        self, conn: AsyncConnection, call_events: Sequence[CallEvent]
     ) -> set[bytes]:
-        """Which of `digests` are already stored events."""
+        """The digests of `call_events` that are stored already."""
+        wanted = {event.digest for event in call_events}
+        times = sorted({event.time_us for event in call_events})
         found: set[bytes] = set()
-        for chunk in _chunks(digests):
+        for chunk in _chunks(times):
+            # By time alone: the index is (time_us, digest), and a digest fixes the time.
             result = await conn.exec_driver_sql(
-                self._in_sql("digest", "digest", len(chunk)), tuple(chunk)
+                "SELECT digest FROM events WHERE time_us IN "
+                f"({placeholders(self._paramstyle, len(chunk))})",
+                tuple(chunk),
             )
-            found.update(bytes(row[0]) for row in result)
+            found.update(digest for (raw,) in result if (digest := bytes(raw)) in wanted)
         return found
-
-    def _in_sql(self, column: str, key: str, count: int) -> str:
-        # Plain SQL: SQLAlchemy re-renders an expanding IN of 500 values on every call,
-        # which cost more than the lookups themselves.
-        return (
-            f"SELECT DISTINCT {column} FROM events "
-            f"WHERE {key} IN ({placeholders(self._paramstyle, count)})"
-        )
 
     async def insert_events(self, conn: AsyncConnection, rows: list[tuple[object, ...]]) -> None:
         """Insert new event rows in EVENT_COLUMNS order (their digests must be new)."""

@@ -97,7 +97,7 @@ async def store_events(
     stored_counts = await repository.leg_event_counts(conn, participant_ids)
     links = repeats
     if not await repository.insert_new_events(conn, _event_rows(new)):
-        known = await repository.existing_event_digests(conn, list(first))
+        known = await repository.existing_event_digests(conn, [e for _, e in first.values()])
         new = [pair for digest, pair in first.items() if digest not in known]
         # The first message of a new event is its `message_id`; every other one is a link.
         links = [(d, message_id) for d, (message_id, _) in first.items() if d in known]

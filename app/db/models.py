@@ -97,7 +97,9 @@ events = Table(
     Column("conference", Text, nullable=True),
     Column("truncated", Boolean, nullable=False),
     Column("message_id", BigInteger, nullable=False),
-    Index("ix_events_digest", "digest", unique=True),
+    # (time, digest) is as unique as the digest (the body starts with the time) and, unlike
+    # it, grows at its end: events arrive roughly in time order.
+    Index("ix_events_time_us_digest", "time_us", "digest", unique=True),
     Index("ix_events_participant_id", "participant_id"),
 )
 
