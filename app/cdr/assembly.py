@@ -59,6 +59,7 @@ class LegEvent(NamedTuple):
     message: str | None
     node: str | None
     fields: Mapping[str, str]
+    message_id: int = 0  # the raw message it was first seen in (0: not stored)
 
 
 class Leg(NamedTuple):

@@ -40,9 +40,10 @@ class CallEvent(NamedTuple):
         """The leg this event belongs to, if any."""
         return self.event.fields.get("participant-id")
 
-    def leg_event(self) -> LegEvent:
-        """The event as leg assembly sees it."""
-        return LegEvent(self.time_us, self.event.message, self.node, self.event.fields)
+    def leg_event(self, message_id: int) -> LegEvent:
+        """The event as leg assembly sees it, first seen in `message_id`."""
+        event = self.event
+        return LegEvent(self.time_us, event.message, self.node, event.fields, message_id)
 
     def as_tuple(self, message_id: int) -> tuple[object, ...]:
         """The `events` row, in EVENT_COLUMNS order, as first seen in `message_id`."""

@@ -3,15 +3,17 @@ to read and parse all of the leg's stored events again.
 
 A leg's events arrive over its whole call (attempt, join, disconnect: minutes to hours
 apart), so nearly every batch of a live feed touches legs assembled before. Legs that have
-ended are dropped: late events for them are rare, and are read from the database. Entries are only
-trusted when the database holds exactly as many events for the leg as the entry does: another
-writer (a second receiver on PostgreSQL, an `import-syslog` next to `serve`) or a rolled-back
-batch then shows up as a different count, and the leg is read from the database instead.
+ended are dropped: late events for them are rare, and are read from the database. An entry
+is only trusted when the database holds exactly its events (the CDR lists the messages they
+were first seen in): another writer (a second receiver on PostgreSQL, an `import-syslog`
+next to `serve`) or a rolled-back batch then shows up as a difference, and the leg is read
+from the database instead.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from .assembly import LegEvent
 
@@ -30,10 +32,11 @@ class LegCache:
     def __len__(self) -> int:
         return len(self._legs)
 
-    def events(self, participant_id: str, stored: int) -> list[LegEvent] | None:
-        """The leg's events if the cache holds exactly the `stored` ones, else None."""
+    def events(self, participant_id: str, stored: Sequence[int]) -> list[LegEvent] | None:
+        """The leg's events if the cache holds exactly those first seen in the `stored`
+        message ids (ascending), else None."""
         events = self._legs.get(participant_id)
-        if events is None or len(events) != stored:
+        if events is None or sorted(e.message_id for e in events) != stored:
             return None
         self._legs.move_to_end(participant_id)
         return events

@@ -41,7 +41,7 @@ class CdrRepository:
             conflict=("digest", "message_id"),
         )
         self._upsert_legs = insert_sql(
-            "cdrs", LEG_COLUMNS, paramstyle, conflict=("id",), update=True
+            "cdrs", (*LEG_COLUMNS, "message_ids"), paramstyle, conflict=("id",), update=True
         )
 
     @classmethod
@@ -105,46 +105,50 @@ class CdrRepository:
             (list(participant_ids),),
         )
 
-    async def leg_event_counts(
+    async def stored_legs(
         self, conn: AsyncConnection, participant_ids: Sequence[str]
-    ) -> dict[str, int]:
-        """How many events are stored for each of `participant_ids` (absent: none)."""
-        found: dict[str, int] = {}
+    ) -> dict[str, list[int]]:
+        """For each of `participant_ids` with a stored CDR, the ids of the messages its
+        events were first seen in, ascending."""
+        found: dict[str, list[int]] = {}
         for chunk in _chunks(participant_ids):
             result = await conn.exec_driver_sql(
-                "SELECT participant_id, count(*) FROM events WHERE participant_id IN "
-                f"({placeholders(self._paramstyle, len(chunk))}) GROUP BY participant_id",
+                "SELECT id, message_ids FROM cdrs WHERE id IN "
+                f"({placeholders(self._paramstyle, len(chunk))})",
                 tuple(chunk),
             )
             rows: Sequence[Any] = result.all()
-            found.update((pid, int(n)) for pid, n in rows)
+            found.update((pid, _parse_ids(text)) for pid, text in rows)
         return found
 
     async def leg_events(
-        self, conn: AsyncConnection, participant_ids: Sequence[str]
+        self, conn: AsyncConnection, message_ids: dict[str, list[int]]
     ) -> dict[str, list[LegEvent]]:
-        """Every stored event of each leg in `participant_ids`, parsed again from its message."""
-        legs: dict[str, list[LegEvent]] = {pid: [] for pid in participant_ids}
-        for chunk in _chunks(participant_ids):
-            result = await conn.execute(
-                select(
-                    events.c.participant_id,
-                    events.c.node,
-                    events.c.message_id,
-                    messages.c.raw,
-                    messages.c.msg_offset,
-                )
-                .join(messages, messages.c.id == events.c.message_id)
-                .where(events.c.participant_id.in_(chunk))
+        """The stored events of each leg, parsed again from the `message_ids` they were
+        first seen in."""
+        legs: dict[str, list[LegEvent]] = {pid: [] for pid in message_ids}
+        owner = {message_id: pid for pid, ids in message_ids.items() for message_id in ids}
+        for chunk in _chunks(sorted(owner)):
+            result = await conn.exec_driver_sql(
+                "SELECT id, coalesce(hostname, peer_host), raw, msg_offset FROM messages "
+                f"WHERE id IN ({placeholders(self._paramstyle, len(chunk))})",
+                tuple(chunk),
             )
-            for pid, node, message_id, raw, offset in result:
+            rows: Sequence[Any] = result.all()
+            for message_id, node, raw, offset in rows:
                 if (event := _reparse(bytes(raw), offset, node, message_id)) is not None:
-                    legs[pid].append(event.leg_event())
+                    legs[owner[message_id]].append(event.leg_event(message_id))
         return legs
 
-    async def upsert_legs(self, conn: AsyncConnection, legs: Iterable[Leg]) -> None:
-        """Store assembled CDRs, replacing older versions of the same legs."""
-        rows = [leg.as_tuple() for leg in legs]
+    async def upsert_legs(
+        self, conn: AsyncConnection, legs: Iterable[tuple[Leg, Iterable[LegEvent]]]
+    ) -> None:
+        """Store assembled CDRs with the events they were assembled from, replacing older
+        versions of the same legs."""
+        rows = [
+            (*leg, ",".join(str(i) for i in sorted(e.message_id for e in events)))
+            for leg, events in legs
+        ]
         if rows:
             await conn.exec_driver_sql(self._upsert_legs, rows)
 
@@ -207,19 +211,21 @@ class CdrRepository:
     ) -> list[dict[str, Any]]:
         """A leg's events in time order, each with its keys (`fields`) and the ids of the raw
         messages it came in."""
-        result = await conn.execute(
-            select(events, messages.c.raw, messages.c.msg_offset)
-            .join(messages, messages.c.id == events.c.message_id)
-            .where(events.c.participant_id == participant_id)
-            .order_by(events.c.time_us, events.c.id)
-        )
+        message_ids = (await self.stored_legs(conn, [participant_id])).get(participant_id, [])
         rows: list[dict[str, Any]] = []
-        for row in result:
-            values = dict(row._mapping)
-            raw, offset = bytes(values.pop("raw")), values.pop("msg_offset")
-            event = _reparse(raw, offset, values["node"], values["message_id"])
-            values["fields"] = {} if event is None else dict(event.event.fields)
-            rows.append(values)
+        for chunk in _chunks(message_ids):
+            result = await conn.execute(
+                select(events, messages.c.raw, messages.c.msg_offset)
+                .join(messages, messages.c.id == events.c.message_id)
+                .where(events.c.message_id.in_(chunk))
+            )
+            for row in result:
+                values = dict(row._mapping)
+                raw, offset = bytes(values.pop("raw")), values.pop("msg_offset")
+                event = _reparse(raw, offset, values["node"], values["message_id"])
+                values["fields"] = {} if event is None else dict(event.event.fields)
+                rows.append(values)
+        rows.sort(key=lambda values: (values["time_us"], values["id"]))
         digests = [row["digest"] for row in rows]
         sources: dict[bytes, set[int]] = {}
         for chunk in _chunks(digests):
@@ -264,3 +270,7 @@ def _reparse(raw: bytes, offset: int, node: str | None, message_id: int) -> Call
         # Only a parser that changed since the event was stored gets here: `cdrecon rebuild`.
         log.warning("stored event of message %d no longer parses; run cdrecon rebuild", message_id)
     return event
+
+
+def _parse_ids(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.models import messages
@@ -94,7 +94,7 @@ async def store_events(
     fresh = _legs_of(new)
     participant_ids = sorted(fresh)
     await repository.lock_legs(conn, participant_ids)
-    stored_counts = await repository.leg_event_counts(conn, participant_ids)
+    stored = await repository.stored_legs(conn, participant_ids)
     links = repeats
     if not await repository.insert_new_events(conn, _event_rows(new)):
         known = await repository.existing_event_digests(conn, [e for _, e in first.values()])
@@ -114,13 +114,14 @@ async def store_events(
         legs: dict[str, list[LegEvent]] = {}
         unknown: list[str] = []
         for pid in participant_ids:
-            count = stored_counts.get(pid, 0)
-            before = [] if count == 0 else cache.events(pid, count)
+            message_ids = stored.get(pid)
+            before = cache.events(pid, message_ids) if message_ids else []
             if before is None:
                 unknown.append(pid)
             else:
                 legs[pid] = before + fresh[pid]
-        for pid, before in (await repository.leg_events(conn, unknown)).items():
+        reread = await repository.leg_events(conn, {pid: stored[pid] for pid in unknown})
+        for pid, before in reread.items():
             legs[pid] = before + fresh[pid]
         assembled = [assemble_leg(pid, legs[pid]) for pid in sorted(legs)]
         for leg in assembled:
@@ -129,7 +130,7 @@ async def store_events(
                 cache.put(leg.id, legs[leg.id])
             else:
                 cache.forget(leg.id)
-        await repository.upsert_legs(conn, assembled)
+        await repository.upsert_legs(conn, ((leg, legs[leg.id]) for leg in assembled))
         result.legs = len(legs)
     return result
 
@@ -137,9 +138,9 @@ async def store_events(
 def _legs_of(events: list[tuple[int, CallEvent]]) -> dict[str, list[LegEvent]]:
     """The events of each leg among `events`, as assembly sees them."""
     legs: dict[str, list[LegEvent]] = {}
-    for _, event in events:
+    for message_id, event in events:
         if pid := event.participant_id:
-            legs.setdefault(pid, []).append(event.leg_event())
+            legs.setdefault(pid, []).append(event.leg_event(message_id))
     return legs
 
 
@@ -174,7 +175,11 @@ async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
             rows = (
                 await conn.execute(
                     select(
-                        messages.c.id, messages.c.hostname, messages.c.raw, messages.c.msg_offset
+                        messages.c.id,
+                        # The sending node as the writer names it: HOSTNAME, else the peer.
+                        func.coalesce(messages.c.hostname, messages.c.peer_host),
+                        messages.c.raw,
+                        messages.c.msg_offset,
                     )
                     .where(messages.c.id > last_id)
                     .order_by(messages.c.id)
@@ -183,8 +188,8 @@ async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
             ).all()
             if not rows:
                 return total
-            stored = [(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
-            total.add(await derive(conn, stored, cache))
+            messages_ = [(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+            total.add(await derive(conn, messages_, cache))
             last_id = rows[-1][0]
 
 

@@ -100,7 +100,7 @@ events = Table(
     # (time, digest) is as unique as the digest (the body starts with the time) and, unlike
     # it, grows at its end: events arrive roughly in time order.
     Index("ix_events_time_us_digest", "time_us", "digest", unique=True),
-    Index("ix_events_participant_id", "participant_id"),
+    Index("ix_events_message_id", "message_id"),
 )
 
 event_messages = Table(
@@ -143,6 +143,9 @@ cdrs = Table(
     Column("state", String(16), nullable=False),
     Column("node", String(255), nullable=True),
     Column("event_count", Integer, nullable=False),
+    # The raw messages the leg's events were first seen in, ascending, comma-separated:
+    # what reassembling the leg reads (derived bookkeeping, not a CDR field).
+    Column("message_ids", Text, nullable=False, server_default=""),
     Index("ix_cdrs_first_seen_us", "first_seen_us", "id"),
     Index("ix_cdrs_start_us", "start_us"),
     Index("ix_cdrs_conference_name", "conference_name", "first_seen_us"),

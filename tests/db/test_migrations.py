@@ -35,3 +35,45 @@ async def test_migrations_match_the_models_and_downgrade_cleanly(database_url: s
     assert set(await table_columns(database_url)) <= {"alembic_version"}
     await asyncio.to_thread(upgrade, database_url)
     assert {t.name for t in metadata.sorted_tables} <= set(await table_columns(database_url))
+
+
+async def test_events_stored_before_0008_keep_their_links_and_legs(database_url: str) -> None:
+    """0008 drops the links that only repeat an event's own message; 0011 lists each CDR's
+    messages from its events."""
+    from alembic import command
+    from sqlalchemy import text
+
+    await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0007")
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            for message_id, digest, pid in ((5, b"a" * 16, "leg"), (9, b"b" * 16, "leg")):
+                await conn.execute(
+                    text(
+                        "INSERT INTO events (digest, time_us, participant_id, fields, truncated,"
+                        " message_id) VALUES (:d, :t, :p, '{}', false, :m)"
+                    ),
+                    {"d": digest, "t": message_id, "p": pid, "m": message_id},
+                )
+                await conn.execute(
+                    text("INSERT INTO event_messages (digest, message_id) VALUES (:d, :m)"),
+                    {"d": digest, "m": message_id},
+                )
+            # The same event seen again in message 12.
+            await conn.execute(
+                text("INSERT INTO event_messages (digest, message_id) VALUES (:d, 12)"),
+                {"d": b"a" * 16},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO cdrs (id, first_seen_us, state, event_count) "
+                    "VALUES ('leg', 5, 'closed', 2)"
+                )
+            )
+        await asyncio.to_thread(upgrade, database_url)
+        async with engine.connect() as conn:
+            links = (await conn.execute(text("SELECT message_id FROM event_messages"))).all()
+            ids = (await conn.execute(text("SELECT message_ids FROM cdrs"))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert (links, ids) == ([(12,)], "5,9")
