@@ -13,23 +13,25 @@ from typing import Any
 
 from .matching import LegView
 
-# Both sides are read as one row layout: these columns, in this order (the MN's signalling
-# node stands in the node's place), and a syslog CDR's state after them.
+# Both sides are read as one row layout: these columns, in this order, then the node (the
+# MN's signalling node), then a syslog CDR's state. The text fields `compare` looks at sit
+# side by side, so that one tuple comparison tells whether a pair's are identical. No local
+# alias: nothing matches on it.
 LEG_COLUMNS = (
     "id",
     "call_uuid",
     "conference_name",
-    "display_name",
-    "local_alias",
-    "remote_alias",
     "protocol",
     "call_direction",
     "start_us",
     "end_us",
     "duration",
+    "display_name",
+    "remote_alias",
 )
-ID, CALL_UUID, CONFERENCE, DISPLAY, LOCAL_ALIAS, REMOTE, PROTOCOL, DIRECTION = range(8)
-START, END, DURATION, NODE, STATE = range(8, 13)
+ID, CALL_UUID, CONFERENCE, PROTOCOL, DIRECTION = range(5)
+START, END, DURATION, DISPLAY, REMOTE, NODE, STATE = range(5, 12)
+COMPARED_TEXT = slice(CALL_UUID, DIRECTION + 1)
 
 Row = tuple[Any, ...]
 
@@ -79,15 +81,10 @@ def agree(cdr: Row, mn: Row, tolerance_us: int) -> bool:
     start, mn_start = cdr[START], mn[START]
     if start is None or mn_start is None or abs(start - mn_start) > tolerance_us:
         return False
-    protocol = cdr[PROTOCOL]
-    if (
-        cdr[STATE] in _UNSETTLED_STATES
-        or protocol != mn[PROTOCOL]
-        or cdr[CONFERENCE] != mn[CONFERENCE]
-        or cdr[DIRECTION] != mn[DIRECTION]
-        or cdr[CALL_UUID] != mn[CALL_UUID]
-        or (protocol is not None and protocol.upper() == "BACKPLANE")
-    ):
+    if cdr[COMPARED_TEXT] != mn[COMPARED_TEXT] or cdr[STATE] in _UNSETTLED_STATES:
+        return False
+    protocol = cdr[PROTOCOL]  # the MN's is the same
+    if protocol is not None and protocol.upper() == "BACKPLANE":
         return False
     end, mn_end = cdr[END], mn[END]
     if end is None or mn_end is None:

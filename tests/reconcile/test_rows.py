@@ -14,9 +14,13 @@ from app.reconcile.rows import (
     CALL_UUID,
     CONFERENCE,
     DIRECTION,
+    DISPLAY,
     DURATION,
     END,
+    ID,
+    NODE,
     PROTOCOL,
+    REMOTE,
     START,
     STATE,
     Row,
@@ -32,12 +36,14 @@ SCENARIO = generate(seed=7)
 
 def as_row(view: LegView, *, with_state: bool) -> Row:
     """The row the repository would read for a view (its one alias as the remote alias)."""
-    row = (
-        *(view.id, view.call_uuid, view.conference_name, None, None, view.aliases[0]),
-        *(view.protocol, view.call_direction, view.start_us, view.end_us, view.duration),
-        view.node,
-    )
-    return (*row, view.state) if with_state else row
+    row: list[Any] = [None] * (STATE + 1 if with_state else STATE)
+    row[ID], row[CALL_UUID], row[CONFERENCE] = view.id, view.call_uuid, view.conference_name
+    row[PROTOCOL], row[DIRECTION], row[REMOTE] = view.protocol, view.call_direction, view.aliases[0]
+    row[START], row[END], row[DURATION] = view.start_us, view.end_us, view.duration
+    row[NODE] = view.node
+    if with_state:
+        row[STATE] = view.state
+    return tuple(row)
 
 
 def cdr_rows() -> list[Row]:
@@ -56,7 +62,7 @@ def item_rows(cdrs: list[Row], records: list[Row], *, split: bool) -> list[tuple
         [leg_view(row) for row in cdrs],
         [leg_view(row) for row in records],
         tolerance_us=TOLERANCE,
-        retention_from_us=min(r[8] for r in mn_rows() if r[8] is not None),
+        retention_from_us=min(r[START] for r in mn_rows() if r[START] is not None),
         window=None,
         with_gaps=False,
     )
@@ -95,7 +101,16 @@ EDGES = [AT - TOLERANCE, AT + TOLERANCE, UNTIL - TOLERANCE, UNTIL + TOLERANCE]
 @st.composite
 def pairs(draw: st.DrawFn) -> tuple[Row, Row]:
     """A pair that agrees, with a few of its fields changed on one side, or on both alike."""
-    cdr = ["x", "c@h", "Room", "a", None, "b", "SIP", "in", AT, UNTIL, 60, "node", "closed"]
+    cdr: list[Any] = [None] * (STATE + 1)
+    cdr[ID], cdr[CALL_UUID], cdr[CONFERENCE], cdr[PROTOCOL], cdr[DIRECTION] = (
+        "x",
+        "c@h",
+        "Room",
+        "SIP",
+        "in",
+    )
+    cdr[START], cdr[END], cdr[DURATION], cdr[DISPLAY], cdr[REMOTE] = AT, UNTIL, 60, "a", "b"
+    cdr[NODE], cdr[STATE] = "node", "closed"
     mn = cdr[:STATE]
     for _ in range(draw(st.integers(0, 3))):
         index, values = draw(st.sampled_from(FIELDS))
