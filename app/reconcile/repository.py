@@ -16,18 +16,30 @@ from .items import ITEM_COLUMNS, STORED, ItemRow
 from .rows import ID, LEG_COLUMNS, Row
 
 
-def _select_in_range(paramstyle: str, table: str, extra: str, column: str, fallback: str) -> str:
-    """The leg columns and `extra` of the rows of `table` whose `column` is in [from, until),
-    or, where it is NULL, whose `fallback` is (parameters: from, until, from, until).
+async def _rows_in_range(
+    conn: AsyncConnection, select: str, column: str, fallback: str, from_us: int, until_us: int
+) -> list[Row]:
+    """The rows of `select` whose `column` is in [from, until), then those with no `column`
+    whose `fallback` is.
 
-    Written as two indexed ranges rather than coalesce(column, fallback): a slice must not
-    scan the whole table."""
-    low, high, fallback_low, fallback_high = (placeholder(paramstyle, i) for i in range(1, 5))
-    return (
-        f"SELECT {', '.join(LEG_COLUMNS)}, {extra} FROM {table} "
-        f"WHERE ({column} >= {low} AND {column} < {high}) OR ({column} IS NULL "
-        f"AND {fallback} >= {fallback_low} AND {fallback} < {fallback_high})"
+    Two indexed ranges rather than coalesce(column, fallback), since a slice must not scan
+    the whole table; and two queries rather than one with OR, which made SQLite collect and
+    sort the row ids of both ranges first, for the same rows in the same order."""
+    low, high = placeholder(conn.dialect.paramstyle, 1), placeholder(conn.dialect.paramstyle, 2)
+    rows = await fetch_tuples(
+        conn, f"{select} WHERE {column} >= {low} AND {column} < {high}", (from_us, until_us)
     )
+    rows += await fetch_tuples(
+        conn,
+        f"{select} WHERE {column} IS NULL AND {fallback} >= {low} AND {fallback} < {high}",
+        (from_us, until_us),
+    )
+    return rows
+
+
+_LEGS = ", ".join(LEG_COLUMNS)
+# The MN's node is left out: items name the syslog side's node, and nothing else reads it.
+_SELECT_MN = f"SELECT {_LEGS} FROM mn_participants"
 
 
 class ReconcileRepository:
@@ -57,32 +69,21 @@ class ReconcileRepository:
     async def syslog_rows(self, conn: AsyncConnection, from_us: int, until_us: int) -> list[Row]:
         """CDRs whose start (or first event, for failed legs) is in [from, until), as rows
         of `rows.LEG_COLUMNS`, then node and state."""
-        sql = _select_in_range(
-            conn.dialect.paramstyle, "cdrs", "node, state", "start_us", "first_seen_us"
-        )
-        return await fetch_tuples(conn, sql, (from_us, until_us, from_us, until_us))
+        select = f"SELECT {_LEGS}, node, state FROM cdrs"
+        return await _rows_in_range(conn, select, "start_us", "first_seen_us", from_us, until_us)
 
     async def mn_rows(
         self, conn: AsyncConnection, from_us: int, until_us: int, ids: Iterable[str]
     ) -> list[Row]:
         """MN records placed in [from, until) by start (or end, for failed calls), plus any
-        whose id is in `ids`, wherever they sit in time; rows of `rows.LEG_COLUMNS`, then
-        the signalling node."""
-        paramstyle = conn.dialect.paramstyle
-        sql = _select_in_range(
-            paramstyle, "mn_participants", "signalling_node", "start_us", "end_us"
-        )
-        found = await fetch_tuples(conn, sql, (from_us, until_us, from_us, until_us))
+        whose id is in `ids`, wherever they sit in time; rows of `rows.LEG_COLUMNS`."""
+        found = await _rows_in_range(conn, _SELECT_MN, "start_us", "end_us", from_us, until_us)
         known = {row[ID] for row in found}
         wanted = [i for i in ids if i not in known]
-        select_columns = f"SELECT {', '.join(LEG_COLUMNS)}, signalling_node FROM mn_participants"
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            rows = await fetch_tuples(
-                conn,
-                f"{select_columns} WHERE id IN ({placeholders(paramstyle, len(chunk))})",
-                chunk,
-            )
+            in_chunk = placeholders(conn.dialect.paramstyle, len(chunk))
+            rows = await fetch_tuples(conn, f"{_SELECT_MN} WHERE id IN ({in_chunk})", chunk)
             for row in rows:
                 if row[ID] not in known:
                     known.add(row[ID])

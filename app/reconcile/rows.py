@@ -13,8 +13,8 @@ from typing import Any
 
 from .matching import LegView
 
-# Both sides are read as one row layout: these columns, in this order, then the node (the
-# MN's signalling node), then a syslog CDR's state. The text fields `compare` looks at sit
+# Both sides are read as one row layout: these columns, in this order; a syslog CDR's row
+# goes on with its node and state. The text fields `compare` looks at sit
 # side by side, so that one tuple comparison tells whether a pair's are identical. No local
 # alias: nothing matches on it.
 LEG_COLUMNS = (
@@ -53,7 +53,7 @@ def _aliases(display: str | None, remote: str | None) -> tuple[str, ...]:
 
 
 def leg_view(row: Row) -> LegView:
-    """The LegView of a row of either side (an MN row has no state)."""
+    """The LegView of a row of either side (an MN row has no node and no state)."""
     return LegView(
         id=row[ID],
         call_uuid=row[CALL_UUID],
@@ -64,7 +64,7 @@ def leg_view(row: Row) -> LegView:
         start_us=row[START],
         end_us=row[END],
         duration=row[DURATION],
-        node=_shared(row[NODE]),
+        node=_shared(row[NODE]) if len(row) > NODE else None,
         state=_shared(row[STATE]) if len(row) > STATE else None,
     )
 

@@ -35,14 +35,14 @@ SCENARIO = generate(seed=7)
 
 
 def as_row(view: LegView, *, with_state: bool) -> Row:
-    """The row the repository would read for a view (its one alias as the remote alias)."""
-    row: list[Any] = [None] * (STATE + 1 if with_state else STATE)
+    """The row the repository would read for a view (its one alias as the remote alias);
+    an MN row ends before the node."""
+    row: list[Any] = [None] * (STATE + 1 if with_state else NODE)
     row[ID], row[CALL_UUID], row[CONFERENCE] = view.id, view.call_uuid, view.conference_name
     row[PROTOCOL], row[DIRECTION], row[REMOTE] = view.protocol, view.call_direction, view.aliases[0]
     row[START], row[END], row[DURATION] = view.start_us, view.end_us, view.duration
-    row[NODE] = view.node
     if with_state:
-        row[STATE] = view.state
+        row[NODE], row[STATE] = view.node, view.state
     return tuple(row)
 
 
@@ -111,7 +111,7 @@ def pairs(draw: st.DrawFn) -> tuple[Row, Row]:
     )
     cdr[START], cdr[END], cdr[DURATION], cdr[DISPLAY], cdr[REMOTE] = AT, UNTIL, 60, "a", "b"
     cdr[NODE], cdr[STATE] = "node", "closed"
-    mn = cdr[:STATE]
+    mn = cdr[:NODE]
     for _ in range(draw(st.integers(0, 3))):
         index, values = draw(st.sampled_from(FIELDS))
         value = draw(st.one_of(values, st.sampled_from(EDGES)) if index in (START, END) else values)
