@@ -14,9 +14,9 @@ from typing import Any
 from .matching import LegView
 
 # Both sides are read as one row layout: these columns, in this order; a syslog CDR's row
-# goes on with its node and state. The text fields `compare` looks at sit
-# side by side, so that one tuple comparison tells whether a pair's are identical. No local
-# alias: nothing matches on it.
+# goes on with its node and state. The text fields `compare` looks at sit side by side, so
+# that one tuple comparison tells whether a pair's are identical. No local alias: nothing
+# matches on it.
 LEG_COLUMNS = (
     "id",
     "call_uuid",
