@@ -15,7 +15,7 @@ from app.times import iso
 from .items import agreed_row, item_row
 from .matching import Gap, classify, gaps_in
 from .repository import ReconcileRepository
-from .rows import END, ID, START, leg_view, split_agreeing
+from .rows import ID, leg_view, split_agreeing
 from .tally import Tally
 
 
@@ -84,7 +84,7 @@ async def reconcile(
         # by the tolerance, holds it: near the end of a slice it may still find its twin
         # among the next slice's legs.
         candidates = await repository.mn_rows(
-            conn, start - tolerance_us, end + tolerance_us, (leg[ID] for leg in legs)
+            conn, start - tolerance_us, end + tolerance_us, [leg[ID] for leg in legs]
         )
         agreed, other_legs, other_records = split_agreeing(
             legs,
@@ -108,7 +108,7 @@ async def reconcile(
         await repository.insert_items(conn, run_id, items, first_seq=seq + 1)
         seq += len(items)
         tally.add_items(items)
-        tally.add_legs(leg[START] if leg[START] is not None else leg[END] for leg in legs)
+        tally.add_legs(legs)
         start = end
     summary = {
         "id": run_id,

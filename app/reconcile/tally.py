@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .items import CDR_ID, CDR_KEY, ITEM_NODE, MN_ID, MN_KEY, MN_TIME, STATUS, WRITE_US, ItemRow
 from .matching import GapEntry, Status
+from .rows import END, START, Row
 
 _LOST = Status.MISSING_IN_MN.value
 # The statuses that tell where the MN lost records: the lost ones and the kept ones.
@@ -34,15 +35,14 @@ class Tally:
     syslog_bounds: tuple[int, int] | None = None  # first and last syslog leg time
     mn_bounds: tuple[int, int] | None = None  # first and last classified MN record time
 
-    def add_legs(self, times: Iterable[int | None]) -> None:
-        """Count a slice's syslog legs, by their times (None where a leg has none)."""
-        known = []
-        for time in times:
-            self.cdrs += 1
-            if time is not None:
-                known.append(time)
-        if known:
-            self.syslog_bounds = _widen(self.syslog_bounds, min(known), max(known))
+    def add_legs(self, legs: Sequence[Row]) -> None:
+        """Count a slice's syslog legs (rows), and widen the bounds by their times (start,
+        else end)."""
+        self.cdrs += len(legs)
+        times = [leg[START] for leg in legs if leg[START] is not None]
+        times += [leg[END] for leg in legs if leg[START] is None and leg[END] is not None]
+        if times:
+            self.syslog_bounds = _widen(self.syslog_bounds, min(times), max(times))
 
     def add_items(self, rows: Iterable[ItemRow]) -> None:
         """Count a slice's items, keep their gap entries, and note their MN records."""
