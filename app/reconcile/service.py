@@ -12,8 +12,11 @@ from app.errors import InvalidInputError, NotFoundError
 from app.history.repository import HistoryRepository
 from app.times import iso
 
-from .matching import Gap, GapEntry, Status, classify, gap_entries, gaps_in
+from .items import agreed_row, item_row
+from .matching import Gap, classify, gaps_in
 from .repository import ReconcileRepository
+from .rows import ID, leg_view, split_agreeing
+from .tally import Tally
 
 
 class RunNotFound(NotFoundError):
@@ -34,9 +37,9 @@ def _gap(gap: Gap) -> dict[str, Any]:
     }
 
 
-def _bounds(times: list[int | None]) -> dict[str, str | None]:
-    known = [t for t in times if t is not None]
-    return {"first": iso(min(known)) if known else None, "last": iso(max(known)) if known else None}
+def _bounds(bounds: tuple[int, int] | None) -> dict[str, str | None]:
+    first, last = bounds if bounds is not None else (None, None)
+    return {"first": iso(first), "last": iso(last)}
 
 
 # A window is reconciled a slice at a time, so that memory follows the busiest slice, not
@@ -68,28 +71,29 @@ async def reconcile(
             "summary": "{}",
         },
     )
-    counts = {status.value: 0 for status in Status}
-    entries: list[GapEntry] = []
-    classified: set[str] = set()  # MN records given a status in an earlier slice
-    seq = cdrs = records = pairs = 0
-    syslog_times: list[int | None] = []
-    mn_times: list[int | None] = []
+    tally = Tally()
+    seq = 0
     span = await repository.time_span(conn, from_us, until_us)
     first, last = span if span is not None else (until_us, until_us - 1)
     start = first
     while start <= last:
         end = min(start + SLICE_US, until_us)
-        legs = await repository.syslog_legs(conn, start, end)
+        legs = await repository.syslog_rows(conn, start, end)
         # Reach past the slice by the tolerance, so that a record just across an edge still
         # meets its twin. A lone MN record is judged in the slice whose window, moved back
         # by the tolerance, holds it: near the end of a slice it may still find its twin
         # among the next slice's legs.
-        candidates = await repository.mn_records(
-            conn, start - tolerance_us, end + tolerance_us, (leg.id for leg in legs)
+        candidates = await repository.mn_rows(
+            conn, start - tolerance_us, end + tolerance_us, [leg[ID] for leg in legs]
+        )
+        agreed, other_legs, other_records = split_agreeing(
+            legs,
+            [r for r in candidates if r[ID] not in tally.classified],
+            tolerance_us,
         )
         outcome = classify(
-            legs,
-            [r for r in candidates if r.id not in classified],
+            [leg_view(row) for row in other_legs],
+            [leg_view(row) for row in other_records],
             tolerance_us=tolerance_us,
             retention_from_us=retention_from,
             window=(
@@ -98,20 +102,13 @@ async def reconcile(
             ),
             with_gaps=False,
         )
-        await repository.insert_items(conn, run_id, outcome.items, first_seq=seq + 1)
-        seq += len(outcome.items)
-        for status, count in outcome.counts.items():
-            counts[status] += count
-        entries.extend(gap_entries(outcome.items))
-        for item in outcome.items:
-            if item.mn is not None:
-                classified.add(item.mn.id)
-                records += 1
-                mn_times.append(item.mn.time_us)
-                if item.cdr is not None:
-                    pairs += 1
-        cdrs += len(legs)
-        syslog_times.extend(leg.time_us for leg in legs)
+        items = [agreed_row(cdr, mn) for cdr, mn in agreed]
+        items += [item_row(item) for item in outcome.items]
+        items.sort()  # item rows start with their unique pair key: the order of Items
+        await repository.insert_items(conn, run_id, items, first_seq=seq + 1)
+        seq += len(items)
+        tally.add_items(items)
+        tally.add_legs(legs)
         start = end
     summary = {
         "id": run_id,
@@ -120,14 +117,14 @@ async def reconcile(
         "from": iso(from_us),
         "until": iso(until_us),
         "tolerance_seconds": tolerance_us / 1_000_000,
-        "counts": counts,
-        "gaps": [_gap(gap) for gap in gaps_in(entries)],
+        "counts": tally.counts,
+        "gaps": [_gap(gap) for gap in gaps_in(tally.entries)],
         "inputs": {
-            "cdrs": cdrs,
-            "mn_records": records,
-            "pairs": pairs,
-            "syslog": _bounds(syslog_times),
-            "mn": _bounds(mn_times),
+            "cdrs": tally.cdrs,
+            "mn_records": tally.records,
+            "pairs": tally.pairs,
+            "syslog": _bounds(tally.syslog_bounds),
+            "mn": _bounds(tally.mn_bounds),
             "mn_retention_from": iso(retention_from),
         },
     }

@@ -1,0 +1,119 @@
+"""Reconciliation straight from result rows: the pairs that settle themselves.
+
+Nearly every CDR of a window has an MN record of the same id that agrees with it. Building
+two LegViews and an Item for each such pair was most of a large run's time, so they are
+settled here from the rows alone; only the rest become LegViews for `classify`. Pure.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .matching import LegView
+
+# Both sides are read as one row layout: these columns, in this order; a syslog CDR's row
+# goes on with its node and state. The text fields `compare` looks at sit side by side, so
+# that one tuple comparison tells whether a pair's are identical. No local alias: nothing
+# matches on it.
+LEG_COLUMNS = (
+    "id",
+    "call_uuid",
+    "conference_name",
+    "protocol",
+    "call_direction",
+    "start_us",
+    "end_us",
+    "duration",
+    "display_name",
+    "remote_alias",
+)
+ID, CALL_UUID, CONFERENCE, PROTOCOL, DIRECTION = range(5)
+START, END, DURATION, DISPLAY, REMOTE, NODE, STATE = range(5, 12)
+COMPARED_TEXT = slice(CALL_UUID, DIRECTION + 1)
+
+Row = tuple[Any, ...]
+
+# Conference names, protocols, directions, nodes and states repeat across a million rows:
+# one shared string each keeps a large window's memory down.
+_intern = sys.intern
+
+
+def _shared(value: str | None) -> str | None:
+    return None if value is None else _intern(value)
+
+
+def _aliases(display: str | None, remote: str | None) -> tuple[str, ...]:
+    first = display.strip().lower() if display else ""
+    second = remote.strip().lower() if remote else ""
+    if first and second and first != second:
+        return (first, second)
+    return (first or second,) if first or second else ()
+
+
+def leg_view(row: Row) -> LegView:
+    """The LegView of a row of either side (an MN row has no node and no state)."""
+    return LegView(
+        id=row[ID],
+        call_uuid=row[CALL_UUID],
+        conference_name=_shared(row[CONFERENCE]),
+        aliases=_aliases(row[DISPLAY], row[REMOTE]),
+        protocol=_shared(row[PROTOCOL]),
+        call_direction=_shared(row[DIRECTION]),
+        start_us=row[START],
+        end_us=row[END],
+        duration=row[DURATION],
+        node=_shared(row[NODE]) if len(row) > NODE else None,
+        state=_shared(row[STATE]) if len(row) > STATE else None,
+    )
+
+
+# Syslog states that keep a pair from being a plain match (open, or not billable).
+_UNSETTLED_STATES = frozenset(("open", "failed", "excluded"))
+
+
+def agree(cdr: Row, mn: Row, tolerance_us: int) -> bool:
+    """True only when `classify` would find this pair, matched by id, `matched` with no
+    differences: both billable, the CDR closed, times within the tolerance, the duration
+    within its slack, and the compared text fields identical. A False is no verdict: such
+    a pair goes through `classify` like any other."""
+    start, mn_start = cdr[START], mn[START]
+    if start is None or mn_start is None or abs(start - mn_start) > tolerance_us:
+        return False
+    if cdr[COMPARED_TEXT] != mn[COMPARED_TEXT] or cdr[STATE] in _UNSETTLED_STATES:
+        return False
+    protocol = cdr[PROTOCOL]  # the MN's is the same
+    if protocol is not None and protocol.upper() == "BACKPLANE":
+        return False
+    end, mn_end = cdr[END], mn[END]
+    if end is None or mn_end is None:
+        if end is not None or mn_end is not None:
+            return False
+    elif abs(end - mn_end) > tolerance_us:
+        return False
+    duration: int | None = cdr[DURATION]
+    mn_duration: int | None = mn[DURATION]
+    if duration is None or mn_duration is None:
+        return duration is None and mn_duration is None
+    # The same slack as `compare`: the MN floors the duration.
+    return abs(duration - mn_duration) <= 1 + tolerance_us // 1_000_000
+
+
+def split_agreeing(
+    cdrs: Sequence[Row], records: Sequence[Row], tolerance_us: int
+) -> tuple[list[tuple[Row, Row]], list[Row], list[Row]]:
+    """(CDR, MN record) pairs of the same id that agree, and the rest of each side in its
+    given order. Matching takes pairs of the same id first, so what the rest match among
+    themselves is exactly what they would have matched with these pairs still there."""
+    by_id = {record[ID]: record for record in records}
+    agreed: list[tuple[Row, Row]] = []
+    rest: list[Row] = []
+    for cdr in cdrs:
+        mn = by_id.get(cdr[ID])
+        if mn is not None and agree(cdr, mn, tolerance_us):
+            agreed.append((cdr, mn))
+            del by_id[cdr[ID]]
+        else:
+            rest.append(cdr)
+    return agreed, rest, [record for record in records if record[ID] in by_id]
