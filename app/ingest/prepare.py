@@ -1,7 +1,7 @@
 """The part of storing a batch that needs no database: parsing, digests, finding call events.
 
-Pure and per chunk, so that the batch writer can prepare the next batch while the database
-commits the current one (sqlite3 and asyncpg release the GIL while they work).
+Pure and per chunk: the batch writer prepares a batch a chunk at a time (reading sockets in
+between), then stores it in one transaction.
 """
 
 from __future__ import annotations

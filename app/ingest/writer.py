@@ -70,8 +70,7 @@ class BatchWriter:
         self.low_water = min(low_water, high_water)
         self.udp_limit = max(udp_limit, high_water)
         self._chunks: deque[Chunk] = deque()
-        self._pending = 0  # submitted, not yet committed
-        self._queued = 0  # submitted, not yet taken into a batch
+        self._pending = 0
         self._held: set[Pausable] = set()
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
@@ -119,7 +118,6 @@ class BatchWriter:
             received_us = time.time_ns() // 1000
         self._chunks.append((origin, received_us, frames))
         self._pending += count
-        self._queued += count
         self._drained.clear()
         self._metrics.queue.set(self._pending)
         self._ready.set()
@@ -148,27 +146,20 @@ class BatchWriter:
         await self._room.wait()
 
     async def _run(self) -> None:
-        # Two stages: while one batch commits (the database works on its own thread), the
-        # next one is parsed. Batches still commit one at a time and in order.
-        committing: asyncio.Task[None] | None = None
-        try:
-            while True:
-                if not self._chunks:
-                    if self._stopping:
-                        return
-                    self._ready.clear()
-                    await self._ready.wait()
-                    continue
-                if self._queued < self.batch_size and self.linger and not self._stopping:
-                    # Let a small batch fill a little: fewer, larger transactions.
-                    await asyncio.sleep(self.linger)
-                prepared = await self._prepare(self._take())
-                if committing is not None:
-                    await committing
-                committing = asyncio.create_task(self._commit(prepared))
-        finally:
-            if committing is not None:
-                await committing
+        while True:
+            if not self._chunks:
+                if self._stopping:
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            if self._pending < self.batch_size and self.linger and not self._stopping:
+                # Let a small batch fill a little: fewer, larger transactions.
+                await asyncio.sleep(self.linger)
+            # Parsing the next batch while this one commits was measured and bought nothing:
+            # sqlite3 takes the GIL back for every row and statement, so the database thread
+            # waited on the parser as much as it ran beside it.
+            await self._commit(await self._prepare(self._take()))
 
     def _take(self) -> list[Chunk]:
         taken: list[Chunk] = []
@@ -177,14 +168,13 @@ class BatchWriter:
             chunk = self._chunks.popleft()
             taken.append(chunk)
             count += len(chunk[2])
-        self._queued -= count
         return taken
 
     async def _prepare(self, chunks: list[Chunk]) -> list[PreparedChunk]:
         prepared = []
         for chunk in chunks:
             prepared.append(prepare_chunk(*chunk))
-            # Let the commit in flight go on between chunks.
+            # Let the sockets be read between chunks.
             await asyncio.sleep(0)
         return prepared
 
