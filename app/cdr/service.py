@@ -52,7 +52,7 @@ class FoundEvents:
 
 def find_events(messages: Iterable[tuple[str | None, bytes, int]]) -> FoundEvents:
     """The call event of each (sending host, raw frame, offset of MSG) message: pure, so the
-    batch writer runs it for the next batch while the database commits the current one."""
+    batch writer does it before it opens a transaction."""
     found = FoundEvents([], [])
     events = found.events
     for node, raw, offset in messages:
@@ -103,7 +103,6 @@ async def store_events(
         links = [(d, message_id) for d, (message_id, _) in first.items() if d in known]
         links += repeats
         fresh = _legs_of(new)
-        participant_ids = sorted(fresh)
         await repository.insert_events(conn, _event_rows(new))
     await repository.link_messages(conn, links)
     result.duplicates = len(links)
@@ -111,28 +110,40 @@ async def store_events(
     if fresh:
         if cache is None:
             cache = LegCache()
-        legs: dict[str, list[LegEvent]] = {}
-        unknown: list[str] = []
-        for pid in participant_ids:
-            message_ids = stored.get(pid)
-            before = cache.events(pid, message_ids) if message_ids else []
-            if before is None:
-                unknown.append(pid)
-            else:
-                legs[pid] = before + fresh[pid]
-        reread = await repository.leg_events(conn, {pid: stored[pid] for pid in unknown})
-        for pid, before in reread.items():
-            legs[pid] = before + fresh[pid]
-        assembled = [assemble_leg(pid, legs[pid]) for pid in sorted(legs)]
-        for leg in assembled:
-            # A leg that has ended rarely hears more: keep the cache for calls in progress.
-            if leg.end_us is None:
-                cache.put(leg.id, legs[leg.id])
-            else:
-                cache.forget(leg.id)
-        await repository.upsert_legs(conn, ((leg, legs[leg.id]) for leg in assembled))
-        result.legs = len(legs)
+        result.legs = await _update_legs(conn, repository, fresh, stored, cache)
     return result
+
+
+async def _update_legs(
+    conn: AsyncConnection,
+    repository: CdrRepository,
+    fresh: dict[str, list[LegEvent]],
+    stored: dict[str, list[int]],
+    cache: LegCache,
+) -> int:
+    """Reassemble and store the CDRs of legs with `fresh` events, given the messages of
+    their `stored` ones; returns how many legs."""
+    legs: dict[str, list[LegEvent]] = {}
+    unknown: list[str] = []
+    for pid, events in fresh.items():
+        message_ids = stored.get(pid)
+        before = cache.events(pid, message_ids) if message_ids else []
+        if before is None:
+            unknown.append(pid)
+        else:
+            legs[pid] = before + events
+    reread = await repository.leg_events(conn, {pid: stored[pid] for pid in unknown})
+    for pid, before in reread.items():
+        legs[pid] = before + fresh[pid]
+    assembled = [assemble_leg(pid, legs[pid]) for pid in sorted(legs)]
+    for leg in assembled:
+        # A leg that has ended rarely hears more: keep the cache for calls in progress.
+        if leg.end_us is None:
+            cache.put(leg.id, legs[leg.id])
+        else:
+            cache.forget(leg.id)
+    await repository.upsert_legs(conn, ((leg, legs[leg.id]) for leg in assembled))
+    return len(legs)
 
 
 def _legs_of(events: list[tuple[int, CallEvent]]) -> dict[str, list[LegEvent]]:
