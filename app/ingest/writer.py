@@ -37,7 +37,7 @@ Chunk = tuple[Origin, int, list[Frame]]
 
 # The call events (or None) of a batch's inserted messages, in order, and how many messages
 # looked like Pexip but did not parse.
-Found = tuple[list["CallEvent | None"], int]
+Found = tuple[list[CallEvent | None], int]
 
 
 class Pausable(Protocol):
