@@ -4,7 +4,8 @@ The MN serves its history as Tastypie list resources under `/api/admin/history/v
 response is an envelope `{"meta": {..., "next": ..., "total_count": N}, "objects": [...]}` whose
 `meta.next` is a relative path (with every query parameter of the request, offset advanced) or
 null on the last page. `HistoryClient.pages` follows those links and yields each page's objects;
-turning objects into MN records and storing them is the history service's job, not this one's.
+`HistoryClient.page` fetches one page and hands back its link, for callers that page by keyset.
+Turning objects into MN records and storing them is the history service's job, not this one's.
 
 The MN is a production box that also runs the admin UI, so the client is deliberately polite:
 one request at a time per `pages` call, a global request rate limit, and bounded retries with
@@ -192,15 +193,10 @@ class HistoryClient:
         `filters` are Tastypie query parameters (`end_time__gte`, `order_by`, ...). Paging is
         by offset, so pass an `order_by` that new records sort after (the MN appends history
         when a call ends, hence `end_time`); otherwise records written while paging can shift
-        others across a page boundary.
+        others across a page boundary. Records deleted while paging (the MN's retention purge
+        removes the oldest) shift the rest back all the same; `page` lets a caller avoid that.
         """
-        if resource not in _RESOURCES:
-            raise ValueError(f"unknown history resource {resource!r}")
-        clash = _RESERVED_PARAMS & filters.keys()
-        if clash:
-            raise ValueError(f"filters must not set {sorted(clash)}: the client sets them")
-        params = {"format": "json", "limit": str(self._page_size), **filters}
-        target = httpx.URL(f"{API_ROOT}{resource}/", params=params)
+        target = self._first_target(resource, filters)
         requested = {str(target)}
         while True:
             objects, next_link = await self._fetch_page(target)
@@ -215,6 +211,34 @@ class HistoryClient:
                     self._absolute(target), f"paging does not advance (meta.next {next_link!r})"
                 )
             requested.add(str(target))
+
+    async def page(
+        self, resource: Resource, filters: Mapping[str, str], next_link: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of `resource` matching `filters`: its objects and its `meta.next`.
+
+        Without `next_link` this is the first page (offset 0) of the query; with it, the page
+        that `meta.next` link, got from an earlier page of the same query, points at. A caller
+        that restarts the query from the last value it has seen (keyset paging) uses the first
+        form and follows links only where the value does not advance. The same retries, rate
+        limit and checks apply as in `pages`.
+        """
+        target = self._first_target(resource, filters)
+        if next_link is not None:
+            first = target
+            target = self._next_target(first, resource, next_link)
+            if target == first:
+                raise MNError(
+                    self._absolute(target), f"paging does not advance (meta.next {next_link!r})"
+                )
+        objects, following = await self._fetch_page(target)
+        self.records += len(objects)
+        # An empty page that claims more would have the caller ask forever.
+        if following is not None and not objects:
+            raise MNError(
+                self._absolute(target), f"paging does not advance (meta.next {following!r})"
+            )
+        return objects, following
 
     @staticmethod
     def window_filters(
@@ -316,6 +340,16 @@ class HistoryClient:
         if isinstance(total_count, int):
             self.total_count = total_count
         return objects, next_link
+
+    def _first_target(self, resource: Resource, filters: Mapping[str, str]) -> httpx.URL:
+        """The request for the first page of `resource` matching `filters`."""
+        if resource not in _RESOURCES:
+            raise ValueError(f"unknown history resource {resource!r}")
+        clash = _RESERVED_PARAMS & filters.keys()
+        if clash:
+            raise ValueError(f"filters must not set {sorted(clash)}: the client sets them")
+        params = {"format": "json", "limit": str(self._page_size), **filters}
+        return httpx.URL(f"{API_ROOT}{resource}/", params=params)
 
     def _next_target(self, current: httpx.URL, resource: Resource, next_link: str) -> httpx.URL:
         """The request for `meta.next`: its path and query, on our own base URL.

@@ -28,7 +28,7 @@ async def pull_once(
     try:
         connection = MNConnection(url=url, username=user, password=password, ca_bundle=ca_bundle)
         async with HistoryClient(connection) as client:
-            return await pull(engine, client.pages, url, HistoryClient.window_filters, since)
+            return await pull(engine, client.page, url, HistoryClient.window_filters, since)
     finally:
         await engine.dispose()
 

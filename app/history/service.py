@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from parsers.history import (
     parse_history_time,
 )
 
-from .client import Resource
+from .client import MNError, Resource
 from .repository import HistoryRepository
 
 log = logging.getLogger(__name__)
@@ -150,20 +150,35 @@ async def import_document(
     return HistoryImport(source, len(parsed.participants), len(parsed.conferences))
 
 
-# The MN client's page reader: (resource, filters) -> pages of records.
-Pages = Callable[[Resource, Mapping[str, str]], AsyncIterator[list[dict[str, Any]]]]
+# The MN client's page reader: (resource, filters, a `meta.next` link or None for the first
+# page) -> (that page's objects, its own `meta.next`).
+Page = Callable[
+    [Resource, Mapping[str, str], str | None],
+    Awaitable[tuple[list[dict[str, Any]], str | None]],
+]
 WindowFilters = Callable[[str, datetime | None, datetime | None], dict[str, str]]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def pull(
     engine: AsyncEngine,
-    pages: Pages,
+    page: Page,
     url: str,
     window_filters: WindowFilters,
     since: datetime | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> HistoryImport:
     """Pull participant and conference records written since the checkpoint (or `since`).
+
+    Pages by keyset on `end_time`: every request asks, from offset 0, for the records that end
+    at or after T, in `end_time` order, where T starts at the checkpoint less PULL_OVERLAP (or
+    `since`) and then is the newest `end_time` stored so far. Records ending at T are read again
+    and not stored twice. Only through a page whose records all end at T (T could not advance)
+    is the MN's `meta.next` (an offset) followed. So records the MN deletes during a pull (its
+    retention purge removes the oldest) cannot shift unread ones past a page boundary, as they
+    would if the whole window were paged by offset, and neither can a sort that is not stable
+    across requests.
 
     Each page is stored in its own transaction together with the checkpoint it reaches, so an
     interrupted pull resumes where it stopped and never skips a record.
@@ -176,13 +191,40 @@ async def pull(
         start = since
         if start is None and saved is not None and saved[0] == url:
             start = datetime.fromtimestamp(saved[1] / 1_000_000, UTC) - PULL_OVERLAP
-        filters = {**window_filters("end_time", start, None), "order_by": "end_time"}
-        async for objects in pages(resource, filters):
-            document = json.dumps(objects)
+        await _pull_resource(engine, page, url, window_filters, resource, start, result, progress)
+    return result
+
+
+async def _pull_resource(
+    engine: AsyncEngine,
+    page: Page,
+    url: str,
+    window_filters: WindowFilters,
+    resource: Resource,
+    start: datetime | None,
+    result: HistoryImport,
+    progress: Callable[[str, int], None] | None,
+) -> None:
+    """Pull one resource from `start` on, keyset-paged on end_time (see `pull`)."""
+    # T, as the filter's datetime and as microseconds to compare with; None reads everything.
+    # A naive `start` is UTC, as window_filters takes it.
+    bound = start.replace(tzinfo=UTC) if start is not None and start.tzinfo is None else start
+    bound_us = _us(bound)
+    # Ids of the records stored that end at T: the next page returns them again.
+    at_bound: set[str] = set()
+    link: str | None = None  # the `meta.next` followed through a page of ties at T
+    followed: set[str] = set()
+    while True:
+        filters = {**window_filters("end_time", bound, None), "order_by": "end_time"}
+        objects, following = await page(resource, filters, link)
+        ends = [_end_us(o) for o in objects]
+        last = max((e for e in ends if e is not None), default=None)
+        fresh = [
+            o for o, end in zip(objects, ends, strict=True) if not _seen(o, end, bound_us, at_bound)
+        ]
+        if fresh:
             async with engine.begin() as conn:
-                stored = await import_document(conn, document, url)
-                ends = [_us(parse_history_time(o.get("end_time"))) for o in objects]
-                last = max((e for e in ends if e is not None), default=None)
+                stored = await import_document(conn, json.dumps(fresh), url)
                 if last is not None:
                     await HistoryRepository.for_connection(conn).save_checkpoint(
                         conn, resource, url, last, time.time_ns() // 1000
@@ -190,5 +232,38 @@ async def pull(
             result.participants += stored.participants
             result.conferences += stored.conferences
             if progress is not None:
-                progress(resource, len(objects))
-    return result
+                progress(resource, len(fresh))
+        if following is None:
+            return
+        if last is not None and (bound_us is None or last > bound_us):
+            # T advances: ask again from offset 0, so that nothing deleted below T matters.
+            bound_us, bound = last, _EPOCH + timedelta(microseconds=last)
+            at_bound = {_id(o) for o, end in zip(objects, ends, strict=True) if end == last}
+            link, followed = None, set()
+        else:
+            # A whole page ending at T: asking from T again would return the same page, so
+            # page on through the ties by offset; a link seen before would never end.
+            if following in followed:
+                raise MNError(url, f"{resource} paging does not advance (meta.next {following!r})")
+            followed.add(following)
+            at_bound.update(_id(o) for o, end in zip(objects, ends, strict=True) if end == bound_us)
+            link = following
+
+
+def _end_us(record: Mapping[str, Any]) -> int | None:
+    """A record's end_time in microseconds; None when missing or bad (the import reports it)."""
+    try:
+        return _us(parse_history_time(record.get("end_time")))
+    except ValueError:
+        return None
+
+
+def _id(record: Mapping[str, Any]) -> str:
+    return str(record.get("id"))
+
+
+def _seen(
+    record: Mapping[str, Any], end: int | None, bound_us: int | None, at_bound: set[str]
+) -> bool:
+    """True for a record ending at T that is already stored (read again by a keyset page)."""
+    return end is not None and end == bound_us and _id(record) in at_bound

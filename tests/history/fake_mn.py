@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -176,7 +176,7 @@ class _BadRequest(Exception):
 class FakeMN:
     """The MN history API on a free loopback port. Use `with FakeMN(...) as mn:`.
 
-    Knobs, keyed by page offset (the same for both resources):
+    Knobs, keyed by page offset (the same for both resources), except the last two:
 
     - `fail_once`: offsets answered with `fail_status` (503) the first time they are asked for,
       with `Retry-After: retry_after` when that is set;
@@ -185,7 +185,13 @@ class FakeMN:
     - `next_extra`: parameters added to every `meta.next` link (a client that builds its own
       links instead of following the MN's will not send them);
     - `max_limit`: the cap on `limit` (`limit=0` means the cap, as in Tastypie);
-    - `tls`: serve HTTPS with a certificate for 127.0.0.1/localhost issued by this CA.
+    - `tls`: serve HTTPS with a certificate for 127.0.0.1/localhost issued by this CA;
+    - `fail_requests`: request numbers (counting from 1 the authorised requests for a history
+      resource, both resources together) answered with `fail_status`, for clients that do not
+      page by offset;
+    - `after_page`: called with (resource, query) once a page's envelope is built and before it
+      is sent, so a test can change `records` between two requests as the MN's own writes and
+      retention purge do.
 
     `requests` lists every request seen, in arrival order, answered or not.
     """
@@ -205,6 +211,8 @@ class FakeMN:
         next_extra: Mapping[str, str] | None = None,
         max_limit: int = 1000,
         tls: trustme.CA | None = None,
+        fail_requests: set[int] | None = None,
+        after_page: Callable[[str, dict[str, str]], None] | None = None,
     ) -> None:
         self.records = {"participant": participants, "conference": conferences or []}
         self.username = username
@@ -216,6 +224,9 @@ class FakeMN:
         self.bodies = dict(bodies or {})
         self.next_extra = dict(next_extra or {})
         self.max_limit = max_limit
+        self.fail_requests = set(fail_requests or ())
+        self.after_page = after_page
+        self._arrived = 0
         self.requests: list[SeenRequest] = []
         self._lock = threading.Lock()
         self._failed: set[int] = set()
@@ -261,7 +272,11 @@ class FakeMN:
     # -- called from the handler threads --------------------------------------------------
 
     def fail_now(self, offset: int) -> bool:
-        """True the first time a `fail_once` offset is asked for."""
+        """True the first time a `fail_once` offset is asked for, and for `fail_requests`."""
+        with self._lock:
+            self._arrived += 1
+            if self._arrived in self.fail_requests:
+                return True
         return offset in self.fail_once and self._first_time(self._failed, offset)
 
     def slow_now(self, offset: int) -> float:
@@ -450,6 +465,8 @@ class _Handler(BaseHTTPRequestHandler):
             envelope = mn.page(resource, pairs)
         except _BadRequest as exc:
             return 400, {"Content-Type": "application/json"}, _json({"error": str(exc)}), None
+        if mn.after_page is not None:
+            mn.after_page(resource, dict(pairs))
         json_type = {"Content-Type": "application/json"}
         return 200, json_type, _json(envelope), envelope["meta"]["next"]
 

@@ -105,6 +105,46 @@ async def test_conference_resource_pages_the_same_way(mn: FakeMN) -> None:
     assert mn.offsets("conference") == [0, 50, 100]
 
 
+async def test_page_reads_one_page_and_the_page_its_link_points_at(mn: FakeMN) -> None:
+    mn.fail_once = {100}
+
+    async with HistoryClient(connection(mn)) as client:
+        first, link = await client.page("participant", BY_END)
+        assert link is not None
+        second, after = await client.page("participant", BY_END, link)
+
+    assert ids([first, second]) == [p["id"] for p in PARTICIPANTS[:200]]
+    assert after is not None  # there is more, but `page` never follows a link by itself
+    assert mn.offsets() == [0, 100, 100]  # the 503 is retried, as in `pages`
+    assert mn.requests[2].target == link
+    assert (client.requests, client.retries, client.records) == (3, 1, 200)
+
+
+@pytest.mark.parametrize(
+    ("next_link", "body", "message"),
+    [
+        (f"{API_ROOT}participant/?format=json&limit=100&order_by=end_time", None, "not advance"),
+        ("/api/admin/configuration/v1/conference/?offset=100", None, "meta.next leaves"),
+        (
+            None,
+            f'{{"meta": {{"next": "{API_ROOT}participant/?offset=100"}}, "objects": []}}',
+            "not advance",
+        ),
+    ],
+)
+async def test_page_refuses_a_link_or_a_page_that_goes_nowhere(
+    mn: FakeMN, next_link: str | None, body: str | None, message: str
+) -> None:
+    if body is not None:
+        mn.bodies = {0: ("application/json", body.encode())}
+
+    async with HistoryClient(connection(mn)) as client:
+        with pytest.raises(MNError, match=message):
+            await client.page("participant", BY_END, next_link)
+
+    assert len(mn.requests) == (1 if body is not None else 0)
+
+
 # -- window filters -----------------------------------------------------------------------
 
 
