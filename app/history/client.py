@@ -196,21 +196,20 @@ class HistoryClient:
         others across a page boundary. Records deleted while paging (the MN's retention purge
         removes the oldest) shift the rest back all the same; `page` lets a caller avoid that.
         """
-        target = self._first_target(resource, filters)
-        requested = {str(target)}
+        link: str | None = None
+        followed: set[str] = set()
         while True:
-            objects, next_link = await self._fetch_page(target)
-            self.records += len(objects)
+            objects, link = await self.page(resource, filters, link)
             yield objects
-            if next_link is None:
+            if link is None:
                 return
-            target = self._next_target(target, resource, next_link)
-            # A link already followed, or an empty page that claims more, would never end.
-            if str(target) in requested or not objects:
+            # A link already followed would never end.
+            if link in followed:
                 raise MNError(
-                    self._absolute(target), f"paging does not advance (meta.next {next_link!r})"
+                    self._absolute(self._first_target(resource, filters)),
+                    f"paging does not advance (meta.next {link!r})",
                 )
-            requested.add(str(target))
+            followed.add(link)
 
     async def page(
         self, resource: Resource, filters: Mapping[str, str], next_link: str | None = None
@@ -221,7 +220,7 @@ class HistoryClient:
         that `meta.next` link, got from an earlier page of the same query, points at. A caller
         that restarts the query from the last value it has seen (keyset paging) uses the first
         form and follows links only where the value does not advance. The same retries, rate
-        limit and checks apply as in `pages`.
+        limit and checks apply as in `pages`, which is this in a loop.
         """
         target = self._first_target(resource, filters)
         if next_link is not None:
