@@ -53,7 +53,8 @@ messages = Table(
     Column("raw", LargeBinary, nullable=False),
     # The file a backfilled message came from, and its digest: a re-import adds nothing.
     Column("source", Text, nullable=True),
-    Column("digest", LargeBinary(16), nullable=True),
+    # A backfilled line's key: its first 24 bytes and a hash (app/ingest/prepare.py).
+    Column("digest", LargeBinary(40), nullable=True),
     # Only backfilled lines have a digest (to make a re-import add nothing).
     Index(
         "ix_messages_digest",

@@ -20,9 +20,23 @@ from .origin import Origin
 log = logging.getLogger(__name__)
 
 
+# How many of a line's first bytes lead its key. Syslog files start each line with its time
+# ("2026-11-26T10:00:00.090+00:00 host", "<134>1 2026-11-26T10:00:", "Nov 26 10:00:00 conf-"),
+# so 24 bytes reach the minute in every layout cdrecon reads.
+LINE_KEY_PREFIX = 24
+
+
 def line_digest(line: bytes) -> bytes:
-    """What identifies a backfilled line, so that importing a file twice adds nothing."""
-    return hashlib.blake2b(line, digest_size=16).digest()
+    """What identifies a backfilled line, so that importing a file twice adds nothing.
+
+    The line's first bytes, then a 16-byte hash of the whole line. The hash alone would be
+    unique too, but random: each new key would land on its own page of the unique index, and
+    once the index outgrows the page cache every insert would read and write one. A file's
+    lines start with their time, so keys led by it arrive in (nearly) ascending order and the
+    index grows at its end: SQLite alone wrote a million backfilled lines in 12.6 s instead
+    of 20 s (bench/floor.py).
+    """
+    return line[:LINE_KEY_PREFIX] + hashlib.blake2b(line, digest_size=16).digest()
 
 
 @dataclass(slots=True)

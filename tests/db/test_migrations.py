@@ -77,3 +77,43 @@ async def test_events_stored_before_0008_keep_their_links_and_legs(database_url:
     finally:
         await engine.dispose()
     assert (links, ids) == ([(12,)], "5,9")
+
+
+async def test_lines_imported_before_0012_are_still_recognised(database_url: str) -> None:
+    """0012 rewrites the key of each backfilled line as the importer now makes it, so a file
+    imported before the upgrade adds nothing when it is imported again; the downgrade puts
+    the old keys back."""
+    import hashlib
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from app.ingest.prepare import line_digest
+
+    lines = [b"2026-11-26T10:00:00.090+00:00 conf-node-01 pexip: line %d" % i for i in range(3)]
+    old_keys = [hashlib.blake2b(line, digest_size=16).digest() for line in lines]
+    config = alembic_config(database_url)
+    await asyncio.to_thread(command.downgrade, config, "0011")
+    engine = create_async_engine(database_url)
+
+    async def keys() -> list[bytes]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT digest FROM messages ORDER BY id"))
+            return [bytes(d) for d in rows.scalars()]
+
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO messages (received_us, transport, format, msg_offset, truncated,"
+                    " raw, source, digest) VALUES (1, 'file', 'raw', 0, false, :raw, 'f', :key)"
+                ),
+                [{"raw": line, "key": key} for line, key in zip(lines, old_keys, strict=True)],
+            )
+        await asyncio.to_thread(upgrade, database_url)
+        assert await keys() == [line_digest(line) for line in lines]
+        await asyncio.to_thread(command.downgrade, config, "0011")
+        assert await keys() == old_keys
+        await asyncio.to_thread(upgrade, database_url)
+    finally:
+        await engine.dispose()
