@@ -1,0 +1,220 @@
+"""SQLite's floor: how fast SQLite alone, with no Python in the loop, writes the rows that
+cdrecon's design keeps for each received message.
+
+Why
+    The ingest and backfill targets compare cdrecon with syslog-ng copying the same stream
+    into a plain file. cdrecon's design (../shared/docs/design.md, issues 2 and 3) keeps, per
+    message, a raw-store row, a call-event row and its share of a CDR, in SQLite. This script
+    measures what those rows cost SQLite's own C code, so that the cdrecon figure can be read
+    against two references: what syslog-ng does, and what the storage alone allows.
+
+What it writes (all in the real schema: `cdrecon db upgrade` creates the database, so every
+index cdrecon has is there; the pragmas are cdrecon's: WAL, synchronous=NORMAL, 32 MiB cache,
+wal_autocheckpoint 16384), in transactions of `--batch` messages:
+
+* `messages`: one row per message, every column filled as cdrecon fills it for the ingest
+  benchmark's RFC 5424 Pexip lines, `raw` 496 bytes (the benchmark's mean frame);
+* `events`: one row per message (every benchmark line is a participant event), random
+  16-byte digest, ascending time;
+* `cdrs`: one row per three messages (a call logs attempting, joined, disconnected), keyed by
+  a random participant uuid as real ones are.
+* `--backfill`: the messages come from a file, so each also gets its line key (its first 24
+  bytes and a 16-byte hash: app/ingest/prepare.py), which the unique `ix_messages_digest`
+  index holds.
+
+Every value is made inside SQLite (`randomblob`, a recursive CTE): the child process runs one
+INSERT ... SELECT per table per batch, so the time is SQLite's, not Python's. It is a lower
+bound on what cdrecon's storage can cost: it leaves out the event-to-message links for
+repeats, the node tallies, the duplicate look-ups, and every CDR update after the first
+insert, and nothing is received, framed or parsed.
+
+Run:  .venv/bin/python bench/floor.py [--messages 1000000] [--backfill] [--runs 3]
+Also run by bench/ingest.py and bench/backfill.py, next to their own figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from backfill import Measured, cdrecon_env, run_measured, upgrade_database
+from common import machine_info, wait_until_quiet
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+# cdrecon's connection pragmas (app/db/engine.py).
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA cache_size=-32768",
+    "PRAGMA wal_autocheckpoint=16384",
+)
+# The microsecond clock of the first message: 2026-11-26T10:00:00Z.
+EPOCH_US = 1_795_687_200_000_000
+
+
+def _series(first: int, count: int, step: int = 1) -> str:
+    """A CTE `s(i)` of `count` integers from `first`, `step` apart, made inside SQLite."""
+    last = first + (count - 1) * step
+    return (
+        f"WITH RECURSIVE s(i) AS (SELECT {first} UNION ALL "
+        f"SELECT i + {step} FROM s WHERE i < {last}) "
+    )
+
+
+def batch_statements(first: int, count: int, first_message_id: int, backfill: bool) -> list[str]:
+    """The INSERT ... SELECT statements that write messages `first` .. `first + count - 1`."""
+    transport, source, digest = (
+        ("'file'", "'/var/log/pexip/pexip.log.gz'", "CAST(substr(raw, 1, 24) || key AS BLOB)")
+        if backfill
+        else ("'tcp'", "NULL", "NULL")
+    )
+    # Each line starts as a syslog file line does, with its time (125 ms apart), and is
+    # padded with random hex to 496 bytes (the benchmarks' mean frame), so no two are equal.
+    # Its key is 40 bytes as cdrecon's: the first 24, then 16 random ones (hex digits, as
+    # SQLite's || makes text of blobs).
+    head = (
+        "strftime('%Y-%m-%dT%H:%M:%f', "
+        f"{EPOCH_US // 1_000_000} + i * 0.125, 'unixepoch') || '+00:00 conf-node-0' || "
+        "(1 + i % 8) || ' pexip: '"
+    )
+    lines = (
+        f"SELECT i, CAST({head} || substr(hex(randomblob(248)), 1, 496 - length({head})) "
+        "AS BLOB) AS raw, substr(hex(randomblob(8)), 1, 16) AS key FROM s"
+    )
+    messages = (
+        "INSERT INTO messages (received_us, transport, peer_host, peer_port, tls_subject, "
+        "format, facility, severity, timestamp_us, timestamp_text, hostname, app_name, procid, "
+        "msgid, structured_data, msg_offset, truncated, error, raw, source, digest) "
+        + _series(first, count)
+        + f"SELECT {EPOCH_US} + i * 125000, {transport}, '127.0.0.1', 40000 + i % 4, NULL, "
+        "'rfc5424', 16, 6, "
+        f"{EPOCH_US} + i * 125000, '2026-11-26T10:00:00.090+00:00', "
+        "'conf-node-0' || (1 + i % 8), 'pexip', NULL, NULL, NULL, 60, 0, NULL, raw, "
+        f"{source}, {digest} FROM ({lines})"
+    )
+    events = (
+        "INSERT INTO events (digest, time_us, node, level, name, message, participant_id, "
+        "call_id, conference, truncated, message_id) "
+        + _series(first, count)
+        + f"SELECT randomblob(16), {EPOCH_US} + i * 125000, 'conf-node-0' || (1 + i % 8), "
+        "'INFO', 'administrator.conference', 'Participant has joined.', "
+        "lower(hex(randomblob(18))), lower(hex(randomblob(16))) || '@10.34.10.61', "
+        f"'All hands', 0, {first_message_id} + i - {first} FROM s"
+    )
+    legs = count // 3
+    cdrs = (
+        "INSERT INTO cdrs (id, call_uuid, conversation_id, conference_name, display_name, "
+        "local_alias, remote_alias, protocol, call_direction, role, remote_address, "
+        "remote_port, signalling_node, media_node, system_location, vendor, service_type, "
+        "disconnect_reason, start_us, end_us, duration, first_seen_us, state, node, "
+        "event_count, message_ids) "
+        + _series(first, max(legs, 1), 3)
+        + "SELECT lower(hex(randomblob(18))), lower(hex(randomblob(16))) || '@10.34.10.61', "
+        "lower(hex(randomblob(18))), 'All hands', 'Peggy Novak', 'meet.all-hands@example.com', "
+        "'sip:peggy.novak@corp.example.net', 'MSSIP', 'in', 'guest', '10.34.10.61', 5061, "
+        "'10.0.1.18', '10.0.1.11', 'London', 'Microsoft Teams Room', 'conference', "
+        f"'Call disconnected', {EPOCH_US} + i * 125000, {EPOCH_US} + i * 125000 + 60000000, 60, "
+        f"{EPOCH_US} + i * 125000, 'closed', 'conf-node-0' || (1 + i % 8), 3, "
+        f"({first_message_id} + i - {first}) || ',' || ({first_message_id} + i - {first} + 1) "
+        f"|| ',' || ({first_message_id} + i - {first} + 2) FROM s"
+    )
+    return [messages, events] + ([cdrs] if legs else [])
+
+
+def write_rows(database: Path, messages: int, batch: int, backfill: bool) -> None:
+    """Write the rows of `messages` messages into `database`, `batch` per transaction."""
+    conn = sqlite3.connect(database, isolation_level=None)
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    for first in range(0, messages, batch):
+        count = min(batch, messages - first)
+        conn.execute("BEGIN")
+        statements = batch_statements(first, count, first + 1, backfill)
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    conn.close()
+
+
+@dataclass(slots=True)
+class Floor:
+    """One measured floor run."""
+
+    messages: int
+    backfill: bool
+    measured: Measured
+    database_bytes: int
+
+    @property
+    def per_second(self) -> float:
+        """Messages (or lines) per second of wall time."""
+        return self.messages / self.measured.seconds
+
+    def text(self) -> str:
+        """One line for a report."""
+        m = self.measured
+        return (
+            f"SQLite alone ({'backfill' if self.backfill else 'live'} rows, no Python in the "
+            f"loop): {self.per_second:,.0f} msg/s, {m.seconds:.1f} s wall, "
+            f"{m.cpu_seconds:.1f} s CPU ({m.system_seconds:.1f} s system), "
+            f"{self.database_bytes / 1e6:.0f} MB"
+        )
+
+
+def measure_floor(messages: int, backfill: bool, batch: int = 5000) -> Floor:
+    """Create a fresh cdrecon database and time a child process writing the rows into it."""
+    workdir = Path(tempfile.mkdtemp(prefix="cdrecon-floor-"))
+    try:
+        database = workdir / "floor.db"
+        upgrade_database(database)
+        argv = [sys.executable, str(Path(__file__).resolve()), "--child", str(database)]
+        argv += ["--messages", str(messages), "--batch", str(batch)]
+        argv += ["--backfill"] if backfill else []
+        measured = run_measured(argv, cdrecon_env(database), BENCH_DIR)
+        if measured.returncode != 0:
+            raise RuntimeError(f"the floor child failed: {measured.stderr.strip()[-2000:]}")
+        size = sum(p.stat().st_size for p in workdir.glob("floor.db*"))
+        check = sqlite3.connect(database)
+        stored = check.execute("SELECT count(*) FROM messages").fetchone()[0]
+        check.close()
+        if stored != messages:
+            raise RuntimeError(f"the floor child stored {stored} messages, not {messages}")
+        return Floor(messages, backfill, measured, size)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=5000, help="messages per transaction")
+    parser.add_argument("--backfill", action="store_true", help="rows of a backfilled file")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--quiet-wait", type=float, default=120, help="seconds, at most")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the floor for the given settings."""
+    args = parse_args(argv)
+    if args.child is not None:
+        write_rows(args.child, args.messages, args.batch, args.backfill)
+        return 0
+    print(f"machine: {machine_info()}", flush=True)
+    for _ in range(args.runs):
+        wait_until_quiet(args.quiet_wait)
+        started = time.strftime("%H:%M:%S")
+        print(f"{started} {measure_floor(args.messages, args.backfill, args.batch).text()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
