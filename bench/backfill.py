@@ -399,6 +399,8 @@ class SizeResult:
     database: dict[str, int]
     database_bytes: int
     problems: list[str]
+    # SQLite alone writing the same lines' rows (bench/floor.py), measured after the imports.
+    sqlite_alone: Measured | None = None
 
 
 def run_size(args: argparse.Namespace, lines: int, when: str) -> SizeResult:
@@ -433,7 +435,15 @@ def run_size(args: argparse.Namespace, lines: int, when: str) -> SizeResult:
         if counts["messages"] != lines:
             problems.append(f"messages table has {counts['messages']} rows, expected {lines}")
         size = sum(p.stat().st_size for p in workdir.glob("bench.db*"))
-        return SizeResult(lines, made, runs, counts, size, problems)
+        result = SizeResult(lines, made, runs, counts, size, problems)
+        if not args.no_floor:
+            # Imported here: floor.py imports this module's measuring helpers.
+            from floor import measure_floor
+
+            floor = measure_floor(lines, backfill=True)
+            print(f"[{lines:,} lines] {floor.text()}", flush=True)
+            result.sqlite_alone = floor.measured
+        return result
     finally:
         if args.keep:
             print(f"kept {workdir}")
@@ -473,6 +483,25 @@ def report(results: Sequence[SizeResult]) -> str:
                     m.revision,
                 )
             )
+        if result.sqlite_alone is not None:
+            m = result.sqlite_alone
+            rate = result.lines / m.seconds
+            rows.append(
+                (
+                    f"{result.lines:,}",
+                    "SQLite alone",
+                    f"{m.seconds:.1f}",
+                    f"{rate:,.0f}",
+                    f"{rate / TARGET_LINES_PER_S:.2f}x",
+                    f"{m.peak_rss_mb:.0f}",
+                    f"{m.cpu_seconds:.1f}",
+                    f"{m.system_seconds:.1f}",
+                    f"{m.machine_busy_cpus:.2f}",
+                    load_text(m.load_before, m.load_after),
+                    "the same rows, no Python in the loop (bench/floor.py)",
+                    m.revision,
+                )
+            )
     headers = (
         "lines",
         "import",
@@ -503,6 +532,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compresslevel", type=int, default=6, help="gzip level of the file")
     parser.add_argument("--py-spy", action="store_true", help="profile each import with py-spy")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip timing SQLite alone writing the same rows (bench/floor.py)",
+    )
     return parser.parse_args(argv)
 
 

@@ -76,6 +76,7 @@ from common import (
     wait_until_quiet,
     write_frames,
 )
+from floor import Floor, measure_floor
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -144,6 +145,7 @@ class Settings:
     run_timeout: float
     start_timeout: float
     quiet_wait: float
+    floor: bool = True  # also time SQLite alone writing the rows (bench/floor.py)
 
 
 # --------------------------------------------------------------------------------------------
@@ -798,6 +800,19 @@ def make_receiver(name: str, workdir: Path, logdir: Path, tls: TlsFiles, s: Sett
     return CdreconReceiver(workdir, logdir, tls, s.start_timeout)
 
 
+def run_floors(settings: Settings) -> list[Floor]:
+    """SQLite alone writing the design's rows for the same number of messages, once per run
+    (it is the same for every scenario: nothing is received)."""
+    floors = []
+    for run in range(1, settings.runs + 1):
+        wait_until_quiet(settings.quiet_wait)
+        print(f"  {'-':<7} {'sqlite alone':<12} run {run}: ", end="", flush=True)
+        floor = measure_floor(settings.messages, backfill=False)
+        print(floor.text(), flush=True)
+        floors.append(floor)
+    return floors
+
+
 def run_all(settings: Settings, stamp: str) -> tuple[list[RunResult], dict[str, object]]:
     """Every scenario x receiver x run; returns the results and the message file facts."""
     results: list[RunResult] = []
@@ -926,8 +941,26 @@ def table_row(s: Summary) -> str:
     )
 
 
-def table(summaries: list[Summary]) -> str:
-    """Plain-text table: each scenario's receivers, then the cdrecon/syslog-ng ratio."""
+def floor_rows(scenario: str, floors: list[Floor], ours: Summary | None) -> list[str]:
+    """The SQLite-alone row of a scenario, and cdrecon's rate as a share of it."""
+    if not floors:
+        return []
+    rate = statistics.median(f.per_second for f in floors)
+    cpu = statistics.median(f.measured.cpu_seconds for f in floors)
+    seconds = statistics.median(f.measured.seconds for f in floors)
+    rows = [
+        f"{scenario:<8} {'sqlite alone':<17} {rate:>11,.0f} {'(rows only)':>21} "
+        f"{statistics.median(f.measured.peak_rss_mb for f in floors):>11.1f} "
+        f"{cpu:>7.2f} {seconds:>7.2f}"
+    ]
+    if ours:
+        rows.append(f"{scenario:<8} {'cdrecon/sqlite':<17} {ratio(ours.rate, rate):>11}")
+    return rows
+
+
+def table(summaries: list[Summary], floors: list[Floor] | None = None) -> str:
+    """Plain-text table: each scenario's receivers, the cdrecon/syslog-ng ratio, and SQLite
+    alone writing the same rows."""
     head = (
         f"{'scenario':<8} {'receiver':<17} {'messages/s':>11} {'delivered':>21} "
         f"{'peak RSS MB':>11} {'CPU-s':>7} {'time s':>7} {'db rows':>11}"
@@ -945,11 +978,14 @@ def table(summaries: list[Summary]) -> str:
                 f"{'':>21} {ratio(ours.peak_rss_mb, ref.peak_rss_mb):>11} "
                 f"{ratio(ours.cpu_seconds, ref.cpu_seconds):>7}"
             )
+        lines.extend(floor_rows(scenario, floors or [], ours))
         lines.append("")
     lines.append(
         "messages/s = delivered / seconds from loggen start to the last message stored "
         "(median of runs);\nCPU-s = receiver CPU in that time; ! = incomplete or an error "
-        "in some run; ~ = other processes loaded the machine meanwhile (see above and the JSON)"
+        "in some run; ~ = other processes loaded the machine meanwhile (see above and the JSON);\n"
+        "sqlite alone = SQLite's own C code writing the rows cdrecon keeps for as many messages"
+        "\n(raw, event, CDR; bench/floor.py): nothing received or parsed, no Python in the loop"
     )
     return "\n".join(lines)
 
@@ -981,6 +1017,7 @@ def write_json(
     results: list[RunResult],
     facts: dict[str, object],
     context: dict[str, object],
+    floors: list[Floor],
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -989,6 +1026,10 @@ def write_json(
         "messages_file": facts,
         "summary": [asdict(s) for s in summarize(results)],
         "results": [asdict(r) for r in results],
+        "sqlite_alone": [
+            {**asdict(f.measured), "messages": f.messages, "per_second": f.per_second}
+            for f in floors
+        ],
     }
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
@@ -1013,6 +1054,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--tls-connections", type=int, default=1)
     parser.add_argument("--skip-tls", action="store_true")
     parser.add_argument("--receivers", default="syslog-ng,cdrecon")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip timing SQLite alone writing the same rows (bench/floor.py)",
+    )
     parser.add_argument("--runs", type=int, default=1, help="repeat each measurement")
     parser.add_argument("--poll", type=float, default=0.02, help="poll interval, s")
     parser.add_argument("--stall-timeout", type=float, default=30, help="no progress for, s")
@@ -1046,6 +1092,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         run_timeout=args.run_timeout,
         start_timeout=args.start_timeout,
         quiet_wait=args.quiet_wait,
+        floor=not args.no_floor,
     )
 
 
@@ -1055,12 +1102,13 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     machine, vers = machine_info(), versions()
     print(header(settings, machine, vers), flush=True)
+    floors = run_floors(settings) if settings.floor else []
     results, facts = run_all(settings, stamp)
     print(f"\nmessages: mean frame {facts['mean_frame_bytes']} B; e.g. {facts['sample_frame']}\n")
-    print(table(summarize(results)))
+    print(table(summarize(results), floors))
     out = OUT_DIR / f"ingest-{stamp}.json"
     context: dict[str, object] = {"started": stamp, "machine": machine, "versions": vers}
-    write_json(out, settings, results, facts, context)
+    write_json(out, settings, results, facts, context, floors)
     print(f"\nJSON: {out.relative_to(ROOT)}; logs: bench/out/ingest-{stamp}-logs/")
     return 0 if all(r.complete and not r.error for r in results) else 1
 
