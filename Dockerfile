@@ -8,7 +8,9 @@ COPY migrations ./migrations
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --home-dir /data --create-home cdrecon
+# /data holds only the database: no home-directory skeleton in the volume.
+RUN useradd --system --uid 10001 --home-dir /data --no-create-home cdrecon \
+    && mkdir /data && chown cdrecon: /data
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER cdrecon
