@@ -28,13 +28,22 @@ bound on what cdrecon's storage can cost: it leaves out the event-to-message lin
 repeats, the node tallies, the duplicate look-ups, and every CDR update after the first
 insert, and nothing is received, framed or parsed.
 
+`--postgres [URL]` measures the same live rows on a PostgreSQL server instead (default
+postgresql://postgres@127.0.0.1:5432/test): a scratch database is created next to the one
+named, migrated by `cdrecon db upgrade`, written by one session with `generate_series`, and
+dropped. The server's own processes do the work, so the figure is wall time, with how many
+CPUs the whole machine kept busy meanwhile.
+
 Run:  .venv/bin/python bench/floor.py [--messages 1000000] [--backfill] [--runs 3]
+      .venv/bin/python bench/floor.py --postgres [URL]
 Also run by bench/ingest.py and bench/backfill.py, next to their own figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import shutil
 import sqlite3
 import sys
@@ -42,9 +51,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from backfill import Measured, cdrecon_env, run_measured, upgrade_database
-from common import machine_info, wait_until_quiet
+import asyncpg
+from backfill import CDRECON, Measured, cdrecon_env, run_measured, upgrade_database
+from common import machine_info, system_busy_seconds, wait_until_quiet
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -191,6 +202,127 @@ def measure_floor(messages: int, backfill: bool, batch: int = 5000) -> Floor:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def postgres_statements(first: int, count: int) -> list[str]:
+    """The live rows of messages `first` .. `first + count - 1`, made by PostgreSQL itself:
+    the same shapes and sizes as `batch_statements`."""
+    series = f"generate_series({first}::bigint, {first + count - 1}::bigint) AS i"
+    clock = f"{EPOCH_US} + i * 125000"
+    head = (
+        f"to_char(to_timestamp({EPOCH_US // 1_000_000} + i * 0.125) AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS.MS') || '+00:00 conf-node-0' || (1 + i % 8) || ' pexip: '"
+    )
+    messages = (
+        "INSERT INTO messages (id, received_us, transport, peer_host, peer_port, tls_subject, "
+        "format, facility, severity, timestamp_us, timestamp_text, hostname, app_name, procid, "
+        "msgid, structured_data, msg_offset, truncated, error, raw, source, digest) "
+        f"SELECT nextval('messages_id_seq'), {clock}, 'tcp', '127.0.0.1', 40000 + i % 4, "
+        f"NULL, 'rfc5424', 16, 6, {clock}, '2026-11-26T10:00:00.090+00:00', "
+        "'conf-node-0' || (1 + i % 8), 'pexip', NULL, NULL, NULL, 60, false, NULL, "
+        f"convert_to(rpad({head}, 496, md5(i::text) || md5(random()::text)), 'UTF8'), "
+        f"NULL, NULL FROM {series}"
+    )
+    events = (
+        "INSERT INTO events (digest, time_us, node, level, name, message, participant_id, "
+        "call_id, conference, truncated, message_id) "
+        f"SELECT decode(md5(random()::text), 'hex'), {clock}, 'conf-node-0' || (1 + i % 8), "
+        "'INFO', 'administrator.conference', 'Participant has joined.', "
+        "gen_random_uuid()::text, md5(random()::text) || '@10.34.10.61', 'All hands', false, "
+        f"i + 1 FROM {series}"
+    )
+    legs = (
+        f"generate_series({first}::bigint, {first + count - 3}::bigint, 3) AS i"
+        if count >= 3
+        else None
+    )
+    cdrs = (
+        "INSERT INTO cdrs (id, call_uuid, conversation_id, conference_name, display_name, "
+        "local_alias, remote_alias, protocol, call_direction, role, remote_address, "
+        "remote_port, signalling_node, media_node, system_location, vendor, service_type, "
+        "disconnect_reason, start_us, end_us, duration, first_seen_us, state, node, "
+        "event_count, message_ids) "
+        "SELECT gen_random_uuid()::text, md5(random()::text) || '@10.34.10.61', "
+        "gen_random_uuid()::text, 'All hands', 'Peggy Novak', 'meet.all-hands@example.com', "
+        "'sip:peggy.novak@corp.example.net', 'MSSIP', 'in', 'guest', '10.34.10.61', 5061, "
+        "'10.0.1.18', '10.0.1.11', 'London', 'Microsoft Teams Room', 'conference', "
+        f"'Call disconnected', {clock}, {clock} + 60000000, 60, {clock}, 'closed', "
+        "'conf-node-0' || (1 + i % 8), 3, (i + 1) || ',' || (i + 2) || ',' || (i + 3) "
+        f"FROM {legs}"
+    )
+    return [messages, events] + ([cdrs] if legs else [])
+
+
+def _with_database(url: str, name: str) -> str:
+    """`url` naming the database `name` on the same server."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@dataclass(slots=True)
+class PostgresFloor:
+    """One measured PostgreSQL floor run."""
+
+    messages: int
+    seconds: float
+    machine_busy_cpus: float
+    database_bytes: int
+
+    def text(self) -> str:
+        """One line for a report."""
+        return (
+            "PostgreSQL alone (live rows, one session, no Python in the loop): "
+            f"{self.messages / self.seconds:,.0f} msg/s, {self.seconds:.1f} s wall, "
+            f"{self.machine_busy_cpus:.2f} CPUs busy, {self.database_bytes / 1e6:.0f} MB"
+        )
+
+
+async def _measure_postgres(url: str, messages: int, batch: int) -> PostgresFloor:
+    scratch = f"cdrecon_floor_{os.getpid()}"
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{scratch}"')
+        await admin.execute(f'CREATE DATABASE "{scratch}"')
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CDRECON_")}
+            target = _with_database(url, scratch)
+            env["CDRECON_DATABASE_URL"] = target.replace("postgresql://", "postgresql+asyncpg://")
+            proc = await asyncio.create_subprocess_exec(
+                *(CDRECON, "db", "upgrade"),
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"cdrecon db upgrade failed: {output.decode()[-2000:]}")
+            conn = await asyncpg.connect(target)
+            try:
+                busy = system_busy_seconds()
+                started = time.perf_counter()
+                for first in range(0, messages, batch):
+                    async with conn.transaction():
+                        for statement in postgres_statements(first, min(batch, messages - first)):
+                            await conn.execute(statement)
+                seconds = time.perf_counter() - started
+                busy = (system_busy_seconds() - busy) / seconds
+                stored = await conn.fetchval("SELECT count(*) FROM messages")
+                size = await conn.fetchval("SELECT pg_database_size(current_database())")
+            finally:
+                await conn.close()
+            if stored != messages:
+                raise RuntimeError(f"PostgreSQL stored {stored} messages, not {messages}")
+            return PostgresFloor(messages, seconds, busy, int(size))
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def measure_floor_postgres(url: str, messages: int, batch: int = 5000) -> PostgresFloor:
+    """Time PostgreSQL writing the live rows of `messages` messages into a scratch database
+    on the server of `url` (a plain postgresql:// URL)."""
+    return asyncio.run(_measure_postgres(url, messages, batch))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -198,6 +330,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backfill", action="store_true", help="rows of a backfilled file")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--quiet-wait", type=float, default=120, help="seconds, at most")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const="postgresql://postgres@127.0.0.1:5432/test",
+        help="measure on this PostgreSQL server instead (live rows)",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -212,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.runs):
         wait_until_quiet(args.quiet_wait)
         started = time.strftime("%H:%M:%S")
-        print(f"{started} {measure_floor(args.messages, args.backfill, args.batch).text()}")
+        if args.postgres:
+            floor = measure_floor_postgres(args.postgres, args.messages, args.batch).text()
+        else:
+            floor = measure_floor(args.messages, args.backfill, args.batch).text()
+        print(f"{started} {floor}", flush=True)
     return 0
 
 
