@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import httpx
+from backfill import upgrade_database
 from common import (
     TlsFiles,
     children_cpu_seconds,
@@ -412,6 +413,62 @@ class CdreconReceiver:
         result.extra["db_bytes"] = sum(
             p.stat().st_size for p in self.workdir.glob("bench.db*") if p.is_file()
         )
+        for path in self.workdir.glob("bench.db*"):
+            path.unlink(missing_ok=True)
+
+
+class LeanReceiver:
+    """bench/lean_receiver.py: the leanest CPython receiver that stores every message, parsed,
+    in cdrecon's raw store (no events, no CDRs): what Python itself allows."""
+
+    name = "python-lean"
+
+    def __init__(self, workdir: Path, logdir: Path, tls: TlsFiles) -> None:
+        self.workdir = workdir
+        self.logdir = logdir
+        self.tls = tls
+        self.db = workdir / "bench.db"
+        self.pid = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._log = logdir / "python-lean.log"
+        self._last = 0
+
+    def start(self, scenario: Scenario) -> int:
+        upgrade_database(self.db)
+        port = free_port()
+        argv = [sys.executable, str(BENCH_DIR / "lean_receiver.py"), "--db", str(self.db)]
+        argv += ["--port", str(port)]
+        if scenario.transport == "tls":
+            argv += ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
+        with self._log.open("ab") as log:
+            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.pid = self._proc.pid
+        proc = self._proc
+        if not wait_for(lambda: proc.poll() is not None or listening(port), timeout=20):
+            raise RuntimeError("the lean receiver did not open its port in 20 s")
+        if proc.poll() is not None:
+            raise RuntimeError(f"lean receiver exited {proc.returncode}: {last_line(self._log)}")
+        return port
+
+    def stored(self) -> int:
+        # Committed rows only: ids are contiguous from 1 in one writer's SQLite file.
+        try:
+            if self._conn is None:
+                self._conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+            self._last = int(self._conn.execute("SELECT max(id) FROM messages").fetchone()[0] or 0)
+        except sqlite3.Error:
+            pass
+        return self._last
+
+    def stop(self) -> int | None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        return _terminate(self._proc, timeout=60) if self._proc else None
+
+    def finish(self, result: RunResult) -> None:
+        result.db_count = sqlite_count(self.db)
         for path in self.workdir.glob("bench.db*"):
             path.unlink(missing_ok=True)
 
@@ -797,6 +854,8 @@ def make_receiver(name: str, workdir: Path, logdir: Path, tls: TlsFiles, s: Sett
     logdir.mkdir(parents=True, exist_ok=True)
     if name == "syslog-ng":
         return SyslogNgReceiver(workdir, logdir, tls, syslog_ng_config_version())
+    if name == "python-lean":
+        return LeanReceiver(workdir, logdir, tls)
     return CdreconReceiver(workdir, logdir, tls, s.start_timeout)
 
 
@@ -978,12 +1037,21 @@ def table(summaries: list[Summary], floors: list[Floor] | None = None) -> str:
                 f"{'':>21} {ratio(ours.peak_rss_mb, ref.peak_rss_mb):>11} "
                 f"{ratio(ours.cpu_seconds, ref.cpu_seconds):>7}"
             )
+        lean = receivers.get("python-lean")
+        if lean and ref:
+            lines.append(
+                f"{scenario:<8} {'lean/syslog-ng':<17} {ratio(lean.rate, ref.rate):>11} "
+                f"{'':>21} {ratio(lean.peak_rss_mb, ref.peak_rss_mb):>11} "
+                f"{ratio(lean.cpu_seconds, ref.cpu_seconds):>7}"
+            )
         lines.extend(floor_rows(scenario, floors or [], ours))
         lines.append("")
     lines.append(
         "messages/s = delivered / seconds from loggen start to the last message stored "
         "(median of runs);\nCPU-s = receiver CPU in that time; ! = incomplete or an error "
         "in some run; ~ = other processes loaded the machine meanwhile (see above and the JSON);\n"
+        "python-lean = bench/lean_receiver.py: frames, parses the header and stores the raw row, "
+        "nothing else;\n"
         "sqlite alone = SQLite's own C code writing the rows cdrecon keeps for as many messages"
         "\n(raw, event, CDR; bench/floor.py): nothing received or parsed, no Python in the loop"
     )
@@ -1053,7 +1121,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--connections", default="1,4", help="TCP connection counts")
     parser.add_argument("--tls-connections", type=int, default=1)
     parser.add_argument("--skip-tls", action="store_true")
-    parser.add_argument("--receivers", default="syslog-ng,cdrecon")
+    parser.add_argument(
+        "--receivers",
+        default="syslog-ng,python-lean,cdrecon",
+        help="python-lean: bench/lean_receiver.py, the leanest CPython raw store",
+    )
     parser.add_argument(
         "--no-floor",
         action="store_true",
@@ -1075,7 +1147,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if not args.skip_tls:
         scenarios.append(Scenario("tls", args.tls_connections))
     receivers = tuple(r.strip() for r in args.receivers.split(",") if r.strip())
-    unknown = set(receivers) - {"syslog-ng", "cdrecon"}
+    unknown = set(receivers) - {"syslog-ng", "python-lean", "cdrecon"}
     if unknown or not receivers:
         parser.error(f"unknown receivers: {sorted(unknown)}")
     if args.messages < max(s.connections for s in scenarios):
