@@ -287,6 +287,7 @@ def pull_history(
 @click.option("--tolerance", default="2s", show_default=True, help="start/end tolerance")
 def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> None:
     """Match syslog CDRs with MN records over [from, until); prints the JSON summary."""
+    from app.cdr.service import derive_pending
     from app.db.engine import create_engine
     from app.reconcile.service import reconcile
 
@@ -299,6 +300,8 @@ def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> N
     async def run() -> dict[str, Any]:
         engine = create_engine(settings.database_url)
         try:
+            # The syslog CDRs must be complete: derive what a busy receiver deferred.
+            await derive_pending(engine)
             async with engine.begin() as conn:
                 return await reconcile(
                     conn,

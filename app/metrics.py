@@ -104,6 +104,12 @@ class Metrics:
             "Messages read and waiting for the database.",
             registry=r,
         )
+        self.derive_pending = Gauge(
+            "cdrecon_derive_pending_messages",
+            "Messages stored whose call events and CDRs are still to be derived: deriving "
+            "was deferred while the database was behind; the writer catches up when it can.",
+            registry=r,
+        )
         self.paused = Gauge(
             "cdrecon_ingest_paused_connections",
             "Connections not being read because the database is behind (back-pressure).",

@@ -37,6 +37,7 @@ class Runtime:
             high_water=settings.queue_high_water,
             low_water=settings.queue_low_water,
             udp_limit=settings.queue_udp_limit,
+            defer_backlog=settings.defer_backlog,
         )
         return cls(settings, engine, metrics, writer)
 

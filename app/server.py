@@ -72,12 +72,14 @@ async def serve(settings: Settings) -> None:
             puller.cancel()
         log.info("stopping: draining syslog connections")
         await receivers.stop(settings.drain_timeout)
-        await runtime.writer.stop()
+        # Deferred deriving may be long; it is listed in the database and the next start
+        # resumes it, so stopping waits only for the raw messages.
+        await runtime.writer.stop(finish_deriving=False)
         log.info("all received messages committed")
         http.should_exit = True
         await http_task
     finally:
-        await runtime.writer.stop()
+        await runtime.writer.stop(finish_deriving=False)
         await runtime.engine.dispose()
 
 

@@ -13,16 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.models import messages
 
+from . import pending
 from .assembly import LegEvent, assemble_leg
 from .conferences import ConferenceInstance, group_instances
 from .extract import CallEvent, NotPexip, extract
 from .legcache import LegCache
+from .pending import StoredMessage
 from .repository import CdrRepository
 
 log = logging.getLogger(__name__)
-
-# (message id, sending host, raw frame, offset of MSG in the frame)
-StoredMessage = tuple[int, str | None, bytes, int]
 
 
 @dataclass(slots=True)
@@ -174,12 +173,54 @@ async def derive(
     return result
 
 
+async def catch_up(
+    conn: AsyncConnection, limit: int, cache: LegCache | None = None
+) -> tuple[int, Derived | None]:
+    """Derive up to `limit` of the messages whose deriving was deferred, oldest first, and
+    strike them off: how many were taken (0: none left), and what deriving them produced.
+
+    Deriving happens in a savepoint: if it fails (a bug), the messages are struck off all the
+    same, as the batch writer skips a batch it cannot derive; `cdrecon rebuild` derives them
+    again once the bug is fixed. None then stands for the result.
+    """
+    stored = await pending.take(conn, limit)
+    if not stored:
+        return 0, Derived()
+    derived: Derived | None
+    try:
+        async with conn.begin_nested():
+            derived = await derive(conn, stored, cache)
+    except Exception:
+        if cache is not None:
+            cache.clear()
+        log.exception("deriving %d deferred messages failed; run `cdrecon rebuild`", len(stored))
+        derived = None
+    await pending.done(conn, [message[0] for message in stored])
+    return len(stored), derived
+
+
+async def derive_pending(engine: AsyncEngine, chunk: int = 5000) -> Derived:
+    """Derive every message whose deriving was deferred, one transaction per chunk: before
+    reading CDRs that must be complete (reconciliation, the end of an import)."""
+    total = Derived()
+    cache = LegCache()
+    while True:
+        async with engine.begin() as conn:
+            taken, derived = await catch_up(conn, chunk, cache)
+        if not taken:
+            return total
+        if derived is not None:
+            total.add(derived)
+
+
 async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
     """Recreate every event and CDR from the raw store, one transaction per chunk."""
     total = Derived()
     cache = LegCache()
     async with engine.begin() as conn:
         await CdrRepository.for_connection(conn).clear(conn)
+        # Every message is derived below, so nothing stays deferred.
+        await pending.clear(conn)
     last_id = 0
     while True:
         async with engine.begin() as conn:

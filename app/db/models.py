@@ -111,6 +111,15 @@ event_messages = Table(
     Column("message_id", BigInteger, primary_key=True),
 )
 
+# Messages stored while deriving was deferred (the database fell behind the senders): the
+# work of the catch-up, which derives their call events and CDRs and then deletes the rows.
+# Written in the same transaction as the messages, so no deferred message is ever forgotten.
+pending_derivations = Table(
+    "pending_derivations",
+    metadata,
+    Column("message_id", BigInteger, primary_key=True, autoincrement=False),
+)
+
 # Participant CDRs (one per leg, keyed by Participant-id), in the Management Node's own
 # history field names so that comparison and export need no renaming. Derived data:
 # `cdrecon rebuild` recreates it from the raw store.

@@ -48,13 +48,20 @@ class PreparedChunk:
     frames: list[Frame]
     messages: list[SyslogMessage]
     digests: list[bytes] | None  # backfilled lines only
-    found: FoundEvents | None  # None if finding the events failed: the messages still count
+    # None if finding the events failed (the messages still count) or was not asked for
+    found: FoundEvents | None
 
 
-def prepare_chunk(origin: Origin, received_us: int, frames: list[Frame]) -> PreparedChunk:
-    """Parse `frames` (all read at `received_us` from `origin`) and find their call events."""
+def prepare_chunk(
+    origin: Origin, received_us: int, frames: list[Frame], *, find: bool = True
+) -> PreparedChunk:
+    """Parse `frames` (all read at `received_us` from `origin`) and, with `find`, find their
+    call events (without, `found` is None: deriving them is deferred)."""
     received_at = datetime.fromtimestamp(received_us / 1_000_000, UTC)
     messages = [parse_syslog(frame.data, received_at=received_at) for frame in frames]
+    digests = [line_digest(f.data) for f in frames] if origin.transport == "file" else None
+    if not find:
+        return PreparedChunk(origin, received_us, frames, messages, digests, None)
     peer = origin.peer_host
     found: FoundEvents | None
     try:
@@ -67,5 +74,4 @@ def prepare_chunk(origin: Origin, received_us: int, frames: list[Frame]) -> Prep
         # `cdrecon rebuild` derives them again once it is fixed.
         log.exception("finding call events in %d messages failed", len(frames))
         found = None
-    digests = [line_digest(f.data) for f in frames] if origin.transport == "file" else None
     return PreparedChunk(origin, received_us, frames, messages, digests, found)

@@ -16,6 +16,10 @@ class Stats(BaseModel):
     cdrs: int = Field(description="Participant CDRs assembled from the events.")
     nodes: int = Field(description="Distinct sending hosts seen.")
     queued: int = Field(description="Messages received and waiting for the database.")
+    derive_pending: int = Field(
+        description="Messages stored whose call events and CDRs are not derived yet: deriving "
+        "waits while the database is behind the senders."
+    )
 
 
 class Node(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.cdr import pending
 from app.cdr.service import counts as cdr_counts
 from app.times import to_time
 
@@ -23,6 +24,7 @@ async def get_stats(conn: AsyncConnection, queued: int) -> Stats:
         cdrs=cdrs,
         nodes=len(nodes),
         queued=queued,
+        derive_pending=await pending.count(conn),
     )
 
 

@@ -5,6 +5,12 @@ The loss window after a hard kill is therefore what is queued plus the batch in 
 at most `queue_high_water` + one chunk per connection, and in steady state one batch.
 When the database falls behind, the queue passes the high-water mark and the writer
 pauses the readers (TCP back-pressure) until it drains below the low-water mark.
+
+Deriving call events and CDRs costs about three times what storing the raw messages does.
+While more than `defer_backlog` messages wait, the writer therefore stores batches raw
+only, lists their messages in `pending_derivations` in the same transaction, and derives
+them later, a batch at a time, whenever nothing waits to be stored: the durable store
+keeps up with the senders, and the CDRs catch up after the burst.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.cdr import pending
 from app.cdr.extract import CallEvent
 from app.cdr.legcache import LegCache
-from app.cdr.service import Derived, FoundEvents, store_events
+from app.cdr.service import Derived, FoundEvents, catch_up, store_events
 from app.db.checkpoint import WalCheckpointer
 from app.metrics import Metrics
 from parsers.framing import Frame
@@ -61,6 +68,7 @@ class BatchWriter:
         high_water: int = 20000,
         low_water: int = 5000,
         udp_limit: int = 200000,
+        defer_backlog: int = 10000,
     ) -> None:
         self._engine = engine
         self._metrics = metrics
@@ -69,6 +77,7 @@ class BatchWriter:
         self.high_water = high_water
         self.low_water = min(low_water, high_water)
         self.udp_limit = max(udp_limit, high_water)
+        self.defer_backlog = defer_backlog
         self._chunks: deque[Chunk] = deque()
         self._pending = 0
         self._held: set[Pausable] = set()
@@ -82,6 +91,12 @@ class BatchWriter:
         self._repository: MessageRepository | None = None
         self._legs = LegCache()
         self._checkpointer = WalCheckpointer.for_engine(engine)
+        # Whether deferred messages may wait to be derived: looked up when the writer
+        # starts (an earlier run may have left some), set whenever a batch is deferred.
+        self._catch_up_due = True
+        self._finish_deriving = True
+        # How many messages are listed for the catch-up; None until first counted.
+        self._deferred: int | None = None
 
     @property
     def pending(self) -> int:
@@ -94,9 +109,13 @@ class BatchWriter:
         if self._checkpointer is not None:
             self._checkpointer.start()
 
-    async def stop(self) -> None:
-        """Commit everything queued, then end. Call after the receivers have stopped."""
+    async def stop(self, finish_deriving: bool = True) -> None:
+        """Commit everything queued, then end. Call after the receivers have stopped.
+
+        With `finish_deriving`, first derive every deferred message too; without it, they
+        stay listed and the next writer on this database derives them."""
         self._stopping = True
+        self._finish_deriving = finish_deriving
         self._ready.set()
         if self._task is not None:
             await self._task
@@ -146,8 +165,13 @@ class BatchWriter:
         await self._room.wait()
 
     async def _run(self) -> None:
+        await self._count_deferred()
         while True:
             if not self._chunks:
+                if self._catch_up_due and (self._finish_deriving or not self._stopping):
+                    # Storing comes first: one batch of deferred work, then look again.
+                    await self._catch_up()
+                    continue
                 if self._stopping:
                     return
                 self._ready.clear()
@@ -156,10 +180,13 @@ class BatchWriter:
             if self._pending < self.batch_size and self.linger and not self._stopping:
                 # Let a small batch fill a little: fewer, larger transactions.
                 await asyncio.sleep(self.linger)
+            # The senders are ahead by more than this batch and the next ones: store raw now,
+            # derive when they are not.
+            defer = self._pending > self.defer_backlog
             # Parsing the next batch while this one commits was measured and bought nothing:
             # sqlite3 takes the GIL back for every row and statement, so the database thread
             # waited on the parser as much as it ran beside it.
-            await self._commit(await self._prepare(self._take()))
+            await self._commit(await self._prepare(self._take(), find=not defer), defer)
 
     def _take(self) -> list[Chunk]:
         taken: list[Chunk] = []
@@ -170,15 +197,15 @@ class BatchWriter:
             count += len(chunk[2])
         return taken
 
-    async def _prepare(self, chunks: list[Chunk]) -> list[PreparedChunk]:
+    async def _prepare(self, chunks: list[Chunk], find: bool) -> list[PreparedChunk]:
         prepared = []
         for chunk in chunks:
-            prepared.append(prepare_chunk(*chunk))
+            prepared.append(prepare_chunk(*chunk, find=find))
             # Let the sockets be read between chunks.
             await asyncio.sleep(0)
         return prepared
 
-    async def _commit(self, chunks: list[PreparedChunk]) -> None:
+    async def _commit(self, chunks: list[PreparedChunk], defer: bool) -> None:
         started = time.perf_counter()
         queued = sum(len(chunk.frames) for chunk in chunks)
         delay = 0.1
@@ -186,7 +213,11 @@ class BatchWriter:
             try:
                 async with self._engine.begin() as conn:
                     batch, duplicates, found = await self._store(conn, chunks)
-                    derived = await self._derive(conn, batch, found)
+                    derived: Derived | None = None
+                    if defer:
+                        await pending.defer(conn, batch.ids)
+                    else:
+                        derived = await self._derive(conn, batch, found)
                 break
             except Exception:
                 # Keep the batch and retry: the readers stay paused meanwhile, so memory
@@ -199,8 +230,52 @@ class BatchWriter:
         self._pending -= queued
         if not self._pending:
             self._drained.set()
+        if defer and batch.ids:
+            self._catch_up_due = True
+            if self._deferred is not None:
+                self._deferred += len(batch.ids)
+                self._metrics.derive_pending.set(self._deferred)
         self._count(batch, duplicates, derived, time.perf_counter() - started)
         self._relieve()
+
+    async def _count_deferred(self) -> None:
+        """What an earlier run left listed for the catch-up, for the gauge."""
+        try:
+            async with self._engine.connect() as conn:
+                self._deferred = await pending.count(conn)
+        except Exception:
+            # Counted again at the first catch-up; storing must not wait on this.
+            log.exception("counting deferred messages failed")
+            return
+        self._metrics.derive_pending.set(self._deferred)
+        self._catch_up_due = self._deferred > 0
+
+    async def _catch_up(self) -> None:
+        """Derive one batch of deferred messages; note when none are left."""
+        try:
+            async with self._engine.begin() as conn:
+                if self._deferred is None:
+                    # An earlier run may have left messages listed.
+                    self._deferred = await pending.count(conn)
+                taken, derived = await catch_up(conn, self.batch_size, self._legs)
+        except Exception:
+            # The database failed, not the deriving: keep the list and come back later.
+            self._legs.clear()
+            self._metrics.write_errors.inc()
+            log.exception("catching up on deferred messages failed; retrying")
+            await asyncio.sleep(1.0)
+            return
+        self._deferred = max(0, self._deferred - taken) if taken else 0
+        self._metrics.derive_pending.set(self._deferred)
+        if not taken:
+            self._catch_up_due = False
+            return
+        if derived is None:
+            self._metrics.derive_errors.inc()
+        else:
+            self._metrics.events.inc(derived.events)
+            self._metrics.event_duplicates.inc(derived.duplicates)
+            self._metrics.pexip_failures.inc(derived.unparsed)
 
     def _count(
         self, batch: Batch, duplicates: Counter[str], derived: Derived | None, seconds: float

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from app.api.deps import ConnectionDep
+from app.api.deps import ConnectionDep, RuntimeDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep, ReaderDep
+from app.cdr.service import derive_pending
 from app.times import to_us
 
 from . import service
@@ -36,12 +37,19 @@ class ItemPage(BaseModel):
 
 @router.post("/reconciliations", status_code=201, summary="Run a reconciliation")
 async def create_run(
-    body: RunRequest, request: Request, principal: AdminDep, conn: ConnectionDep
+    body: RunRequest,
+    request: Request,
+    principal: AdminDep,
+    runtime: RuntimeDep,
+    conn: ConnectionDep,
 ) -> dict[str, Any]:
     """Match syslog CDRs against MN records over the window; the summary with counts by
     status and the restore gaps."""
     from_us, until_us = to_us(body.from_), to_us(body.until)
     assert from_us is not None and until_us is not None
+    # The syslog CDRs must be complete: derive what the writer deferred and has not caught up
+    # on yet (in transactions of their own: `conn` only reads them afterwards).
+    await derive_pending(runtime.engine)
     summary = await service.reconcile(
         conn, from_us, until_us, round(body.tolerance * 1_000_000), principal.name
     )

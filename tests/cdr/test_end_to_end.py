@@ -78,3 +78,30 @@ def test_live_and_backfilled_conference_gives_each_cdr_once(
         "/api/v1/cdrs?protocol=webrtc&from=2026-11-26T10:30:00Z&until=2026-11-26T11:00:00Z"
     ).json()["items"]
     assert [i["id"] for i in filtered] == ["p-dave"]
+
+
+def test_a_receiver_that_defers_deriving_catches_up_by_itself(
+    service: Service, logger_path: str, tmp_path: Path
+) -> None:
+    """With deriving always deferred, the messages are stored first and the CDRs follow,
+    without anything else happening."""
+    service.env["CDRECON_DEFER_BACKLOG"] = "-1"
+    service.start()
+    live = tmp_path / "live.txt"
+    live.write_text("".join(line.body + "\n" for line in LINES))
+    subprocess.run(
+        [
+            *(logger_path, "-n", "127.0.0.1", "-P", str(service.tcp_port), "--tcp"),
+            *("--octet-count", "--rfc5424", "-t", "pexip", "-f", str(live)),
+        ],
+        check=True,
+        timeout=30,
+    )
+    assert service.wait_for("cdrecon_messages_stored_total", len(LINES)) == len(LINES)
+    assert service.wait_for("cdrecon_events_total", CALL_EVENTS) == CALL_EVENTS
+    assert service.metric("cdrecon_derive_pending_messages") == 0
+    assert service.get("/api/v1/stats").json()["derive_pending"] == 0
+    items = service.get("/api/v1/cdrs?limit=1000").json()["items"]
+    assert {
+        i["id"]: (i["state"], i["duration"], i["disconnect_reason"], i["protocol"]) for i in items
+    } == EXPECTED

@@ -105,7 +105,9 @@ def test_every_value_on_the_page_is_escaped() -> None:
     view = Overview(
         principal=Principal(hostile, Scope.BILLING),
         now=seen,
-        stats=Stats(messages=1, parse_failures=0, events=0, cdrs=0, nodes=1, queued=0),
+        stats=Stats(
+            messages=1, parse_failures=0, events=0, cdrs=0, nodes=1, queued=0, derive_pending=0
+        ),
         nodes=[NodeRow(hostile, hostile, "tcp", seen, "20 min", 1, 0)],
         silent_nodes=1,
         runs=[],
