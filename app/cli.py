@@ -99,7 +99,7 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
     upgrade(settings.database_url)
 
     async def run() -> ImportSummary:
-        runtime = Runtime.build(settings)
+        runtime = Runtime.build(settings, defer_deriving=False)
         settle_garbage_collector()
         runtime.writer.start()
         try:

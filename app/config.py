@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     # UDP cannot be paused; past this many waiting messages datagrams are dropped and counted.
     queue_udp_limit: int = Field(default=200000, ge=1)
     # Messages waiting above which batches are stored raw and their events and CDRs derived
-    # later, when nothing waits (-1: always defer, a test setting).
-    defer_backlog: int = Field(default=10000, ge=-1)
+    # later, when nothing waits (-1: always defer, a test setting). One batch: a burst.
+    defer_backlog: int = Field(default=5000, ge=-1)
 
     # Scheduled MN history pulls inside `serve` (off unless a URL is set).
     mn_url: str = ""

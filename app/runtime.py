@@ -23,8 +23,10 @@ class Runtime:
     writer: BatchWriter
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
-        """Wire the parts together from settings (no I/O yet)."""
+    def build(cls, settings: Settings, *, defer_deriving: bool = True) -> Runtime:
+        """Wire the parts together from settings (no I/O yet). Without `defer_deriving` the
+        writer always derives as it stores: for file imports, where waiting costs no
+        sender anything and deriving later would read every message back."""
         engine = create_engine(
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
@@ -37,7 +39,7 @@ class Runtime:
             high_water=settings.queue_high_water,
             low_water=settings.queue_low_water,
             udp_limit=settings.queue_udp_limit,
-            defer_backlog=settings.defer_backlog,
+            defer_backlog=settings.defer_backlog if defer_deriving else None,
         )
         return cls(settings, engine, metrics, writer)
 

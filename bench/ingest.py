@@ -51,7 +51,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -85,6 +86,7 @@ OUT_DIR = BENCH_DIR / "out"
 CDRECON = ROOT / ".venv" / "bin" / "cdrecon"
 SETUP_SCRIPT = BENCH_DIR / "setup-syslog-ng.sh"
 STORED_METRIC = "cdrecon_messages_stored_total"
+PENDING_METRIC = "cdrecon_derive_pending_messages"
 LOGGEN_RATE = 1_000_000_000  # msg/s per connection: far above anything reached, i.e. unthrottled
 
 
@@ -129,6 +131,10 @@ class RunResult:
     exit_code: int | None = None
     error: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    # cdrecon only: until every stored message's events and CDRs were derived as well
+    # (later than `seconds` when the writer deferred deriving during the burst).
+    derived_seconds: float | None = None
+    derived_cpu_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +399,15 @@ class CdreconReceiver:
         self._last = int(sum_metric(samples, STORED_METRIC))
         return self._last
 
+    def derived(self) -> int:
+        """Stored messages whose call events and CDRs are derived too."""
+        try:
+            samples = self.metrics()
+        except httpx.HTTPError:
+            self.metric_errors += 1
+            return 0
+        return int(sum_metric(samples, STORED_METRIC) - sum_metric(samples, PENDING_METRIC))
+
     def stop(self) -> int | None:
         try:
             self.final_metrics = self.metrics()
@@ -630,6 +645,10 @@ class CpuWatch:
         """Receiver CPU seconds up to the last snapshot."""
         return self._last[0] - self._start[0]
 
+    def receiver_now(self) -> float:
+        """Receiver CPU seconds from the start until now."""
+        return tree_cpu_seconds(self.pid) - self._start[0]
+
     def breakdown(self) -> dict[str, float]:
         """Call after loggen was waited for: its CPU is then in our children's usage."""
         receiver, busy, own = (
@@ -704,6 +723,32 @@ def poll_until_done(
         time.sleep(max(0.0, settings.poll - (time.perf_counter() - tick)))
 
 
+def wait_until_derived(
+    derived: Callable[[], int],
+    started: float,
+    result: RunResult,
+    settings: Settings,
+    cpu: CpuWatch,
+) -> None:
+    """Poll until every stored message is derived too; the time and CPU from the start."""
+    deadline = time.perf_counter() + settings.run_timeout
+    last, last_change = -1, time.perf_counter()
+    while time.perf_counter() < deadline:
+        count = derived()
+        now = time.perf_counter()
+        if count >= result.target:
+            result.derived_seconds = now - started
+            result.derived_cpu_seconds = cpu.receiver_now()
+            return
+        if count != last:
+            last, last_change = count, now
+        elif now - last_change > settings.stall_timeout:
+            add_error(result, f"deriving stalled at {count:,} of {result.target:,}")
+            return
+        time.sleep(settings.poll)
+    add_error(result, "deriving did not finish within the run timeout")
+
+
 def stop_senders(
     senders: list[subprocess.Popen[bytes]], logs: list[Path], result: RunResult
 ) -> None:
@@ -761,6 +806,9 @@ def measure(
     try:
         progress = poll_until_done(receiver, senders, started, result.target, settings, cpu)
         result.cpu_seconds = cpu.receiver()
+        derived = getattr(receiver, "derived", None)
+        if progress.complete and derived is not None:
+            wait_until_derived(derived, started, result, settings, cpu)
         result.cpu_seconds_total = tree_cpu_seconds(receiver.pid)
         result.peak_rss_mb = tree_peak_rss_mb(receiver.pid)
     finally:
@@ -960,9 +1008,25 @@ class Summary:
     noisy: bool
 
 
+DERIVED = "cdrecon+CDRs"
+
+
+def derived_view(r: RunResult) -> RunResult:
+    """cdrecon's run seen up to the last CDR derived, as a receiver of its own."""
+    assert r.derived_seconds is not None
+    return replace(
+        r,
+        receiver=DERIVED,
+        seconds=r.derived_seconds,
+        rate=r.target / r.derived_seconds,
+        cpu_seconds=r.derived_cpu_seconds or 0.0,
+    )
+
+
 def summarize(results: list[RunResult]) -> list[Summary]:
     groups: dict[tuple[str, str], list[RunResult]] = {}
-    for r in results:
+    views = [derived_view(r) for r in results if r.derived_seconds is not None]
+    for r in [*results, *views]:
         groups.setdefault((r.scenario, r.receiver), []).append(r)
     summaries = []
     for (scenario, receiver), runs in groups.items():
@@ -1013,7 +1077,7 @@ def floor_rows(scenario: str, floors: list[Floor], ours: Summary | None) -> list
         f"{cpu:>7.2f} {seconds:>7.2f}"
     ]
     if ours:
-        rows.append(f"{scenario:<8} {'cdrecon/sqlite':<17} {ratio(ours.rate, rate):>11}")
+        rows.append(f"{scenario:<8} {'+CDRs/sqlite':<17} {ratio(ours.rate, rate):>11}")
     return rows
 
 
@@ -1044,7 +1108,13 @@ def table(summaries: list[Summary], floors: list[Floor] | None = None) -> str:
                 f"{'':>21} {ratio(lean.peak_rss_mb, ref.peak_rss_mb):>11} "
                 f"{ratio(lean.cpu_seconds, ref.cpu_seconds):>7}"
             )
-        lines.extend(floor_rows(scenario, floors or [], ours))
+        with_cdrs = receivers.get(DERIVED)
+        if with_cdrs and ref:
+            lines.append(
+                f"{scenario:<8} {'+CDRs/syslog-ng':<17} {ratio(with_cdrs.rate, ref.rate):>11}"
+            )
+        # The floor holds the CDR rows too: compare it with cdrecon's run to the last CDR.
+        lines.extend(floor_rows(scenario, floors or [], with_cdrs or ours))
         lines.append("")
     lines.append(
         "messages/s = delivered / seconds from loggen start to the last message stored "
@@ -1052,6 +1122,8 @@ def table(summaries: list[Summary], floors: list[Floor] | None = None) -> str:
         "in some run; ~ = other processes loaded the machine meanwhile (see above and the JSON);\n"
         "python-lean = bench/lean_receiver.py: frames, parses the header and stores the raw row, "
         "nothing else;\n"
+        "cdrecon = raw messages stored; cdrecon+CDRs = until their call events and CDRs are "
+        "derived too;\n"
         "sqlite alone = SQLite's own C code writing the rows cdrecon keeps for as many messages"
         "\n(raw, event, CDR; bench/floor.py): nothing received or parsed, no Python in the loop"
     )

@@ -7,7 +7,7 @@ When the database falls behind, the queue passes the high-water mark and the wri
 pauses the readers (TCP back-pressure) until it drains below the low-water mark.
 
 Deriving call events and CDRs costs about three times what storing the raw messages does.
-While more than `defer_backlog` messages wait, the writer therefore stores batches raw
+While more than `defer_backlog` messages wait (None: never), the writer stores batches raw
 only, lists their messages in `pending_derivations` in the same transaction, and derives
 them later, a batch at a time, whenever nothing waits to be stored: the durable store
 keeps up with the senders, and the CDRs catch up after the burst.
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 Chunk = tuple[Origin, int, list[Frame]]
 
+# How long the queue must stay empty before deferred deriving resumes: within a burst the
+# next frames arrive sooner than this.
+CATCH_UP_AFTER_IDLE = 0.05
+
 
 # The call events (or None) of a batch's inserted messages, in order, and how many messages
 # looked like Pexip but did not parse.
@@ -68,7 +72,7 @@ class BatchWriter:
         high_water: int = 20000,
         low_water: int = 5000,
         udp_limit: int = 200000,
-        defer_backlog: int = 10000,
+        defer_backlog: int | None = 5000,
     ) -> None:
         self._engine = engine
         self._metrics = metrics
@@ -169,7 +173,10 @@ class BatchWriter:
         while True:
             if not self._chunks:
                 if self._catch_up_due and (self._finish_deriving or not self._stopping):
-                    # Storing comes first: one batch of deferred work, then look again.
+                    # Storing comes first: derive a batch of deferred work only once the
+                    # senders pause, then look again.
+                    if not self._stopping and await self._more_within(CATCH_UP_AFTER_IDLE):
+                        continue
                     await self._catch_up()
                     continue
                 if self._stopping:
@@ -182,7 +189,7 @@ class BatchWriter:
                 await asyncio.sleep(self.linger)
             # The senders are ahead by more than this batch and the next ones: store raw now,
             # derive when they are not.
-            defer = self._pending > self.defer_backlog
+            defer = self.defer_backlog is not None and self._pending > self.defer_backlog
             # Parsing the next batch while this one commits was measured and bought nothing:
             # sqlite3 takes the GIL back for every row and statement, so the database thread
             # waited on the parser as much as it ran beside it.
@@ -237,6 +244,15 @@ class BatchWriter:
                 self._metrics.derive_pending.set(self._deferred)
         self._count(batch, duplicates, derived, time.perf_counter() - started)
         self._relieve()
+
+    async def _more_within(self, seconds: float) -> bool:
+        """Whether frames arrive within `seconds`."""
+        self._ready.clear()
+        try:
+            await asyncio.wait_for(self._ready.wait(), seconds)
+        except TimeoutError:
+            return bool(self._chunks)
+        return True
 
     async def _count_deferred(self) -> None:
         """What an earlier run left listed for the catch-up, for the gauge."""
