@@ -33,6 +33,11 @@ async def take(conn: AsyncConnection, limit: int) -> list[StoredMessage]:
     """The oldest `limit` messages still to derive, with what deriving needs of each. On
     PostgreSQL their rows stay locked until the transaction ends."""
     lock = " FOR UPDATE OF p SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    if conn.dialect.name == "sqlite":
+        # Take SQLite's write lock before reading: a transaction that read first cannot
+        # write once another (a second catch-up, a receiver) has committed meanwhile, while
+        # one that waits for the lock simply waits (busy_timeout).
+        await conn.exec_driver_sql("DELETE FROM pending_derivations WHERE message_id < 0")
     rows = await fetch_tuples(
         conn,
         # The sending node as the writer names it: HOSTNAME, else the peer.

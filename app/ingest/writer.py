@@ -101,6 +101,7 @@ class BatchWriter:
         self._finish_deriving = True
         # How many messages are listed for the catch-up; None until first counted.
         self._deferred: int | None = None
+        self._last_submit = 0.0  # time.monotonic() of the last frames queued
 
     @property
     def pending(self) -> int:
@@ -140,6 +141,7 @@ class BatchWriter:
         if received_us is None:
             received_us = time.time_ns() // 1000
         self._chunks.append((origin, received_us, frames))
+        self._last_submit = time.monotonic()
         self._pending += count
         self._drained.clear()
         self._metrics.queue.set(self._pending)
@@ -175,7 +177,12 @@ class BatchWriter:
                 if self._catch_up_due and (self._finish_deriving or not self._stopping):
                     # Storing comes first: derive a batch of deferred work only once the
                     # senders pause, then look again.
-                    if not self._stopping and await self._more_within(CATCH_UP_AFTER_IDLE):
+                    quiet = time.monotonic() - self._last_submit
+                    if (
+                        not self._stopping
+                        and quiet < CATCH_UP_AFTER_IDLE
+                        and await self._more_within(CATCH_UP_AFTER_IDLE - quiet)
+                    ):
                         continue
                     await self._catch_up()
                     continue

@@ -154,3 +154,20 @@ async def test_the_reconcile_command_derives_what_is_pending_first(
     assert summary["counts"]["missing_in_mn"] == sum(
         1 for state, *_ in EXPECTED.values() if state == "closed"
     )
+
+
+async def test_two_catch_ups_at_once_share_the_work(database_url: str) -> None:
+    """A receiver catching up while an operator reconciles: neither fails, nothing is
+    derived twice into a wrong leg, nothing is left."""
+    first, second = create_engine(database_url), create_engine(database_url)
+    try:
+        await write(first, shuffled(6), defer_backlog=ALWAYS, finish_deriving=False)
+        results = await asyncio.gather(
+            service.derive_pending(first, chunk=2), service.derive_pending(second, chunk=3)
+        )
+        assert sum(r.events for r in results) == CALL_EVENTS
+        assert await legs(first) == EXPECTED
+        assert await rows(first, pending_derivations) == 0
+    finally:
+        await first.dispose()
+        await second.dispose()
