@@ -1,9 +1,10 @@
 """The messages whose call events are still to be derived: SQL of the deferred-work table.
 
 The batch writer lists messages here (in the transaction that stores them) when it defers
-deriving because the database is behind; the catch-up takes them in message order. On
-PostgreSQL, where several receivers may catch up at once, a taken row is locked and the
-others skip it.
+deriving because the database is behind, as runs of consecutive message ids: a batch's ids
+are one run on SQLite and nearly always on PostgreSQL, so a batch costs one row, not one
+per message. The catch-up takes the oldest run. On PostgreSQL, where several receivers may
+catch up at once, a taken run is locked and the others skip it.
 """
 
 from __future__ import annotations
@@ -19,47 +20,67 @@ from app.db.sql import fetch_tuples, insert_sql, placeholder
 # (message id, sending host, raw frame, offset of MSG in the frame)
 StoredMessage = tuple[int, str | None, bytes, int]
 
-_DELETE_CHUNK = 1000
+
+def runs(message_ids: Sequence[int]) -> list[tuple[int, int]]:
+    """`message_ids` (ascending) as (first, last) runs of consecutive ids."""
+    found: list[tuple[int, int]] = []
+    for message_id in message_ids:
+        if found and found[-1][1] + 1 == message_id:
+            found[-1] = (found[-1][0], message_id)
+        else:
+            found.append((message_id, message_id))
+    return found
 
 
 async def defer(conn: AsyncConnection, message_ids: Sequence[int]) -> None:
-    """List `message_ids` (stored in this transaction) for the catch-up."""
+    """List `message_ids` (stored in this transaction, ascending) for the catch-up."""
     if message_ids:
-        sql = insert_sql("pending_derivations", ("message_id",), conn.dialect.paramstyle)
-        await conn.exec_driver_sql(sql, [(i,) for i in message_ids])
+        sql = insert_sql("pending_derivations", ("first_id", "last_id"), conn.dialect.paramstyle)
+        await conn.exec_driver_sql(sql, runs(message_ids))
 
 
-async def take(conn: AsyncConnection, limit: int) -> list[StoredMessage]:
-    """The oldest `limit` messages still to derive, with what deriving needs of each. On
-    PostgreSQL their rows stay locked until the transaction ends."""
-    lock = " FOR UPDATE OF p SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+async def take(conn: AsyncConnection) -> tuple[int, list[StoredMessage]]:
+    """The oldest listed run (its first id, or 0 if none is left) and its messages, with
+    what deriving needs of each. On PostgreSQL the run stays locked until the transaction
+    ends."""
+    style = conn.dialect.paramstyle
     if conn.dialect.name == "sqlite":
         # Take SQLite's write lock before reading: a transaction that read first cannot
         # write once another (a second catch-up, a receiver) has committed meanwhile, while
         # one that waits for the lock simply waits (busy_timeout).
-        await conn.exec_driver_sql("DELETE FROM pending_derivations WHERE message_id < 0")
+        await conn.exec_driver_sql("DELETE FROM pending_derivations WHERE first_id < 0")
+        lock = ""
+    else:
+        lock = " FOR UPDATE SKIP LOCKED"
+    listed = await fetch_tuples(
+        conn,
+        f"SELECT first_id, last_id FROM pending_derivations ORDER BY first_id LIMIT 1{lock}",
+        (),
+    )
+    if not listed:
+        return 0, []
+    first, last = (int(i) for i in listed[0])
     rows = await fetch_tuples(
         conn,
         # The sending node as the writer names it: HOSTNAME, else the peer.
-        "SELECT m.id, coalesce(m.hostname, m.peer_host), m.raw, m.msg_offset "
-        "FROM pending_derivations p JOIN messages m ON m.id = p.message_id "
-        f"ORDER BY p.message_id LIMIT {placeholder(conn.dialect.paramstyle, 1)}{lock}",
-        (limit,),
+        "SELECT id, coalesce(hostname, peer_host), raw, msg_offset FROM messages "
+        f"WHERE id BETWEEN {placeholder(style, 1)} AND {placeholder(style, 2)} ORDER BY id",
+        (first, last),
     )
-    return [(int(i), node, bytes(raw), int(offset)) for i, node, raw, offset in rows]
+    return first, [(int(i), node, bytes(raw), int(offset)) for i, node, raw, offset in rows]
 
 
-async def done(conn: AsyncConnection, message_ids: Sequence[int]) -> None:
-    """Strike `message_ids` off the list."""
-    column = pending_derivations.c.message_id
-    for start in range(0, len(message_ids), _DELETE_CHUNK):
-        chunk = list(message_ids[start : start + _DELETE_CHUNK])
-        await conn.execute(delete(pending_derivations).where(column.in_(chunk)))
+async def done(conn: AsyncConnection, first_id: int) -> None:
+    """Strike the run starting at `first_id` off the list."""
+    await conn.execute(
+        delete(pending_derivations).where(pending_derivations.c.first_id == first_id)
+    )
 
 
 async def count(conn: AsyncConnection) -> int:
     """Messages still to derive."""
-    query = select(func.count()).select_from(pending_derivations)
+    table = pending_derivations.c
+    query = select(func.coalesce(func.sum(table.last_id - table.first_id + 1), 0))
     return int((await conn.execute(query)).scalar_one())
 
 

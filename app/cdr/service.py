@@ -174,18 +174,19 @@ async def derive(
 
 
 async def catch_up(
-    conn: AsyncConnection, limit: int, cache: LegCache | None = None
-) -> tuple[int, Derived | None]:
-    """Derive up to `limit` of the messages whose deriving was deferred, oldest first, and
-    strike them off: how many were taken (0: none left), and what deriving them produced.
+    conn: AsyncConnection, cache: LegCache | None = None
+) -> tuple[int | None, Derived | None]:
+    """Derive the oldest run of messages whose deriving was deferred (a batch's worth), and
+    strike it off: how many messages it held (None: no run is left), and what deriving
+    produced.
 
     Deriving happens in a savepoint: if it fails (a bug), the messages are struck off all the
     same, as the batch writer skips a batch it cannot derive; `cdrecon rebuild` derives them
     again once the bug is fixed. None then stands for the result.
     """
-    stored = await pending.take(conn, limit)
-    if not stored:
-        return 0, Derived()
+    first_id, stored = await pending.take(conn)
+    if not first_id:
+        return None, Derived()
     derived: Derived | None
     try:
         async with conn.begin_nested():
@@ -195,19 +196,19 @@ async def catch_up(
             cache.clear()
         log.exception("deriving %d deferred messages failed; run `cdrecon rebuild`", len(stored))
         derived = None
-    await pending.done(conn, [message[0] for message in stored])
+    await pending.done(conn, first_id)
     return len(stored), derived
 
 
-async def derive_pending(engine: AsyncEngine, chunk: int = 5000) -> Derived:
-    """Derive every message whose deriving was deferred, one transaction per chunk: before
-    reading CDRs that must be complete (reconciliation, the end of an import)."""
+async def derive_pending(engine: AsyncEngine) -> Derived:
+    """Derive every message whose deriving was deferred, one transaction per listed run:
+    before reading CDRs that must be complete (reconciliation, the end of an import)."""
     total = Derived()
     cache = LegCache()
     while True:
         async with engine.begin() as conn:
-            taken, derived = await catch_up(conn, chunk, cache)
-        if not taken:
+            taken, derived = await catch_up(conn, cache)
+        if taken is None:
             return total
         if derived is not None:
             total.add(derived)

@@ -111,13 +111,15 @@ event_messages = Table(
     Column("message_id", BigInteger, primary_key=True),
 )
 
-# Messages stored while deriving was deferred (the database fell behind the senders): the
-# work of the catch-up, which derives their call events and CDRs and then deletes the rows.
-# Written in the same transaction as the messages, so no deferred message is ever forgotten.
+# Messages stored while deriving was deferred (the database fell behind the senders), as
+# runs of consecutive message ids (usually one per batch): the work of the catch-up, which
+# derives their call events and CDRs and then deletes the row. Written in the same
+# transaction as the messages, so no deferred message is ever forgotten.
 pending_derivations = Table(
     "pending_derivations",
     metadata,
-    Column("message_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("first_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_id", BigInteger, nullable=False),
 )
 
 # Participant CDRs (one per leg, keyed by Participant-id), in the Management Node's own

@@ -280,7 +280,7 @@ class BatchWriter:
                 if self._deferred is None:
                     # An earlier run may have left messages listed.
                     self._deferred = await pending.count(conn)
-                taken, derived = await catch_up(conn, self.batch_size, self._legs)
+                taken, derived = await catch_up(conn, self._legs)
         except Exception:
             # The database failed, not the deriving: keep the list and come back later.
             self._legs.clear()
@@ -288,9 +288,9 @@ class BatchWriter:
             log.exception("catching up on deferred messages failed; retrying")
             await asyncio.sleep(1.0)
             return
-        self._deferred = max(0, self._deferred - taken) if taken else 0
+        self._deferred = 0 if taken is None else max(0, self._deferred - taken)
         self._metrics.derive_pending.set(self._deferred)
-        if not taken:
+        if taken is None:
             self._catch_up_due = False
             return
         if derived is None:

@@ -4,6 +4,7 @@ once the writer catches up, whoever catches up and whenever."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -11,6 +12,8 @@ import subprocess
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -116,8 +119,9 @@ async def test_inline_and_deferred_halves_meet_in_the_same_legs(engine: AsyncEng
     half = len(frames) // 2
     await write(engine, frames[:half], defer_backlog=10000)
     await write(engine, frames[half:], defer_backlog=ALWAYS, finish_deriving=False)
-    assert await rows(engine, pending_derivations) == len(frames) - half
-    derived = await service.derive_pending(engine, chunk=3)
+    async with engine.connect() as conn:
+        assert await pending.count(conn) == len(frames) - half
+    derived = await service.derive_pending(engine)
     assert derived.events > 0
     assert await legs(engine) == EXPECTED
     assert await rows(engine, events) == CALL_EVENTS
@@ -163,7 +167,7 @@ async def test_two_catch_ups_at_once_share_the_work(database_url: str) -> None:
     try:
         await write(first, shuffled(6), defer_backlog=ALWAYS, finish_deriving=False)
         results = await asyncio.gather(
-            service.derive_pending(first, chunk=2), service.derive_pending(second, chunk=3)
+            service.derive_pending(first), service.derive_pending(second)
         )
         assert sum(r.events for r in results) == CALL_EVENTS
         assert await legs(first) == EXPECTED
@@ -171,3 +175,12 @@ async def test_two_catch_ups_at_once_share_the_work(database_url: str) -> None:
     finally:
         await first.dispose()
         await second.dispose()
+
+
+@given(st.lists(st.integers(min_value=1, max_value=10_000), unique=True))
+def test_runs_cover_exactly_the_listed_ids(ids: list[int]) -> None:
+    ids.sort()
+    found = pending.runs(ids)
+    assert [i for first, last in found for i in range(first, last + 1)] == ids
+    # Runs are maximal: two in a row never touch.
+    assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(found))
