@@ -9,8 +9,8 @@ pauses the readers (TCP back-pressure) until it drains below the low-water mark.
 Deriving call events and CDRs costs about three times what storing the raw messages does.
 While more than `defer_backlog` messages wait (None: never), the writer stores batches raw
 only, lists their messages in `pending_derivations` in the same transaction, and derives
-them later, a batch at a time, whenever nothing waits to be stored: the durable store
-keeps up with the senders, and the CDRs catch up after the burst.
+them later, a batch at a time, once the senders have paused for `CATCH_UP_AFTER_IDLE`: the
+durable store keeps up with a burst three times as fast, and the CDRs catch up after it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ Chunk = tuple[Origin, int, list[Frame]]
 # How long the queue must stay empty before deferred deriving resumes: within a burst the
 # next frames arrive sooner than this.
 CATCH_UP_AFTER_IDLE = 0.05
+# Frames prepared between two turns of the event loop.
+YIELD_EVERY = 500
 
 
 # The call events (or None) of a batch's inserted messages, in order, and how many messages
@@ -102,6 +104,7 @@ class BatchWriter:
         # How many messages are listed for the catch-up; None until first counted.
         self._deferred: int | None = None
         self._last_submit = 0.0  # time.monotonic() of the last frames queued
+        self._deferring = False  # within a burst: store raw until the senders pause
 
     @property
     def pending(self) -> int:
@@ -141,7 +144,10 @@ class BatchWriter:
         if received_us is None:
             received_us = time.time_ns() // 1000
         self._chunks.append((origin, received_us, frames))
-        self._last_submit = time.monotonic()
+        now = time.monotonic()
+        if now - self._last_submit >= CATCH_UP_AFTER_IDLE:
+            self._deferring = False  # the senders paused: a burst, if any, is over
+        self._last_submit = now
         self._pending += count
         self._drained.clear()
         self._metrics.queue.set(self._pending)
@@ -194,9 +200,13 @@ class BatchWriter:
             if self._pending < self.batch_size and self.linger and not self._stopping:
                 # Let a small batch fill a little: fewer, larger transactions.
                 await asyncio.sleep(self.linger)
-            # The senders are ahead by more than this batch and the next ones: store raw now,
-            # derive when they are not.
-            defer = self.defer_backlog is not None and self._pending > self.defer_backlog
+            # More than `defer_backlog` messages wait (by default, more than this batch): the
+            # senders are ahead, so store raw until they pause, and derive then. Deciding
+            # batch by batch instead would derive every batch that happens to find the
+            # queue short, and a slow reader (TLS) would seldom defer at all.
+            if self.defer_backlog is not None and self._pending > self.defer_backlog:
+                self._deferring = True
+            defer = self._deferring
             # Parsing the next batch while this one commits was measured and bought nothing:
             # sqlite3 takes the GIL back for every row and statement, so the database thread
             # waited on the parser as much as it ran beside it.
@@ -213,10 +223,15 @@ class BatchWriter:
 
     async def _prepare(self, chunks: list[Chunk], find: bool) -> list[PreparedChunk]:
         prepared = []
+        since_yield = 0
         for chunk in chunks:
             prepared.append(prepare_chunk(*chunk, find=find))
-            # Let the sockets be read between chunks.
-            await asyncio.sleep(0)
+            since_yield += len(chunk[2])
+            if since_yield >= YIELD_EVERY:
+                # Let the sockets be read now and then; not after every chunk, which a TLS
+                # connection delivers a record (some 30 frames) at a time.
+                await asyncio.sleep(0)
+                since_yield = 0
         return prepared
 
     async def _commit(self, chunks: list[PreparedChunk], defer: bool) -> None:
@@ -409,3 +424,5 @@ class BatchWriter:
                 reader.resume_reading()
         self._held.clear()
         self._metrics.paused.set(0)
+        # The senders were quiet because we held them: their quiet starts only now.
+        self._last_submit = time.monotonic()

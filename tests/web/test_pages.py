@@ -20,7 +20,15 @@ def test_admin_signs_in_and_sees_receiver_runs_and_exports(
 
     # The receiver's figures are the API's.
     stats = loaded.stats
-    for field in ("messages", "parse_failures", "events", "cdrs", "queued", "nodes"):
+    for field in (
+        "messages",
+        "parse_failures",
+        "events",
+        "cdrs",
+        "queued",
+        "derive_pending",
+        "nodes",
+    ):
         element_id = "#stat-" + field.replace("_", "-")
         assert browser.text(element_id) == f"{stats[field]:,}", field
     assert stats["parse_failures"] == 1
