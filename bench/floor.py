@@ -66,6 +66,22 @@ PRAGMAS = (
     "PRAGMA cache_size=-32768",
     "PRAGMA wal_autocheckpoint=16384",
 )
+# The columns each benchmark row fills, the same on SQLite and PostgreSQL.
+MESSAGE_COLUMNS = (
+    "received_us, transport, peer_host, peer_port, tls_subject, format, facility, severity, "
+    "timestamp_us, timestamp_text, hostname, app_name, procid, msgid, structured_data, "
+    "msg_offset, truncated, error, raw, source, digest"
+)
+EVENT_COLUMNS = (
+    "digest, time_us, node, level, name, message, participant_id, call_id, conference, "
+    "truncated, message_id"
+)
+CDR_COLUMNS = (
+    "id, call_uuid, conversation_id, conference_name, display_name, local_alias, "
+    "remote_alias, protocol, call_direction, role, remote_address, remote_port, "
+    "signalling_node, media_node, system_location, vendor, service_type, disconnect_reason, "
+    "start_us, end_us, duration, first_seen_us, state, node, event_count, message_ids"
+)
 # The microsecond clock of the first message: 2026-11-26T10:00:00Z.
 EPOCH_US = 1_795_687_200_000_000
 
@@ -100,9 +116,7 @@ def batch_statements(first: int, count: int, first_message_id: int, backfill: bo
         "AS BLOB) AS raw, substr(hex(randomblob(8)), 1, 16) AS key FROM s"
     )
     messages = (
-        "INSERT INTO messages (received_us, transport, peer_host, peer_port, tls_subject, "
-        "format, facility, severity, timestamp_us, timestamp_text, hostname, app_name, procid, "
-        "msgid, structured_data, msg_offset, truncated, error, raw, source, digest) "
+        f"INSERT INTO messages ({MESSAGE_COLUMNS}) "
         + _series(first, count)
         + f"SELECT {EPOCH_US} + i * 125000, {transport}, '127.0.0.1', 40000 + i % 4, NULL, "
         "'rfc5424', 16, 6, "
@@ -111,8 +125,7 @@ def batch_statements(first: int, count: int, first_message_id: int, backfill: bo
         f"{source}, {digest} FROM ({lines})"
     )
     events = (
-        "INSERT INTO events (digest, time_us, node, level, name, message, participant_id, "
-        "call_id, conference, truncated, message_id) "
+        f"INSERT INTO events ({EVENT_COLUMNS}) "
         + _series(first, count)
         + f"SELECT randomblob(16), {EPOCH_US} + i * 125000, 'conf-node-0' || (1 + i % 8), "
         "'INFO', 'administrator.conference', 'Participant has joined.', "
@@ -121,11 +134,7 @@ def batch_statements(first: int, count: int, first_message_id: int, backfill: bo
     )
     legs = count // 3
     cdrs = (
-        "INSERT INTO cdrs (id, call_uuid, conversation_id, conference_name, display_name, "
-        "local_alias, remote_alias, protocol, call_direction, role, remote_address, "
-        "remote_port, signalling_node, media_node, system_location, vendor, service_type, "
-        "disconnect_reason, start_us, end_us, duration, first_seen_us, state, node, "
-        "event_count, message_ids) "
+        f"INSERT INTO cdrs ({CDR_COLUMNS}) "
         + _series(first, max(legs, 1), 3)
         + "SELECT lower(hex(randomblob(18))), lower(hex(randomblob(16))) || '@10.34.10.61', "
         "lower(hex(randomblob(18))), 'All hands', 'Peggy Novak', 'meet.all-hands@example.com', "
@@ -212,9 +221,7 @@ def postgres_statements(first: int, count: int) -> list[str]:
         "'YYYY-MM-DD\"T\"HH24:MI:SS.MS') || '+00:00 conf-node-0' || (1 + i % 8) || ' pexip: '"
     )
     messages = (
-        "INSERT INTO messages (id, received_us, transport, peer_host, peer_port, tls_subject, "
-        "format, facility, severity, timestamp_us, timestamp_text, hostname, app_name, procid, "
-        "msgid, structured_data, msg_offset, truncated, error, raw, source, digest) "
+        f"INSERT INTO messages (id, {MESSAGE_COLUMNS}) "
         f"SELECT nextval('messages_id_seq'), {clock}, 'tcp', '127.0.0.1', 40000 + i % 4, "
         f"NULL, 'rfc5424', 16, 6, {clock}, '2026-11-26T10:00:00.090+00:00', "
         "'conf-node-0' || (1 + i % 8), 'pexip', NULL, NULL, NULL, 60, false, NULL, "
@@ -222,8 +229,7 @@ def postgres_statements(first: int, count: int) -> list[str]:
         f"NULL, NULL FROM {series}"
     )
     events = (
-        "INSERT INTO events (digest, time_us, node, level, name, message, participant_id, "
-        "call_id, conference, truncated, message_id) "
+        f"INSERT INTO events ({EVENT_COLUMNS}) "
         f"SELECT decode(md5(random()::text), 'hex'), {clock}, 'conf-node-0' || (1 + i % 8), "
         "'INFO', 'administrator.conference', 'Participant has joined.', "
         "gen_random_uuid()::text, md5(random()::text) || '@10.34.10.61', 'All hands', false, "
@@ -235,11 +241,7 @@ def postgres_statements(first: int, count: int) -> list[str]:
         else None
     )
     cdrs = (
-        "INSERT INTO cdrs (id, call_uuid, conversation_id, conference_name, display_name, "
-        "local_alias, remote_alias, protocol, call_direction, role, remote_address, "
-        "remote_port, signalling_node, media_node, system_location, vendor, service_type, "
-        "disconnect_reason, start_us, end_us, duration, first_seen_us, state, node, "
-        "event_count, message_ids) "
+        f"INSERT INTO cdrs ({CDR_COLUMNS}) "
         "SELECT gen_random_uuid()::text, md5(random()::text) || '@10.34.10.61', "
         "gen_random_uuid()::text, 'All hands', 'Peggy Novak', 'meet.all-hands@example.com', "
         "'sip:peggy.novak@corp.example.net', 'MSSIP', 'in', 'guest', '10.34.10.61', 5061, "

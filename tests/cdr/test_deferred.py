@@ -14,18 +14,18 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cdr import pending, service
 from app.db.engine import create_engine
-from app.db.models import cdrs, events, messages, pending_derivations
+from app.db.models import events, messages, pending_derivations
 from app.ingest.origin import Origin
 from app.ingest.service import get_stats
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 from parsers.framing import Frame
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, LINES
+from tests.cdr.stored import count, legs
 from tests.conftest import CDRECON
 
 ORIGIN = Origin("tcp", "10.0.1.11", 5000)
@@ -58,22 +58,6 @@ async def write(
     await writer.stop(finish_deriving=finish_deriving)
 
 
-async def rows(engine: AsyncEngine, table: object) -> int:
-    async with engine.connect() as conn:
-        query = select(func.count()).select_from(table)  # type: ignore[arg-type]
-        return int((await conn.execute(query)).scalar_one())
-
-
-async def legs(engine: AsyncEngine) -> dict[str, tuple[object, ...]]:
-    async with engine.connect() as conn:
-        result = await conn.execute(
-            select(
-                cdrs.c.id, cdrs.c.state, cdrs.c.duration, cdrs.c.disconnect_reason, cdrs.c.protocol
-            )
-        )
-        return {row[0]: tuple(row[1:]) for row in result}
-
-
 def shuffled(seed: int) -> list[bytes]:
     frames = [line.rfc5424() for line in LINES]
     random.Random(seed).shuffle(frames)
@@ -87,8 +71,8 @@ async def test_deferred_batches_give_the_same_cdrs_once_caught_up(
     metrics = Metrics()
     await write(engine, shuffled(seed), defer_backlog=ALWAYS, metrics=metrics)
     assert await legs(engine) == EXPECTED
-    assert await rows(engine, events) == CALL_EVENTS
-    assert await rows(engine, pending_derivations) == 0
+    assert await count(engine, events) == CALL_EVENTS
+    assert await count(engine, pending_derivations) == 0
     figure = metrics.registry.get_sample_value
     assert figure("cdrecon_events_total") == CALL_EVENTS
     assert figure("cdrecon_derive_pending_messages") == 0
@@ -100,8 +84,8 @@ async def test_a_writer_that_stops_leaves_its_deferred_messages_to_the_next(
     metrics = Metrics()
     await write(engine, shuffled(2), defer_backlog=ALWAYS, finish_deriving=False, metrics=metrics)
     # Stored, durable, listed; nothing derived yet, and the stats and the gauge say so.
-    assert await rows(engine, messages) == len(LINES)
-    assert await rows(engine, events) == 0
+    assert await count(engine, messages) == len(LINES)
+    assert await count(engine, events) == 0
     assert metrics.registry.get_sample_value("cdrecon_derive_pending_messages") == len(LINES)
     async with engine.connect() as conn:
         stats = await get_stats(conn, queued=0)
@@ -109,7 +93,7 @@ async def test_a_writer_that_stops_leaves_its_deferred_messages_to_the_next(
     # The next writer on this database catches up, with nothing new to store.
     await write(engine, [], defer_backlog=10000)
     assert await legs(engine) == EXPECTED
-    assert await rows(engine, pending_derivations) == 0
+    assert await count(engine, pending_derivations) == 0
 
 
 async def test_inline_and_deferred_halves_meet_in_the_same_legs(engine: AsyncEngine) -> None:
@@ -124,7 +108,7 @@ async def test_inline_and_deferred_halves_meet_in_the_same_legs(engine: AsyncEng
     derived = await service.derive_pending(engine)
     assert derived.events > 0
     assert await legs(engine) == EXPECTED
-    assert await rows(engine, events) == CALL_EVENTS
+    assert await count(engine, events) == CALL_EVENTS
     async with engine.connect() as conn:
         assert await pending.count(conn) == 0
 
@@ -132,7 +116,7 @@ async def test_inline_and_deferred_halves_meet_in_the_same_legs(engine: AsyncEng
 async def test_rebuild_leaves_nothing_pending(engine: AsyncEngine) -> None:
     await write(engine, shuffled(4), defer_backlog=ALWAYS, finish_deriving=False)
     await service.rebuild(engine, chunk=5)
-    assert await rows(engine, pending_derivations) == 0
+    assert await count(engine, pending_derivations) == 0
     assert await legs(engine) == EXPECTED
 
 
@@ -151,7 +135,7 @@ async def test_the_reconcile_command_derives_what_is_pending_first(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert await rows(engine, pending_derivations) == 0
+    assert await count(engine, pending_derivations) == 0
     assert await legs(engine) == EXPECTED
     # Every closed leg is in the run, lost on the MN (it holds nothing here).
     summary = json.loads(done.stdout)
@@ -171,7 +155,7 @@ async def test_two_catch_ups_at_once_share_the_work(database_url: str) -> None:
         )
         assert sum(r.events for r in results) == CALL_EVENTS
         assert await legs(first) == EXPECTED
-        assert await rows(first, pending_derivations) == 0
+        assert await count(first, pending_derivations) == 0
     finally:
         await first.dispose()
         await second.dispose()

@@ -7,17 +7,17 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cdr import service
 from app.db.engine import create_engine
-from app.db.models import cdrs, event_messages, events
+from app.db.models import event_messages, events
 from app.ingest.origin import Origin
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 from parsers.framing import Frame
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, LINES
+from tests.cdr.stored import count, legs
 
 
 @pytest.fixture
@@ -34,21 +34,6 @@ async def ingest(engine: AsyncEngine, frames: list[bytes], origin: Origin, batch
         writer.submit(origin, [Frame(f) for f in frames[start : start + batch]])
         await writer.wait_for_room()
     await writer.stop()
-
-
-async def legs(engine: AsyncEngine) -> dict[str, tuple[object, ...]]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(
-                cdrs.c.id, cdrs.c.state, cdrs.c.duration, cdrs.c.disconnect_reason, cdrs.c.protocol
-            )
-        )
-        return {row[0]: tuple(row[1:]) for row in rows}
-
-
-async def count(engine: AsyncEngine, table: object) -> int:
-    async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
