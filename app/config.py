@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # UDP cannot be paused; past this many waiting messages datagrams are dropped and counted.
     queue_udp_limit: int = Field(default=200000, ge=1)
     # Messages waiting above which batches are stored raw and their events and CDRs derived
-    # later, when nothing waits (-1: always defer, a test setting). One batch: a burst.
+    # once the senders pause (-1: always defer, a test setting). One batch: a burst.
     defer_backlog: int = Field(default=5000, ge=-1)
 
     # Scheduled MN history pulls inside `serve` (off unless a URL is set).
