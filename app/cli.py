@@ -426,6 +426,7 @@ def export_command(
 ) -> None:
     """Create an export batch and write it (CSV or JSON lines) to a file or stdout."""
     from app.audit.service import record
+    from app.cdr.service import derive_pending
     from app.db.engine import create_engine
     from app.export.service import ExportFormat, ExportRequest, create_export, stream_export
 
@@ -463,6 +464,9 @@ def export_command(
     async def run() -> dict[str, Any]:
         engine = create_engine(settings.database_url)
         try:
+            if request.run_id is None:
+                # A window reads CDRs: derive what a busy receiver deferred first.
+                await derive_pending(engine)
             async with engine.begin() as conn:
                 manifest, _ = await create_export(conn, engine, request, "cli")
                 await record(conn, "cli", "export.create", manifest["id"], filters)

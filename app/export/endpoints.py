@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, model_validator
 from app.api.deps import ConnectionDep, RuntimeDep
 from app.audit.service import record as audit
 from app.auth.deps import ReaderDep
+from app.cdr.service import derive_pending
 from app.times import to_us
 
 from . import service
@@ -87,8 +88,13 @@ async def create_export(
     """Freeze a record set into a batch and return its manifest (count, total duration,
     first/last start, sha256 of each format). Records already exported are left out unless
     `include_exported` is set."""
+    request_ = body.to_request()
+    if request_.run_id is None:
+        # A window reads CDRs: derive what the writer deferred first, so none is missing
+        # (in transactions of their own; `conn` has read nothing yet).
+        await derive_pending(runtime.engine)
     manifest, new = await service.create_export(
-        conn, runtime.engine, body.to_request(), principal.name, idempotency_key
+        conn, runtime.engine, request_, principal.name, idempotency_key
     )
     if new:
         await audit(

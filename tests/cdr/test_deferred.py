@@ -168,3 +168,24 @@ def test_runs_cover_exactly_the_listed_ids(ids: list[int]) -> None:
     assert [i for first, last in found for i in range(first, last + 1)] == ids
     # Runs are maximal: two in a row never touch.
     assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(found))
+
+
+async def test_an_export_of_a_window_derives_what_is_pending_first(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    await write(engine, shuffled(7), defer_backlog=ALWAYS, finish_deriving=False)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            *(CDRECON, "export", "--from", "2026-11-26T00:00:00Z"),
+            *("--until", "2026-11-27T00:00:00Z", "--format", "jsonl"),
+        ],
+        env={**os.environ, "CDRECON_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    exported = {json.loads(line)["id"] for line in done.stdout.splitlines()}
+    assert exported == {leg for leg, (state, *_) in EXPECTED.items() if state == "closed"}

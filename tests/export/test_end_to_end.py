@@ -9,15 +9,21 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Service
 from tests.reconcile.generator import generate
 
 SCENARIO = generate(seed=3, days=1, calls_per_day=60)
 
 
+@pytest.mark.parametrize("defer_backlog", ["5000", "-1"], ids=["derived-at-once", "deferred"])
 def test_billing_recovers_exactly_the_records_the_mn_lost(
-    service: Service, logger_path: str, tmp_path: Path
+    service: Service, logger_path: str, tmp_path: Path, defer_backlog: str
 ) -> None:
+    # Deferred: the receiver stores raw first; reconciliation must still see every CDR,
+    # whether the receiver's catch-up or the reconciliation itself derives them.
+    service.env["CDRECON_DEFER_BACKLOG"] = defer_backlog
     service.start()
     # 1. The nodes' syslog arrives live.
     lines = tmp_path / "syslog.txt"
