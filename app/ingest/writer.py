@@ -9,8 +9,10 @@ pauses the readers (TCP back-pressure) until it drains below the low-water mark.
 Deriving call events and CDRs costs about three times what storing the raw messages does.
 While more than `defer_backlog` messages wait (None: never), the writer stores batches raw
 only, lists their messages in `pending_derivations` in the same transaction, and derives
-them later, a batch at a time, once the senders have paused for `CATCH_UP_AFTER_IDLE`: the
-durable store keeps up with a burst three times as fast, and the CDRs catch up after it.
+them later, a batch at a time: at once when the senders pause for `CATCH_UP_AFTER_IDLE`,
+and under steady traffic whenever the queue is empty, taking at most `CATCH_UP_SHARE` of
+the writer's time. The durable store keeps up with a burst three times as fast, and the
+CDRs catch up after it; once nothing deferred is left, the writer derives as it stores.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ Chunk = tuple[Origin, int, list[Frame]]
 # How long the queue must stay empty before deferred deriving resumes: within a burst the
 # next frames arrive sooner than this.
 CATCH_UP_AFTER_IDLE = 0.05
+# The share of the writer's time the catch-up may take while frames keep arriving: steady
+# traffic never pauses that long, and its deferred work must still be derived.
+CATCH_UP_SHARE = 0.25
 # Frames prepared between two turns of the event loop.
 YIELD_EVERY = 500
 
@@ -104,7 +109,8 @@ class BatchWriter:
         # How many messages are listed for the catch-up; None until first counted.
         self._deferred: int | None = None
         self._last_submit = 0.0  # time.monotonic() of the last frames queued
-        self._deferring = False  # within a burst: store raw until the senders pause
+        self._deferring = False  # store raw until nothing deferred is left
+        self._catch_up_not_before = 0.0  # time.monotonic(): keeps the catch-up's share
 
     @property
     def pending(self) -> int:
@@ -144,10 +150,7 @@ class BatchWriter:
         if received_us is None:
             received_us = time.time_ns() // 1000
         self._chunks.append((origin, received_us, frames))
-        now = time.monotonic()
-        if now - self._last_submit >= CATCH_UP_AFTER_IDLE:
-            self._deferring = False  # the senders paused: a burst, if any, is over
-        self._last_submit = now
+        self._last_submit = time.monotonic()
         self._pending += count
         self._drained.clear()
         self._metrics.queue.set(self._pending)
@@ -183,14 +186,19 @@ class BatchWriter:
                 if self._catch_up_due and (self._finish_deriving or not self._stopping):
                     # Storing comes first: derive a batch of deferred work only once the
                     # senders pause, then look again.
-                    quiet = time.monotonic() - self._last_submit
-                    if (
-                        not self._stopping
-                        and quiet < CATCH_UP_AFTER_IDLE
-                        and await self._more_within(CATCH_UP_AFTER_IDLE - quiet)
-                    ):
+                    now = time.monotonic()
+                    # Right away if the senders are quiet, or if the catch-up has had less
+                    # than its share lately; else wait for either, storing what arrives.
+                    wait = min(
+                        CATCH_UP_AFTER_IDLE - (now - self._last_submit),
+                        self._catch_up_not_before - now,
+                    )
+                    if not self._stopping and wait > 0 and await self._more_within(wait):
                         continue
+                    started = time.monotonic()
                     await self._catch_up()
+                    took = time.monotonic() - started
+                    self._catch_up_not_before = started + took / CATCH_UP_SHARE
                     continue
                 if self._stopping:
                     return
@@ -201,9 +209,9 @@ class BatchWriter:
                 # Let a small batch fill a little: fewer, larger transactions.
                 await asyncio.sleep(self.linger)
             # More than `defer_backlog` messages wait (by default, more than this batch): the
-            # senders are ahead, so store raw until they pause, and derive then. Deciding
-            # batch by batch instead would derive every batch that happens to find the
-            # queue short, and a slow reader (TLS) would seldom defer at all.
+            # senders are ahead, so store raw until the catch-up has derived everything
+            # deferred. Deciding batch by batch instead would derive every batch that happens
+            # to find the queue short, and a slow reader (TLS) would seldom defer at all.
             if self.defer_backlog is not None and self._pending > self.defer_backlog:
                 self._deferring = True
             defer = self._deferring
@@ -307,6 +315,7 @@ class BatchWriter:
         self._metrics.derive_pending.set(self._deferred)
         if taken is None:
             self._catch_up_due = False
+            self._deferring = False  # nothing deferred is left: derive as we store again
             return
         if derived is None:
             self._metrics.derive_errors.inc()

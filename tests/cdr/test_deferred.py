@@ -189,3 +189,24 @@ async def test_an_export_of_a_window_derives_what_is_pending_first(
     assert done.returncode == 0, done.stderr
     exported = {json.loads(line)["id"] for line in done.stdout.splitlines()}
     assert exported == {leg for leg, (state, *_) in EXPECTED.items() if state == "closed"}
+
+
+async def test_deferred_work_is_derived_under_traffic_that_never_pauses(
+    engine: AsyncEngine,
+) -> None:
+    """Steady traffic never leaves the senders quiet for long; what was deferred must still
+    be derived while it flows, not only once it stops."""
+    metrics = Metrics()
+    writer = BatchWriter(engine, metrics, batch_size=50, linger=0, defer_backlog=0)
+    writer.start()
+    writer.submit(ORIGIN, [Frame(f) for f in shuffled(8)])
+    derived_while_flowing = False
+    for n in range(600):  # 3 s of a frame every 5 ms, at most
+        await asyncio.sleep(0.005)
+        writer.submit(ORIGIN, [Frame(b"<13>1 2026-11-26T10:00:00Z h app - - - steady %d" % n)])
+        if metrics.registry.get_sample_value("cdrecon_events_total") == CALL_EVENTS:
+            derived_while_flowing = True
+            break
+    await writer.stop()
+    assert derived_while_flowing
+    assert await legs(engine) == EXPECTED
