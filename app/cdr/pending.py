@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import pending_derivations
@@ -39,10 +39,13 @@ async def defer(conn: AsyncConnection, message_ids: Sequence[int]) -> None:
         await conn.exec_driver_sql(sql, runs(message_ids))
 
 
-async def take(conn: AsyncConnection) -> tuple[int, list[StoredMessage]]:
-    """The oldest listed run (its first id, or 0 if none is left) and its messages, with
-    what deriving needs of each. On PostgreSQL the run stays locked until the transaction
-    ends."""
+async def take(
+    conn: AsyncConnection, limit: int | None = None
+) -> tuple[tuple[int, int, int] | None, list[StoredMessage]]:
+    """The oldest listed run, or at most its first `limit` messages: (first id of the run,
+    last id of the run, last id taken), or None if no run is left, and the messages taken,
+    with what deriving needs of each. On PostgreSQL the run stays locked until the
+    transaction ends."""
     style = conn.dialect.paramstyle
     if conn.dialect.name == "sqlite":
         # Take SQLite's write lock before reading: a transaction that read first cannot
@@ -58,23 +61,28 @@ async def take(conn: AsyncConnection) -> tuple[int, list[StoredMessage]]:
         (),
     )
     if not listed:
-        return 0, []
+        return None, []
     first, last = (int(i) for i in listed[0])
+    upto = last if limit is None else min(last, first + limit - 1)
     rows = await fetch_tuples(
         conn,
         # The sending node as the writer names it: HOSTNAME, else the peer.
         "SELECT id, coalesce(hostname, peer_host), raw, msg_offset FROM messages "
         f"WHERE id BETWEEN {placeholder(style, 1)} AND {placeholder(style, 2)} ORDER BY id",
-        (first, last),
+        (first, upto),
     )
-    return first, [(int(i), node, bytes(raw), int(offset)) for i, node, raw, offset in rows]
+    taken = [(int(i), node, bytes(raw), int(offset)) for i, node, raw, offset in rows]
+    return (first, last, upto), taken
 
 
-async def done(conn: AsyncConnection, first_id: int) -> None:
-    """Strike the run starting at `first_id` off the list."""
-    await conn.execute(
-        delete(pending_derivations).where(pending_derivations.c.first_id == first_id)
-    )
+async def done(conn: AsyncConnection, run: tuple[int, int, int]) -> None:
+    """Strike what `take` took off the list: the whole run, or the part of it taken."""
+    first, last, upto = run
+    row = pending_derivations.c.first_id == first
+    if upto >= last:
+        await conn.execute(delete(pending_derivations).where(row))
+    else:
+        await conn.execute(update(pending_derivations).where(row).values(first_id=upto + 1))
 
 
 async def count(conn: AsyncConnection) -> int:

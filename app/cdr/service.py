@@ -174,18 +174,18 @@ async def derive(
 
 
 async def catch_up(
-    conn: AsyncConnection, cache: LegCache | None = None
+    conn: AsyncConnection, cache: LegCache | None = None, limit: int | None = None
 ) -> tuple[int | None, Derived | None]:
-    """Derive the oldest run of messages whose deriving was deferred (a batch's worth), and
-    strike it off: how many messages it held (None: no run is left), and what deriving
-    produced.
+    """Derive the oldest run of messages whose deriving was deferred (a batch's worth), or
+    its first `limit` messages, and strike them off: how many messages that was (None: no
+    run is left), and what deriving produced.
 
     Deriving happens in a savepoint: if it fails (a bug), the messages are struck off all the
     same, as the batch writer skips a batch it cannot derive; `cdrecon rebuild` derives them
     again once the bug is fixed. None then stands for the result.
     """
-    first_id, stored = await pending.take(conn)
-    if not first_id:
+    run, stored = await pending.take(conn, limit)
+    if run is None:
         return None, Derived()
     derived: Derived | None
     try:
@@ -196,7 +196,7 @@ async def catch_up(
             cache.clear()
         log.exception("deriving %d deferred messages failed; run `cdrecon rebuild`", len(stored))
         derived = None
-    await pending.done(conn, first_id)
+    await pending.done(conn, run)
     return len(stored), derived
 
 

@@ -49,6 +49,9 @@ CATCH_UP_AFTER_IDLE = 0.05
 # The share of the writer's time the catch-up may take while frames keep arriving: steady
 # traffic never pauses that long, and its deferred work must still be derived.
 CATCH_UP_SHARE = 0.25
+# Messages one catch-up derives while frames keep arriving: a few milliseconds of work,
+# so that reading the sockets never waits long for it.
+CATCH_UP_SLICE = 500
 # Frames prepared between two turns of the event loop.
 YIELD_EVERY = 500
 
@@ -196,7 +199,8 @@ class BatchWriter:
                     if not self._stopping and wait > 0 and await self._more_within(wait):
                         continue
                     started = time.monotonic()
-                    await self._catch_up()
+                    quiet = started - self._last_submit >= CATCH_UP_AFTER_IDLE
+                    await self._catch_up(None if quiet or self._stopping else CATCH_UP_SLICE)
                     took = time.monotonic() - started
                     self._catch_up_not_before = started + took / CATCH_UP_SHARE
                     continue
@@ -296,14 +300,14 @@ class BatchWriter:
         self._metrics.derive_pending.set(self._deferred)
         self._catch_up_due = self._deferred > 0
 
-    async def _catch_up(self) -> None:
-        """Derive one batch of deferred messages; note when none are left."""
+    async def _catch_up(self, limit: int | None) -> None:
+        """Derive one batch of deferred messages (at most `limit`); note when none are left."""
         try:
             async with self._engine.begin() as conn:
                 if self._deferred is None:
                     # An earlier run may have left messages listed.
                     self._deferred = await pending.count(conn)
-                taken, derived = await catch_up(conn, self._legs)
+                taken, derived = await catch_up(conn, self._legs, limit)
         except Exception:
             # The database failed, not the deriving: keep the list and come back later.
             self._legs.clear()

@@ -210,3 +210,21 @@ async def test_deferred_work_is_derived_under_traffic_that_never_pauses(
     await writer.stop()
     assert derived_while_flowing
     assert await legs(engine) == EXPECTED
+
+
+async def test_a_catch_up_in_slices_leaves_the_rest_of_a_run_listed(engine: AsyncEngine) -> None:
+    await write(engine, shuffled(9), defer_backlog=ALWAYS, finish_deriving=False)
+    async with engine.connect() as conn:
+        left = await pending.count(conn)
+    assert left == len(LINES)
+    while True:
+        async with engine.begin() as conn:
+            taken, derived = await service.catch_up(conn, limit=3)
+            if taken is None:
+                break
+            assert derived is not None
+            assert 1 <= taken <= 3
+            left -= taken
+            assert await pending.count(conn) == left
+    assert left == 0
+    assert await legs(engine) == EXPECTED
