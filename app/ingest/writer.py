@@ -9,10 +9,11 @@ pauses the readers (TCP back-pressure) until it drains below the low-water mark.
 Deriving call events and CDRs costs about three times what storing the raw messages does.
 While more than `defer_backlog` messages wait (None: never), the writer stores batches raw
 only, lists their messages in `pending_derivations` in the same transaction, and derives
-them later, a batch at a time: at once when the senders pause for `CATCH_UP_AFTER_IDLE`,
-and under steady traffic whenever the queue is empty, taking at most `CATCH_UP_SHARE` of
-the writer's time. The durable store keeps up with a burst three times as fast, and the
-CDRs catch up after it; once nothing deferred is left, the writer derives as it stores.
+them later: a batch at a time once the senders pause for `CATCH_UP_AFTER_IDLE`, and under
+steady traffic `CATCH_UP_SLICE` messages at a time whenever the queue is empty, taking at
+most `CATCH_UP_SHARE` of the writer's time. The durable store keeps up with a burst three
+times as fast, and the CDRs catch up after it; once nothing deferred is left, the writer
+derives as it stores.
 """
 
 from __future__ import annotations
