@@ -58,6 +58,24 @@ async def write(
     await writer.stop(finish_deriving=finish_deriving)
 
 
+# The scenario's day, as the commands take a window.
+DAY = ("--from", "2026-11-26T00:00:00Z", "--until", "2026-11-27T00:00:00Z")
+
+
+async def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `cdrecon ARGS` on the database as an operator would, in another process; in a
+    thread, so the event loop stays free."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [CDRECON, *args],
+        env={**os.environ, "CDRECON_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def shuffled(seed: int) -> list[bytes]:
     frames = [line.rfc5424() for line in LINES]
     random.Random(seed).shuffle(frames)
@@ -124,16 +142,7 @@ async def test_the_reconcile_command_derives_what_is_pending_first(
     engine: AsyncEngine, database_url: str
 ) -> None:
     await write(engine, shuffled(5), defer_backlog=ALWAYS, finish_deriving=False)
-    # Another process, as an operator runs it; in a thread, so the event loop stays free.
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [CDRECON, "reconcile", "--from", "2026-11-26T00:00:00Z", "--until", "2026-11-27T00:00:00Z"],
-        env={**os.environ, "CDRECON_DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = await cli(database_url, "reconcile", *DAY)
     assert done.returncode == 0, done.stderr
     assert await count(engine, pending_derivations) == 0
     assert await legs(engine) == EXPECTED
@@ -174,18 +183,7 @@ async def test_an_export_of_a_window_derives_what_is_pending_first(
     engine: AsyncEngine, database_url: str
 ) -> None:
     await write(engine, shuffled(7), defer_backlog=ALWAYS, finish_deriving=False)
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [
-            *(CDRECON, "export", "--from", "2026-11-26T00:00:00Z"),
-            *("--until", "2026-11-27T00:00:00Z", "--format", "jsonl"),
-        ],
-        env={**os.environ, "CDRECON_DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = await cli(database_url, "export", *DAY, "--format", "jsonl")
     assert done.returncode == 0, done.stderr
     exported = {json.loads(line)["id"] for line in done.stdout.splitlines()}
     assert exported == {leg for leg, (state, *_) in EXPECTED.items() if state == "closed"}
