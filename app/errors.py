@@ -1,25 +1,33 @@
-"""The service's error types, mapped to HTTP responses in one place (`install_handlers`)."""
+"""The service's error types, and every error response's one shape, `{"error", "detail"}`,
+set up in one place (`install_handlers`)."""
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 
 class ErrorBody(BaseModel):
     """Every error response's body."""
 
-    error: str
-    detail: str
+    error: str = Field(description="A stable code for programs, e.g. `not_found`.")
+    detail: str = Field(description="What was wrong, for people.")
 
 
-# Documented on every /api/v1 route.
+# Documented on every /api/v1 route: the 422 entry also replaces FastAPI's own validation
+# error schema, which this service never answers with.
 API_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No token, or a wrong or revoked one"},
     403: {"model": ErrorBody, "description": "The token's scope does not allow this"},
+    422: {"model": ErrorBody, "description": "The request is invalid; nothing was changed"},
+    "4XX": {"model": ErrorBody, "description": "Another refusal (unknown id, bad cursor, …)"},
+    "5XX": {"model": ErrorBody, "description": "The service failed; the reason is in its log"},
 }
 
 
@@ -48,11 +56,48 @@ class InvalidInputError(CdreconError):
     code = "invalid_input"
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Turn every CdreconError into its JSON response."""
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A response in the one error shape."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    """`where: what` for each problem, e.g. `query.limit: Input should be greater than 0`."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else error["msg"])
+    return "; ".join(problems) or "invalid request"
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Answer every error, ours, FastAPI's and Starlette's, in the one shape."""
+
+    async def cdrecon_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, CdreconError)
         return JSONResponse(exc.detail(), status_code=exc.status)
 
-    app.add_exception_handler(CdreconError, handle)
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        try:
+            phrase = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            phrase = "error"
+        code = phrase.lower().replace(" ", "_").replace("-", "_")
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, str(exc.detail), headers)
+
+    async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(422, InvalidInputError.code, _validation_detail(exc))
+
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the traceback itself after this answer.
+        return error_response(500, "internal_error", "internal error; see the service log")
+
+    app.add_exception_handler(CdreconError, cdrecon_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(Exception, internal_error)
