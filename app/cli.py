@@ -189,21 +189,6 @@ def _when(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _seconds(text: str) -> float:
-    """`2s`, `500ms`, `1.5` (seconds) or `1m`."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    for suffix in ("ms", "s", "m"):
-        if text.endswith(suffix):
-            number, scale = text[: -len(suffix)], units[suffix]
-            break
-    else:
-        number, scale = text, 1.0
-    try:
-        return float(number) * scale
-    except ValueError as exc:
-        raise click.BadParameter(f"not a duration: {text!r} (try 2s or 500ms)") from exc
-
-
 @main.command("import-history")
 @_DATABASE_OPTION
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
@@ -290,12 +275,16 @@ def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> N
     from app.cdr.service import derive_pending
     from app.db.engine import create_engine
     from app.reconcile.service import reconcile
+    from app.reconcile.tolerance import parse_tolerance
 
     settings = _settings(**flags)
     _logging("WARNING")
     upgrade(settings.database_url)
     start, end = _when(from_), _when(until)
-    tolerance_us = round(_seconds(tolerance) * 1_000_000)
+    try:
+        tolerance_us = round(parse_tolerance(tolerance) * 1_000_000)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tolerance") from exc
 
     async def run() -> dict[str, Any]:
         engine = create_engine(settings.database_url)

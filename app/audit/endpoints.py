@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from app.api.deps import ConnectionDep
 from app.auth.deps import AdminDep
-from app.times import iso
+from app.paging import Page
 
 from . import service
+from .schemas import AuditEntry
 
 router = APIRouter(tags=["audit"])
 
 
-@router.get("/audit", summary="Who did what")
+@router.get("/audit", response_model=Page[AuditEntry], summary="Who did what")
 async def list_audit(
     _: AdminDep,
     conn: ConnectionDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(description="entries older than this id")] = None,
-) -> list[dict[str, Any]]:
+    cursor: str | None = None,
+) -> Page[AuditEntry]:
     """Newest first: actor (token name), action, target, parameters, client address, time."""
-    rows = await service.page(conn, limit, before)
-    for row in rows:
-        row["at"] = iso(row.pop("at_us"))
-    return rows
+    rows, next_cursor = await service.page(conn, limit, cursor)
+    return Page[AuditEntry](
+        items=[AuditEntry.model_validate(row) for row in rows], next_cursor=next_cursor
+    )

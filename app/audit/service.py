@@ -11,6 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import audit_log
+from app.paging import cut_page, decode_cursor
+from app.times import iso
 
 
 async def record(
@@ -34,12 +36,17 @@ async def record(
     )
 
 
-async def page(conn: AsyncConnection, limit: int, before: int | None) -> list[dict[str, Any]]:
-    """Newest entries first, before entry id `before`."""
-    query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
-    if before is not None:
-        query = query.where(audit_log.c.id < before)
-    rows = [dict(row._mapping) for row in await conn.execute(query)]
+async def page(
+    conn: AsyncConnection, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest entries first, and the cursor of the next (older) page; None on the last."""
+    query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit + 1)
+    if cursor:
+        query = query.where(audit_log.c.id < decode_cursor(cursor, int)[0])
+    rows, next_cursor = cut_page(
+        [dict(row._mapping) for row in await conn.execute(query)], limit, lambda row: (row["id"],)
+    )
     for row in rows:
+        row["at"] = iso(row.pop("at_us"))
         row["parameters"] = json.loads(row["parameters"]) if row["parameters"] else None
-    return rows
+    return rows, next_cursor

@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from app.api.deps import ConnectionDep
 from app.auth.deps import ReaderDep
+from app.errors import ErrorBody, NotFoundError
+from app.paging import Page
 from app.times import to_time, to_us
 
 from . import service
-from .schemas import Cdr, CdrDetail, CdrPage, Conference, Event
+from .schemas import Cdr, CdrDetail, Conference, Event
 
 router = APIRouter(tags=["cdrs"])
 
@@ -20,7 +22,7 @@ FromQuery = Annotated[datetime | None, Query(alias="from", description="start â‰
 UntilQuery = Annotated[datetime | None, Query(description="start < this (UTC)")]
 
 
-@router.get("/cdrs", response_model=CdrPage, summary="Participant CDRs rebuilt from syslog")
+@router.get("/cdrs", response_model=Page[Cdr], summary="Participant CDRs rebuilt from syslog")
 async def list_cdrs(
     _: ReaderDep,
     conn: ConnectionDep,
@@ -31,36 +33,33 @@ async def list_cdrs(
     state: Annotated[str | None, Query(pattern="^(open|closed|failed|excluded)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-) -> CdrPage:
+) -> Page[Cdr]:
     """CDRs whose start (or first event, for failed legs) is in `[from, until)`, in a stable
     order; page with `cursor`."""
-    try:
-        rows, next_cursor = await service.page_cdrs(
-            conn,
-            limit=limit,
-            cursor=cursor,
-            from_us=to_us(from_),
-            until_us=to_us(until),
-            conference=conference,
-            protocol=protocol,
-            state=state,
-        )
-    except ValueError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from exc
-    return CdrPage(items=[Cdr.from_row(row) for row in rows], next_cursor=next_cursor)
+    rows, next_cursor = await service.page_cdrs(
+        conn,
+        limit=limit,
+        cursor=cursor,
+        from_us=to_us(from_),
+        until_us=to_us(until),
+        conference=conference,
+        protocol=protocol,
+        state=state,
+    )
+    return Page[Cdr](items=[Cdr.from_row(row) for row in rows], next_cursor=next_cursor)
 
 
 @router.get(
     "/cdrs/{participant_id}",
     response_model=CdrDetail,
     summary="One CDR with its events",
-    responses={404: {"description": "No CDR for this participant id"}},
+    responses={404: {"model": ErrorBody, "description": "No CDR for this participant id"}},
 )
 async def get_cdr(participant_id: str, _: ReaderDep, conn: ConnectionDep) -> CdrDetail:
     """The CDR of one leg and every event it was assembled from."""
     found = await service.get_cdr(conn, participant_id)
     if found is None:
-        raise HTTPException(status_code=404, detail=f"no CDR for participant {participant_id}")
+        raise NotFoundError(f"no CDR for participant {participant_id}")
     leg, events = found
     return CdrDetail(
         **Cdr.from_row(leg).model_dump(),

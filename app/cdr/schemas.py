@@ -47,13 +47,6 @@ class Cdr(BaseModel):
         return cls(**values, start_time=to_time(row["start_us"]), end_time=to_time(row["end_us"]))
 
 
-class CdrPage(BaseModel):
-    """One page of CDRs; pass `next_cursor` back as `cursor` for the next."""
-
-    items: list[Cdr]
-    next_cursor: str | None
-
-
 class Event(BaseModel):
     """One call event, with the raw messages it was received in."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.models import messages
+from app.paging import cut_page, decode_cursor
 
 from . import pending
 from .assembly import LegEvent, assemble_leg
@@ -246,20 +246,6 @@ async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
             last_id = rows[-1][0]
 
 
-def encode_cursor(first_seen_us: int, participant_id: str) -> str:
-    """An opaque keyset cursor for the CDR listing."""
-    return base64.urlsafe_b64encode(f"{first_seen_us}:{participant_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """The keyset behind a cursor; ValueError if it is not one of ours."""
-    try:
-        seen, _, pid = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        return int(seen), pid
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("invalid cursor") from exc
-
-
 async def page_cdrs(
     conn: AsyncConnection,
     *,
@@ -275,18 +261,14 @@ async def page_cdrs(
     rows = await CdrRepository.for_connection(conn).page_legs(
         conn,
         limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(cursor, int, str) if cursor else None,
         from_us=from_us,
         until_us=until_us,
         conference=conference,
         protocol=protocol,
         state=state,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["first_seen_us"], rows[-1]["id"])
-    return rows, next_cursor
+    return cut_page(rows, limit, lambda row: (row["first_seen_us"], row["id"]))
 
 
 async def get_cdr(

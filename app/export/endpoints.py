@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -13,9 +13,12 @@ from app.api.deps import ConnectionDep, RuntimeDep
 from app.audit.service import record as audit
 from app.auth.deps import ReaderDep
 from app.cdr.service import derive_pending
+from app.errors import ErrorBody
+from app.paging import Page
 from app.times import to_us
 
 from . import service
+from .schemas import Manifest
 from .service import ExportFormat, ExportRequest
 
 router = APIRouter(tags=["exports"])
@@ -25,7 +28,7 @@ class ExportBody(BaseModel):
     """What to export: a reconciliation run (by default its `missing_in_mn` records) or
     closed CDRs starting in a window, narrowed by filters (all off by default)."""
 
-    run_id: int | None = Field(None, examples=[1])
+    run_id: int | None = Field(None, ge=1, le=2**63 - 1, examples=[1])
     status: str = Field("missing_in_mn", description="with run_id: which status to export")
     from_: datetime | None = Field(None, alias="from")
     until: datetime | None = None
@@ -33,7 +36,7 @@ class ExportBody(BaseModel):
     service_type: str | None = None
     conference: str | None = None
     has_media: bool | None = None
-    min_duration: int | None = Field(None, ge=0, description="seconds")
+    min_duration: int | None = Field(None, ge=0, le=2**31 - 1, description="seconds")
     include_exported: bool = Field(
         False, description="also records already in an earlier batch (off: exactly once)"
     )
@@ -68,11 +71,18 @@ class ExportBody(BaseModel):
 
 @router.post(
     "/exports",
+    response_model=Manifest,
     summary="Create an export batch",
     responses={
-        200: {"description": "The batch made earlier with the same Idempotency-Key"},
+        200: {
+            "model": Manifest,
+            "description": "The batch made earlier with the same Idempotency-Key",
+        },
         201: {"description": "A new batch"},
-        409: {"description": "The Idempotency-Key was used for a different request"},
+        409: {
+            "model": ErrorBody,
+            "description": "The Idempotency-Key was used for a different request",
+        },
     },
     status_code=201,
 )
@@ -84,7 +94,7 @@ async def create_export(
     conn: ConnectionDep,
     runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> dict[str, Any]:
+) -> Manifest:
     """Freeze a record set into a batch and return its manifest (count, total duration,
     first/last start, sha256 of each format). Records already exported are left out unless
     `include_exported` is set."""
@@ -110,24 +120,33 @@ async def create_export(
         )
     else:
         response.status_code = 200
-    return manifest
+    return Manifest.model_validate(manifest)
 
 
-@router.get("/exports", summary="Recent export batches")
+@router.get("/exports", response_model=Page[Manifest], summary="Recent export batches")
 async def list_exports(
-    _: ReaderDep, conn: ConnectionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
-) -> list[dict[str, Any]]:
-    """The newest batches' manifests."""
-    return await service.list_manifests(conn, limit)
+    _: ReaderDep,
+    conn: ConnectionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> Page[Manifest]:
+    """The batches' manifests, newest first."""
+    manifests, next_cursor = await service.page_manifests(conn, limit, cursor)
+    return Page[Manifest](
+        items=[Manifest.model_validate(m) for m in manifests], next_cursor=next_cursor
+    )
 
 
 @router.get(
-    "/exports/{export_id}", summary="A batch's manifest", responses={404: {"description": "None"}}
+    "/exports/{export_id}",
+    response_model=Manifest,
+    summary="A batch's manifest",
+    responses={404: {"model": ErrorBody, "description": "No such batch"}},
 )
-async def get_export(export_id: str, _: ReaderDep, conn: ConnectionDep) -> dict[str, Any]:
+async def get_export(export_id: str, _: ReaderDep, conn: ConnectionDep) -> Manifest:
     """Id, creator, time, source, filters, record count, total duration, first and last start,
     and the sha256 of each download format."""
-    return await service.get_manifest(conn, export_id)
+    return Manifest.model_validate(await service.get_manifest(conn, export_id))
 
 
 @router.get(
@@ -136,7 +155,7 @@ async def get_export(export_id: str, _: ReaderDep, conn: ConnectionDep) -> dict[
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
-        404: {"description": "No such batch"},
+        404: {"model": ErrorBody, "description": "No such batch"},
     },
 )
 async def download_export(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, export_records, exports, reconciliation_items
@@ -68,11 +68,20 @@ class ExportRepository:
         row = (await conn.execute(select(exports).where(exports.c.id == export_id))).first()
         return None if row is None else dict(row._mapping)
 
-    async def newest(self, conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
-        """The newest batches."""
-        result = await conn.execute(
-            select(exports).order_by(exports.c.created_us.desc()).limit(limit)
-        )
+    async def newest(
+        self, conn: AsyncConnection, limit: int, before: tuple[int, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest batches, in (creation time, id) order, older than the keyset `before`."""
+        query = select(exports).order_by(exports.c.created_us.desc(), exports.c.id.desc())
+        if before is not None:
+            created, export_id = before
+            query = query.where(
+                or_(
+                    exports.c.created_us < created,
+                    and_(exports.c.created_us == created, exports.c.id < export_id),
+                )
+            )
+        result = await conn.execute(query.limit(limit))
         return [dict(row._mapping) for row in result]
 
     async def insert_records(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:

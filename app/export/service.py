@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import CdreconError, InvalidInputError, NotFoundError
+from app.paging import cut_page, decode_cursor
 from app.times import iso
 
 from .formats import CsvEncoder, record_from_cdr
@@ -171,7 +172,17 @@ async def create_export(
 
 async def list_manifests(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
     """The newest batches' manifests, newest first."""
-    return [manifest(row) for row in await ExportRepository().newest(conn, limit)]
+    return (await page_manifests(conn, limit, None))[0]
+
+
+async def page_manifests(
+    conn: AsyncConnection, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of manifests, newest first, and the cursor of the next page (None on the last)."""
+    before = decode_cursor(cursor, int, str) if cursor else None
+    rows = await ExportRepository().newest(conn, limit + 1, before)
+    rows, next_cursor = cut_page(rows, limit, lambda row: (row["created_us"], row["id"]))
+    return [manifest(row) for row in rows], next_cursor
 
 
 async def get_manifest(conn: AsyncConnection, export_id: str) -> dict[str, Any]:

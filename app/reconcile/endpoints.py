@@ -2,47 +2,40 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Path, Query, Request
 
 from app.api.deps import ConnectionDep, RuntimeDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep, ReaderDep
 from app.cdr.service import derive_pending
+from app.errors import ErrorBody
+from app.paging import Page
 from app.times import to_us
 
 from . import service
 from .matching import Status
+from .schemas import Item, RunRequest, RunSummary
 
 router = APIRouter(tags=["reconciliation"])
 
-
-class RunRequest(BaseModel):
-    """A half-open window [from, until) and the matching tolerance."""
-
-    from_: datetime = Field(alias="from", examples=["2026-11-20T00:00:00Z"])
-    until: datetime = Field(examples=["2026-11-27T00:00:00Z"])
-    tolerance: float = Field(2.0, ge=0, le=3600, description="seconds")
+RunId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-class ItemPage(BaseModel):
-    """A page of a run's items; pass `next_cursor` back as `cursor`."""
-
-    items: list[dict[str, Any]]
-    next_cursor: int | None
-
-
-@router.post("/reconciliations", status_code=201, summary="Run a reconciliation")
+@router.post(
+    "/reconciliations",
+    response_model=RunSummary,
+    status_code=201,
+    summary="Run a reconciliation",
+)
 async def create_run(
     body: RunRequest,
     request: Request,
     principal: AdminDep,
     runtime: RuntimeDep,
     conn: ConnectionDep,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Match syslog CDRs against MN records over the window; the summary with counts by
     status and the restore gaps."""
     from_us, until_us = to_us(body.from_), to_us(body.until)
@@ -61,26 +54,36 @@ async def create_run(
         {"from": summary["from"], "until": summary["until"], "tolerance": body.tolerance},
         request.client.host if request.client else None,
     )
-    return summary
+    return RunSummary.model_validate(summary)
 
 
-@router.get("/reconciliations/{run_id}", summary="A run's summary")
-async def get_run(run_id: int, _: ReaderDep, conn: ConnectionDep) -> dict[str, Any]:
+@router.get(
+    "/reconciliations/{run_id}",
+    response_model=RunSummary,
+    summary="A run's summary",
+    responses={404: {"model": ErrorBody, "description": "No such run"}},
+)
+async def get_run(run_id: RunId, _: ReaderDep, conn: ConnectionDep) -> RunSummary:
     """Counts, gaps and input bounds of a stored run."""
-    return await service.get_summary(conn, run_id)
+    return RunSummary.model_validate(await service.get_summary(conn, run_id))
 
 
-@router.get("/reconciliations/{run_id}/items", response_model=ItemPage, summary="A run's items")
+@router.get(
+    "/reconciliations/{run_id}/items",
+    response_model=Page[Item],
+    summary="A run's items",
+    responses={404: {"model": ErrorBody, "description": "No such run"}},
+)
 async def list_items(
-    run_id: int,
+    run_id: RunId,
     _: ReaderDep,
     conn: ConnectionDep,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    cursor: Annotated[int, Query(ge=0)] = 0,
-) -> ItemPage:
+    cursor: str | None = None,
+) -> Page[Item]:
     """Every CDR and MN record of the run with its status (a matched pair is one item)."""
     items, next_cursor = await service.page_items(
         conn, run_id, status.value if status else None, cursor, limit
     )
-    return ItemPage(items=items, next_cursor=next_cursor)
+    return Page[Item](items=[Item.model_validate(item) for item in items], next_cursor=next_cursor)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import InvalidInputError, NotFoundError
 from app.history.repository import HistoryRepository
+from app.paging import cut_page, decode_cursor
 from app.times import iso
 
 from .items import agreed_row, item_row
@@ -152,17 +153,15 @@ async def newest_runs(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]
 
 
 async def page_items(
-    conn: AsyncConnection, run_id: int, status: str | None, cursor: int, limit: int
-) -> tuple[list[dict[str, Any]], int | None]:
+    conn: AsyncConnection, run_id: int, status: str | None, cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
     """A page of a run's items and the cursor of the next page (None on the last)."""
     repository = ReconcileRepository()
     if await repository.get_run(conn, run_id) is None:
         raise RunNotFound(run_id)
-    rows = await repository.page_items(conn, run_id, status, cursor, limit + 1)
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = int(rows[-1]["seq"])
+    after = decode_cursor(cursor, int)[0] if cursor else 0
+    rows = await repository.page_items(conn, run_id, status, after, limit + 1)
+    rows, next_cursor = cut_page(rows, limit, lambda row: (row["seq"],))
     for row in rows:
         row["time"] = iso(row.pop("time_us"))
         row["differences"] = json.loads(row["differences"]) if row["differences"] else None

@@ -108,7 +108,7 @@ def test_billing_recovers_exactly_the_records_the_mn_lost(
     second = service.post("/api/v1/exports", token=billing, json={"run_id": summary["id"]})
     assert second.json()["record_count"] == 0
     # 6. The audit log says who did what.
-    actions = [(e["actor"], e["action"]) for e in service.get("/api/v1/audit").json()]
+    actions = [(e["actor"], e["action"]) for e in service.get("/api/v1/audit").json()["items"]]
     for expected in [
         ("test-admin", "history.import"),
         ("test-admin", "reconciliation.run"),

@@ -41,8 +41,8 @@ async def test_a_run_classifies_every_record_and_finds_the_gap(
     [gap] = summary["gaps"]
     assert gap["count"] == len(SCENARIO.lost)
     async with engine.connect() as conn:
-        items, _ = await service.page_items(conn, summary["id"], None, 0, 100_000)
-        lost, _ = await service.page_items(conn, summary["id"], "missing_in_mn", 0, 100_000)
+        items, _ = await service.page_items(conn, summary["id"], None, None, 100_000)
+        lost, _ = await service.page_items(conn, summary["id"], "missing_in_mn", None, 100_000)
         again = await service.get_summary(conn, summary["id"])
     found = {item["cdr_id"] or item["mn_id"]: item["status"] for item in items}
     assert found == SCENARIO.expected

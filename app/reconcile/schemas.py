@@ -1,0 +1,112 @@
+"""What the reconciliation API takes and returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from .matching import Status
+from .tolerance import MAX_SECONDS, parse_tolerance
+
+Tolerance = Annotated[
+    float,
+    BeforeValidator(parse_tolerance),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
+                {"type": "string", "examples": ["2s", "500ms", "1.5"]},
+            ],
+            "description": "Seconds, or a duration like `2s`, `500ms`, `1m` (at most an hour), "
+            "as `cdrecon reconcile --tolerance` takes it.",
+        }
+    ),
+]
+
+
+class RunRequest(BaseModel):
+    """A half-open window [from, until) and the matching tolerance."""
+
+    from_: datetime = Field(alias="from", examples=["2026-11-20T00:00:00Z"])
+    until: datetime = Field(examples=["2026-11-27T00:00:00Z"])
+    tolerance: Tolerance = 2.0
+
+
+class Counts(BaseModel):
+    """How many CDRs and MN records a run gave each status (a matched pair counts once)."""
+
+    matched: int
+    missing_in_mn: int = Field(description="Lost by the MN: the records to recover.")
+    missing_in_syslog: int
+    mismatched: int
+    outside_retention: int
+    open: int
+    excluded: int
+
+
+class Gap(BaseModel):
+    """A run of records missing on the MN between records it kept: a restore gap."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: datetime = Field(alias="from")
+    until: datetime
+    count: int
+    nodes: list[str]
+    last_kept_before: datetime | None
+    first_kept_after: datetime | None
+
+
+class Bounds(BaseModel):
+    """The first and last record time of one side's input."""
+
+    first: datetime | None
+    last: datetime | None
+
+
+class Inputs(BaseModel):
+    """What a run read."""
+
+    cdrs: int
+    mn_records: int
+    pairs: int
+    syslog: Bounds
+    mn: Bounds
+    mn_retention_from: datetime | None = Field(description="The oldest MN record stored.")
+
+
+class RunSummary(BaseModel):
+    """A reconciliation run: its window, counts by status, restore gaps and inputs."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    created_at: datetime
+    created_by: str | None
+    from_: datetime = Field(alias="from")
+    until: datetime
+    tolerance_seconds: float
+    counts: Counts
+    gaps: list[Gap]
+    inputs: Inputs
+
+
+class Item(BaseModel):
+    """A CDR, an MN record, or a pair of both, with its status in a run."""
+
+    seq: int = Field(description="Position in the run.")
+    status: Status
+    cdr_id: str | None
+    mn_id: str | None
+    matched_by: str | None = Field(
+        description="`id`, `call_uuid` or `heuristic` (conference, alias and start time); "
+        "null when unmatched."
+    )
+    time: datetime | None
+    conference_name: str | None
+    node: str | None
+    differences: dict[str, dict[str, Any]] | None = Field(
+        description="For a mismatched pair: each field's `syslog` and `mn` value."
+    )
