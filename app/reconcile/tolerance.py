@@ -9,13 +9,13 @@ MAX_SECONDS = 3600.0
 _UNITS = (("ms", 0.001), ("s", 1.0), ("m", 60.0))
 
 
-def parse_tolerance(value: str | float) -> float:
+def parse_tolerance(value: object) -> float:
     """Seconds, from `2s`, `500ms`, `1m` or a number of seconds (a JSON number too);
     ValueError for anything else, a negative value, or more than an hour."""
-    if isinstance(value, bool):  # a JSON true is not a duration
-        raise ValueError(f"not a duration: {value!r} (try 2s or 500ms)")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
+    elif not isinstance(value, str):
+        raise ValueError(f"not a duration: {value!r} (try 2s or 500ms)")
     else:
         text, scale = value.strip(), 1.0
         for suffix, unit in _UNITS:

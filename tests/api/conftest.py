@@ -24,7 +24,8 @@ class Loaded:
     run: dict[str, Any]
 
 
-@pytest.fixture(scope="module")
+# One for the package: its tests only add runs, batches and audit entries to it.
+@pytest.fixture(scope="package")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     service = Service(tmp_path_factory.mktemp("api-service"))
     service.start()

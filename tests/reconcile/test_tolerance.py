@@ -18,7 +18,24 @@ ACCEPTED = {
     2: 2.0,
     0.25: 0.25,
 }
-REFUSED = ["-1s", "-0.5", "abc", "", "s", "2h", "nan", "inf", "1e400", "61m", 3601, -1, True]
+REFUSED = [
+    "-1s",
+    "-0.5",
+    "abc",
+    "",
+    "s",
+    "2h",
+    "nan",
+    "inf",
+    "1e400",
+    "61m",
+    3601,
+    -1,
+    True,
+    None,
+    {},
+    [],
+]
 
 
 @pytest.mark.parametrize("given", ACCEPTED)
@@ -27,6 +44,6 @@ def test_accepted(given: str | float) -> None:
 
 
 @pytest.mark.parametrize("given", REFUSED, ids=repr)
-def test_refused(given: str | float) -> None:
+def test_refused(given: object) -> None:
     with pytest.raises(ValueError, match=r"duration|tolerance"):
         parse_tolerance(given)
