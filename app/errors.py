@@ -31,6 +31,11 @@ API_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def not_found(description: str) -> dict[int | str, dict[str, Any]]:
+    """The documented 404 of a route that looks something up."""
+    return {404: {"model": ErrorBody, "description": description}}
+
+
 class CdreconError(Exception):
     """Base of every error a request can cause; `status` is its HTTP status."""
 

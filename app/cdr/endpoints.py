@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import ConnectionDep
 from app.auth.deps import ReaderDep
-from app.errors import ErrorBody, NotFoundError
+from app.errors import NotFoundError, not_found
 from app.paging import Page
 from app.times import to_time, to_us
 
@@ -53,7 +53,7 @@ async def list_cdrs(
     "/cdrs/{participant_id}",
     response_model=CdrDetail,
     summary="One CDR with its events",
-    responses={404: {"model": ErrorBody, "description": "No CDR for this participant id"}},
+    responses=not_found("No CDR for this participant id"),
 )
 async def get_cdr(participant_id: str, _: ReaderDep, conn: ConnectionDep) -> CdrDetail:
     """The CDR of one leg and every event it was assembled from."""

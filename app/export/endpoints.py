@@ -13,7 +13,7 @@ from app.api.deps import ConnectionDep, RuntimeDep
 from app.audit.service import record as audit
 from app.auth.deps import ReaderDep
 from app.cdr.service import derive_pending
-from app.errors import ErrorBody
+from app.errors import ErrorBody, not_found
 from app.paging import Page
 from app.times import to_us
 
@@ -141,7 +141,7 @@ async def list_exports(
     "/exports/{export_id}",
     response_model=Manifest,
     summary="A batch's manifest",
-    responses={404: {"model": ErrorBody, "description": "No such batch"}},
+    responses=not_found("No such batch"),
 )
 async def get_export(export_id: str, _: ReaderDep, conn: ConnectionDep) -> Manifest:
     """Id, creator, time, source, filters, record count, total duration, first and last start,
@@ -155,7 +155,7 @@ async def get_export(export_id: str, _: ReaderDep, conn: ConnectionDep) -> Manif
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
-        404: {"model": ErrorBody, "description": "No such batch"},
+        **not_found("No such batch"),
     },
 )
 async def download_export(

@@ -10,7 +10,7 @@ from app.api.deps import ConnectionDep, RuntimeDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep, ReaderDep
 from app.cdr.service import derive_pending
-from app.errors import ErrorBody
+from app.errors import not_found
 from app.paging import Page
 from app.times import to_us
 
@@ -61,7 +61,7 @@ async def create_run(
     "/reconciliations/{run_id}",
     response_model=RunSummary,
     summary="A run's summary",
-    responses={404: {"model": ErrorBody, "description": "No such run"}},
+    responses=not_found("No such run"),
 )
 async def get_run(run_id: RunId, _: ReaderDep, conn: ConnectionDep) -> RunSummary:
     """Counts, gaps and input bounds of a stored run."""
@@ -72,7 +72,7 @@ async def get_run(run_id: RunId, _: ReaderDep, conn: ConnectionDep) -> RunSummar
     "/reconciliations/{run_id}/items",
     response_model=Page[Item],
     summary="A run's items",
-    responses={404: {"model": ErrorBody, "description": "No such run"}},
+    responses=not_found("No such run"),
 )
 async def list_items(
     run_id: RunId,
