@@ -4,9 +4,11 @@ Sans-IO: the connection handler passes whatever bytes it read to `Framer.feed` a
 the frames completed so far; `Framer.close` flushes what is left at end of stream.
 
 The framing mode is decided per frame, the way Vector does it, because senders mix modes on one
-connection: a frame whose first byte is 1-9 is octet counted (`MSG-LEN SP SYSLOG-MSG`), any other
-frame ends at LF. Runs of LF, CR, NUL, SP and TAB between frames are skipped (the stray LF loggen
-sends after an octet-counted frame, Cisco ASA's leading space, blank lines).
+connection: a frame that starts with 1-9 digits (the first one 1-9) and SP is octet counted
+(`MSG-LEN SP SYSLOG-MSG`), any other frame ends at LF. A digit run followed by anything but SP
+starts an LF-framed line (a PRI-less line starting with its ISO time, `2026-03-02T10:00:00Z host
+...`), not a bad count. Runs of LF, CR, NUL, SP and TAB between frames are skipped (the stray
+LF loggen sends after an octet-counted frame, Cisco ASA's leading space, blank lines).
 
 Nothing is dropped silently: a malformed frame comes out with its raw bytes and an `error`, and
 an oversize frame comes out as its first `max_frame_size` bytes with `truncated=True`. Only the
@@ -60,18 +62,17 @@ _new = tuple.__new__
 
 
 def _count_error(buf: bytes, pos: int, n: int) -> str | None:
-    """Say what is wrong with the octet count at buf[pos] (a digit 1-9); None: need more bytes."""
+    """Say why the digits at buf[pos] (the first one 1-9), not followed by SP within 9 digits,
+    are no octet count: an error, "" for an LF-framed line, None: need more bytes to tell."""
     stop = min(n, pos + _MAX_COUNT_DIGITS + 1)
     i = pos + 1
     while i < stop and _DIGIT_0 <= buf[i] <= _DIGIT_9:
         i += 1
-    ndigits = i - pos
-    if ndigits > _MAX_COUNT_DIGITS:
+    if i - pos > _MAX_COUNT_DIGITS:
         return f"bad octet count: more than {_MAX_COUNT_DIGITS} digits"
     if i == n:
         return None
-    unit = "digit" if ndigits == 1 else "digits"
-    return f"bad octet count: expected SP after {ndigits} {unit}, got {buf[i : i + 1]!r}"
+    return ""
 
 
 def _zero_error(head: bytes) -> str | None:
@@ -222,12 +223,14 @@ class Framer:
                             return
                         pos = end
                         continue
-                error = _count_error(buf, pos, n)
-                if error is None:
+                reason = _count_error(buf, pos, n)
+                if reason is None:
                     # Only digits so far: the count's SP or its 10th digit has not arrived.
                     self._hold(buf[pos:], 0, False)
                     return
-                # A malformed count is kept as a line: after LF is the only place to re-sync.
+                # No count: an LF-framed line, flagged if it looks like a malformed count (after
+                # LF is the only place to re-sync).
+                error = reason or None
             elif c in between:
                 pos += 1
                 continue
@@ -263,9 +266,11 @@ class Framer:
                 body = rest[sp + 1 : sp + 1 + self._max]
                 error = f"incomplete frame at end of stream: got {len(body)} of {count} bytes"
                 return _new(Frame, (body, False, error))
-            error = _count_error(rest, 0, len(rest))
-            if error is None:
+            reason = _count_error(rest, 0, len(rest))
+            if reason is None:
                 error = f"incomplete octet count at end of stream: {rest!r} with no SP"
+            else:
+                error = reason or None
         elif c == _DIGIT_0:
             error = _zero_error(rest[:2])
         # An LF-framed last line without its LF is a complete message; a bad or cut-short count
