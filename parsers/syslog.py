@@ -16,6 +16,9 @@ Shapes are tried in this order:
 
 Error columns are 0-based byte offsets into the frame (``frame[column]`` is the offending byte,
 or ``column == len(frame)`` when the frame ends too early).
+
+Every header field fits its column in the store (parsers/limits.py) and no text holds a NUL;
+see :func:`parse_syslog` for what happens at the limits.
 """
 
 import calendar
@@ -24,6 +27,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
 from typing import Final
+
+from parsers.limits import (
+    APP_NAME_MAX,
+    HOSTNAME_MAX,
+    MSGID_MAX,
+    NUL_REPLACEMENT,
+    PROCID_MAX,
+    TIMESTAMP_TEXT_MAX,
+)
 
 __all__ = [
     "SyslogFormat",
@@ -190,6 +202,14 @@ _CISCO_SEQUENCE: Final = re.compile(rb"\d{1,10}: ")
 _MISSING_LT: Final = re.compile(rb"\d{1,3}>")
 _NOT_PRINTABLE: Final = re.compile(rb"[^\x21-\x7e]")
 _HALF_YEAR: Final = timedelta(days=182)
+# RFC 5424's own APP-NAME limit, narrower than the column (which also holds RFC 3164 TAGs).
+_RFC5424_APP_NAME_MAX: Final = 48
+_RFC5424_FIELDS: Final = (
+    ("HOSTNAME", HOSTNAME_MAX),
+    ("APP-NAME", _RFC5424_APP_NAME_MAX),
+    ("PROCID", PROCID_MAX),
+    ("MSGID", MSGID_MAX),
+)
 
 
 # --- public API ------------------------------------------------------------------------------
@@ -299,10 +319,10 @@ def _rfc5424_fast(frame: bytes, pri: int, parts: list[bytes]) -> SyslogMessage |
     _, ts, host, app, procid, msgid, rest = parts
     if (
         not (host and app and procid and msgid)
-        or len(host) > 255
-        or len(app) > 48
-        or len(procid) > 128
-        or len(msgid) > 32
+        or len(host) > HOSTNAME_MAX
+        or len(app) > _RFC5424_APP_NAME_MAX
+        or len(procid) > PROCID_MAX
+        or len(msgid) > MSGID_MAX
     ):
         return None
     sd_start = len(frame) - len(rest)
@@ -342,7 +362,7 @@ def _rfc5424_fast(frame: bytes, pri: int, parts: list[bytes]) -> SyslogMessage |
         else:
             return None
         try:
-            structured_data = frame[sd_start:sd_end].decode()
+            structured_data = _storable(frame[sd_start:sd_end].decode())
         except UnicodeDecodeError:
             return None
     if frame[offset : offset + 1] == b"\xef" and frame.startswith(_BOM, offset):
@@ -401,7 +421,7 @@ def _rfc5424_precise(frame: bytes, pri: int, position: int) -> SyslogMessage:
         raise _Malformed("unsupported VERSION", position, f"{version.decode()}; only 1 is known")
     position = _after_space(frame, end, "VERSION")
 
-    token, end = _header_field(frame, position, "TIMESTAMP", 64)
+    token, end = _header_field(frame, position, "TIMESTAMP", TIMESTAMP_TEXT_MAX)
     if token == b"-":
         timestamp = None
         timestamp_text = None
@@ -411,7 +431,7 @@ def _rfc5424_precise(frame: bytes, pri: int, position: int) -> SyslogMessage:
     position = _after_space(frame, end, "TIMESTAMP")
 
     fields: list[str | None] = []
-    for name, limit in (("HOSTNAME", 255), ("APP-NAME", 48), ("PROCID", 128), ("MSGID", 32)):
+    for name, limit in _RFC5424_FIELDS:
         token, end = _header_field(frame, position, name, limit)
         fields.append(None if token == b"-" else token.decode("ascii"))
         position = _after_space(frame, end, name)
@@ -426,7 +446,7 @@ def _rfc5424_precise(frame: bytes, pri: int, position: int) -> SyslogMessage:
     elif frame[position] == 91:  # "["
         end = _scan_structured_data(frame.decode("latin-1"), position)
         try:
-            structured_data = frame[position:end].decode()
+            structured_data = _storable(frame[position:end].decode())
         except UnicodeDecodeError as exc:
             raise _Malformed("bad STRUCTURED-DATA", position + exc.start, "invalid UTF-8") from None
     else:
@@ -705,7 +725,12 @@ def _rfc3164(
     tag = _split_tag(frame[position:end])
     if tag is None and timestamp_text is not None:
         host = frame[position:end]
-        if host and not host.translate(None, _PRINTABLE):
+        # A token too long for a HOSTNAME, or a TAG too long to be one, starts the MSG.
+        if (
+            0 < len(host) <= HOSTNAME_MAX
+            and not host.translate(None, _PRINTABLE)
+            and not (host[-1] == 58 and len(host) > 1)
+        ):
             hostname = host.decode("ascii")
             position = min(end + 1, size)
             end = _token_end(frame, position)
@@ -736,14 +761,19 @@ def _token_end(frame: bytes, position: int) -> int:
 
 
 def _split_tag(token: bytes) -> tuple[str, str | None] | None:
-    """``app:`` -> (app, None), ``app[42]:`` -> (app, "42"); None if the token is no TAG."""
+    """``app:`` -> (app, None), ``app[42]:`` -> (app, "42"); None if the token is no TAG, or
+    its name or PROCID is too long to store."""
     if len(token) < 2 or token[-1] != 58 or token.translate(None, _PRINTABLE):
         return None
     body = token[:-1]
     if body[-1] == 93:  # "]"
         bracket = body.rfind(b"[")
         if 0 < bracket < len(body) - 2:
+            if bracket > APP_NAME_MAX or len(body) - bracket - 2 > PROCID_MAX:
+                return None
             return body[:bracket].decode("ascii"), body[bracket + 1 : -1].decode("ascii")
+    if len(body) > APP_NAME_MAX:
+        return None
     return body.decode("ascii"), None
 
 
@@ -803,7 +833,7 @@ def _iso_line(frame: bytes, parts: list[bytes]) -> SyslogMessage:
         if (
             ts.translate(_SHAPE) in _ISO_SHAPES
             and (ts[-1] == 90 or ts[-2] <= 53)
-            and host
+            and 0 < len(host) <= HOSTNAME_MAX
             and not host.translate(None, _PRINTABLE)
         ):
             text = ts.decode()
@@ -845,7 +875,7 @@ def _iso_line_precise(frame: bytes) -> SyslogMessage:
     timestamp = _iso_datetime(frame[:space], 0)
     if space >= size:
         raise _Malformed("missing HOSTNAME", size, "the line ends after the timestamp")
-    host, end = _header_field(frame, space + 1, "HOSTNAME", size)
+    host, end = _header_field(frame, space + 1, "HOSTNAME", HOSTNAME_MAX)
     offset = min(end + 1, size)
     return _message(
         SyslogFormat.ISO,
@@ -885,6 +915,11 @@ def _with_pri(frame: bytes, received_at: datetime | None, default_tz: tzinfo) ->
     if _looks_like_version(frame, gt + 1):
         return _rfc5424(frame, pri, gt + 1)
     return _rfc3164(frame, gt + 1, pri, received_at, default_tz)
+
+
+def _storable(text: str) -> str:
+    """``text`` with each NUL replaced (parsers/limits.py): PostgreSQL text cannot hold one."""
+    return text.replace("\x00", NUL_REPLACEMENT) if "\x00" in text else text
 
 
 def _raw(error: str) -> SyslogMessage:

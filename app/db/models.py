@@ -17,6 +17,18 @@ from sqlalchemy import (
     text,
 )
 
+from parsers.limits import (
+    APP_NAME_MAX,
+    FORMAT_MAX,
+    HOSTNAME_MAX,
+    LEVEL_MAX,
+    MSGID_MAX,
+    NAME_MAX,
+    PARTICIPANT_ID_MAX,
+    PROCID_MAX,
+    TIMESTAMP_TEXT_MAX,
+)
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -28,6 +40,7 @@ metadata = MetaData(
 # The raw store: one row per received syslog frame, parsed or not. Times are integer
 # microseconds since the Unix epoch (UTC): cheap to produce per batch, and identical on
 # SQLite and PostgreSQL. The frame is kept byte for byte; the message is raw[msg_offset:].
+# The parsed fields' lengths are the parsers' limits (parsers/limits.py).
 messages = Table(
     "messages",
     metadata,
@@ -37,15 +50,15 @@ messages = Table(
     Column("peer_host", String(64), nullable=True),
     Column("peer_port", Integer, nullable=True),
     Column("tls_subject", Text, nullable=True),
-    Column("format", String(8), nullable=False),
+    Column("format", String(FORMAT_MAX), nullable=False),
     Column("facility", SmallInteger, nullable=True),
     Column("severity", SmallInteger, nullable=True),
     Column("timestamp_us", BigInteger, nullable=True),
-    Column("timestamp_text", String(64), nullable=True),
-    Column("hostname", String(255), nullable=True),
-    Column("app_name", String(64), nullable=True),
-    Column("procid", String(128), nullable=True),
-    Column("msgid", String(32), nullable=True),
+    Column("timestamp_text", String(TIMESTAMP_TEXT_MAX), nullable=True),
+    Column("hostname", String(HOSTNAME_MAX), nullable=True),
+    Column("app_name", String(APP_NAME_MAX), nullable=True),
+    Column("procid", String(PROCID_MAX), nullable=True),
+    Column("msgid", String(MSGID_MAX), nullable=True),
     Column("structured_data", Text, nullable=True),
     Column("msg_offset", Integer, nullable=False),
     Column("truncated", Boolean, nullable=False),
@@ -89,11 +102,11 @@ events = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("digest", LargeBinary(16), nullable=False),
     Column("time_us", BigInteger, nullable=False),
-    Column("node", String(255), nullable=True),
-    Column("level", String(16), nullable=True),
-    Column("name", String(128), nullable=True),
+    Column("node", String(HOSTNAME_MAX), nullable=True),
+    Column("level", String(LEVEL_MAX), nullable=True),
+    Column("name", String(NAME_MAX), nullable=True),
     Column("message", Text, nullable=True),
-    Column("participant_id", String(128), nullable=True),
+    Column("participant_id", String(PARTICIPANT_ID_MAX), nullable=True),
     Column("call_id", Text, nullable=True),
     Column("conference", Text, nullable=True),
     Column("truncated", Boolean, nullable=False),

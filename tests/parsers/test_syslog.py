@@ -1105,8 +1105,174 @@ def test_rfc5424_round_trip(
         app_name=app_name,
         procid=procid,
         msgid=msgid,
-        structured_data=sd or None,
+        structured_data=sd.replace("\x00", "\ufffd") or None,
         msg_offset=body_start,
     )
-    assert parse_structured_data(message.structured_data or "-") == dict(elements)
+    stored = {
+        sd_id: {name: value.replace("\x00", "\ufffd") for name, value in params.items()}
+        for sd_id, params in elements
+    }
+    assert parse_structured_data(message.structured_data or "-") == stored
     assert message == _rfc5424(frame, pri, len(str(pri)) + 2)  # fast path == precise path
+
+
+# --- What the store can hold -----------------------------------------------------------------
+
+LONG = b"h" * 256
+BSD_TIME = b"Mar  7 19:06:53"
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ok(
+            b"<13>" + BSD_TIME + b" " + b"h" * 255 + b" app: m",
+            b"m",
+            id="bsd-hostname-255-kept",
+            **bsd(facility=1, severity=5, timestamp=utc(2025, 3, 7, 19, 6, 53)),
+            timestamp_text="Mar  7 19:06:53",
+            hostname="h" * 255,
+            app_name="app",
+        ),
+        ok(
+            b"<13>" + BSD_TIME + b" " + LONG + b" app: m",
+            LONG + b" app: m",
+            id="bsd-hostname-256-starts-msg",
+            **bsd(facility=1, severity=5, timestamp=utc(2025, 3, 7, 19, 6, 53)),
+            timestamp_text="Mar  7 19:06:53",
+        ),
+        ok(
+            b"<13>" + BSD_TIME + b" host " + b"t" * 64 + b"[" + b"1" * 128 + b"]: m",
+            b"m",
+            id="bsd-tag-64-pid-128-kept",
+            **bsd(facility=1, severity=5, timestamp=utc(2025, 3, 7, 19, 6, 53)),
+            timestamp_text="Mar  7 19:06:53",
+            hostname="host",
+            app_name="t" * 64,
+            procid="1" * 128,
+        ),
+        ok(
+            b"<13>" + BSD_TIME + b" host " + b"t" * 65 + b": m",
+            b"t" * 65 + b": m",
+            id="bsd-tag-65-starts-msg",
+            **bsd(facility=1, severity=5, timestamp=utc(2025, 3, 7, 19, 6, 53)),
+            timestamp_text="Mar  7 19:06:53",
+            hostname="host",
+        ),
+        ok(
+            b"<13>" + BSD_TIME + b" host app[" + b"1" * 129 + b"]: m",
+            b"app[" + b"1" * 129 + b"]: m",
+            id="bsd-pid-129-starts-msg",
+            **bsd(facility=1, severity=5, timestamp=utc(2025, 3, 7, 19, 6, 53)),
+            timestamp_text="Mar  7 19:06:53",
+            hostname="host",
+        ),
+        # Too long for a TAG is no reason to take it for a HOSTNAME.
+        ok(
+            b"<13>" + BSD_TIME + b" " + b"t" * 100 + b": m",
+            b"t" * 100 + b": m",
+            id="bsd-long-tag-is-not-a-hostname",
+            **bsd(facility=1, severity=5, timestamp=utc(2025, 3, 7, 19, 6, 53)),
+            timestamp_text="Mar  7 19:06:53",
+        ),
+        ok(
+            b"2026-03-02T10:00:00Z " + b"h" * 255 + b" m",
+            b"m",
+            id="iso-hostname-255-kept",
+            format=ISO,
+            timestamp=utc(2026, 3, 2, 10),
+            timestamp_text="2026-03-02T10:00:00Z",
+            hostname="h" * 255,
+        ),
+        ok(
+            b'<14>1 - h a - - [x@1 v="a\x00b"] m\x00',
+            b"m\x00",
+            id="sd-nul-replaced",
+            format=RFC5424,
+            facility=1,
+            severity=6,
+            hostname="h",
+            app_name="a",
+            structured_data='[x@1 v="a\ufffdb"]',
+        ),
+    ],
+)
+def test_header_fields_at_the_column_limits(frame: bytes, expected: SyslogMessage) -> None:
+    check_ok(frame, expected)
+
+
+@pytest.mark.parametrize(
+    ("frame", "prefix", "column", "words"),
+    [
+        raw(b"2026-03-02T10:00:00Z " + LONG + b" m", "iso", 276, "HOSTNAME too long", id="iso"),
+        raw(b"<14>1 - " + LONG + b" a - - - m", "rfc5424", 263, "HOSTNAME too long", id="5424"),
+        raw(b"<14>1 - h " + b"a" * 49 + b" - - - m", "rfc5424", 58, "APP-NAME", id="app-name"),
+        raw(b"<14>1 - h a " + b"p" * 129 + b" - - m", "rfc5424", 140, "PROCID", id="procid"),
+        raw(b"<14>1 - h a p " + b"m" * 33 + b" - m", "rfc5424", 46, "MSGID", id="msgid"),
+    ],
+)
+def test_strict_formats_refuse_fields_too_long_to_store(
+    frame: bytes, prefix: str, column: int, words: tuple[str, ...]
+) -> None:
+    check_raw(frame, prefix, column, words)
+
+
+def test_sd_nul_is_replaced_in_the_parsed_copy_only() -> None:
+    frame = b'<14>1 - h a - - [x@1 v="\x00"][y@1 w="\\"\x00\\]"]'
+    message = parse_syslog(frame)
+    assert message == _rfc5424(frame, 14, 4)
+    assert parse_structured_data(message.structured_data or "") == {
+        "x@1": {"v": "\ufffd"},
+        "y@1": {"w": '"\ufffd]'},
+    }
+
+
+def _column_limits() -> dict[str, int | None]:
+    """The text columns of `messages` a SyslogMessage fills, with their lengths (None: Text)."""
+    from sqlalchemy import String
+
+    from app.db.models import messages
+
+    names = [field.name for field in dataclasses.fields(SyslogMessage)]
+    return {
+        name: messages.c[name].type.length
+        for name in names
+        if name in messages.c and isinstance(messages.c[name].type, String)
+    }
+
+
+COLUMN_LIMITS = _column_limits()
+
+
+def test_every_text_field_has_a_column() -> None:
+    assert set(COLUMN_LIMITS) == {
+        "format",
+        "timestamp_text",
+        "hostname",
+        "app_name",
+        "procid",
+        "msgid",
+        "structured_data",
+        "error",
+    }
+
+
+# Frames that reach the header fields, with the bytes the store has trouble with.
+hostile_tails = st.lists(
+    st.sampled_from([b"\x00", b" ", b":", b"[", b"]", b'"', b"=", b"h" * 70, b"7" * 130])
+    | st.binary(max_size=8),
+    max_size=12,
+).map(b"".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(prefix=st.sampled_from(SYSLOGISH_PREFIXES), tail=hostile_tails | st.binary(max_size=300))
+def test_every_field_fits_its_column_and_holds_no_nul(prefix: bytes, tail: bytes) -> None:
+    message = parse_syslog(prefix + tail, received_at=RECEIVED)
+    for name, limit in COLUMN_LIMITS.items():
+        value = getattr(message, name)
+        if value is None:
+            continue
+        text = str(value)
+        assert "\x00" not in text, (name, text)
+        assert limit is None or len(text) <= limit, (name, len(text))
