@@ -38,6 +38,10 @@ So:
 - Leading whitespace is an error (the body starts at the timestamp: use `find_pexip_body`);
   trailing whitespace, CR and LF are ignored.
 
+What the store cannot hold (parsers/limits.py): a NUL becomes U+FFFD, and a `Level`, `Name` or
+`Participant-id` value longer than its column is dropped with its key, and the event is marked
+`truncated`, as for a pair cut short: a Participant-id cut to fit could name another leg.
+
 Truncation: syslog senders cut long lines, often mid-value. `parse_pexip(body)` then raises a
 `PexipParseError` with `truncated=True` at the column where the line ends. `parse_pexip(body,
 partial=True)` instead returns the pairs completed before the cut, with `event.truncated` set,
@@ -63,6 +67,8 @@ from types import MappingProxyType
 from typing import Final
 
 import pyparsing as pp
+
+from parsers.limits import LEVEL_MAX, NAME_MAX, NUL_REPLACEMENT, PARTICIPANT_ID_MAX
 
 __all__ = [
     "CR_MARKER",
@@ -103,7 +109,7 @@ class PexipEvent:
     in order of appearance, the first of duplicate keys kept. Read-only."""
     truncated: bool = False
     """The line was cut short (only from `parse_pexip(..., partial=True)`): `fields` holds the
-    pairs completed before the cut."""
+    pairs completed before the cut. Also set when a value too long to store was dropped."""
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The value of `key`, looked up case-insensitively (`Call-Id` finds `call-id`)."""
@@ -143,17 +149,46 @@ def parse_pexip(body: str, *, partial: bool = False) -> PexipEvent:
     body cut short after at least one complete pair returns those pairs instead, with
     `truncated=True`; any other error still raises.
     """
+    if "\x00" in body:
+        body = body.replace("\x00", NUL_REPLACEMENT)
     event = _scan_simple(body)
     if event is not None:
-        return event
+        return _storable(event)
     scanned = _scan_general(body)
     if scanned is None:
-        return _parse_grammar(body, partial)
+        return _storable(_parse_grammar(body, partial))
     event, cut = scanned
     if cut is not None and not partial:
         # Truncated: only the pair that was cut needs the grammar to say what went wrong.
         raise _explain_cut(body, cut)
-    return event
+    return _storable(event)
+
+
+# The keys whose values the store keeps in bounded columns, and their limits.
+_STORED_LIMITS: Final = {"level": LEVEL_MAX, "name": NAME_MAX, "participant-id": PARTICIPANT_ID_MAX}
+
+
+def _storable(event: PexipEvent) -> PexipEvent:
+    """`event`, or without the pairs too long to store and with `truncated` set."""
+    if (
+        len(event.level or "") <= LEVEL_MAX
+        and len(event.name or "") <= NAME_MAX
+        and len(event.fields.get("participant-id") or "") <= PARTICIPANT_ID_MAX
+    ):
+        return event
+    kept = {
+        key: value
+        for key, value in event.fields.items()
+        if len(value) <= _STORED_LIMITS.get(key, len(value))
+    }
+    return PexipEvent(
+        event.time,
+        kept.get("level"),
+        kept.get("name"),
+        kept.get("message"),
+        MappingProxyType(kept),
+        truncated=True,
+    )
 
 
 def find_pexip_body(message: str) -> int:
