@@ -159,7 +159,7 @@ def _progress() -> Iterator[Callable[[str, int], None] | None]:
 @_DATABASE_OPTION
 def rebuild(**flags: Any) -> None:
     """Recreate all call events and CDRs from the raw message store."""
-    from app.cdr.service import rebuild as rebuild_all
+    from app.cdr.deriving import rebuild as rebuild_all
     from app.db.engine import create_engine
 
     settings = _settings(**flags)
@@ -272,7 +272,7 @@ def pull_history(
 @click.option("--tolerance", default="2s", show_default=True, help="start/end tolerance")
 def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> None:
     """Match syslog CDRs with MN records over [from, until); prints the JSON summary."""
-    from app.cdr.service import derive_pending
+    from app.cdr.deriving import derive_pending
     from app.db.engine import create_engine
     from app.reconcile.service import reconcile
     from app.reconcile.tolerance import parse_tolerance
@@ -415,7 +415,7 @@ def export_command(
 ) -> None:
     """Create an export batch and write it (CSV or JSON lines) to a file or stdout."""
     from app.audit.service import record
-    from app.cdr.service import derive_pending
+    from app.cdr.deriving import derive_pending
     from app.db.engine import create_engine
     from app.export.service import ExportFormat, ExportRequest, create_export, stream_export
 

@@ -13,7 +13,7 @@ from app.errors import NotFoundError, not_found
 from app.paging import Page
 from app.times import to_time, to_us
 
-from . import service
+from . import queries
 from .schemas import Cdr, CdrDetail, Conference, Event
 
 router = APIRouter(tags=["cdrs"])
@@ -36,7 +36,7 @@ async def list_cdrs(
 ) -> Page[Cdr]:
     """CDRs whose start (or first event, for failed legs) is in `[from, until)`, in a stable
     order; page with `cursor`."""
-    rows, next_cursor = await service.page_cdrs(
+    rows, next_cursor = await queries.page_cdrs(
         conn,
         limit=limit,
         cursor=cursor,
@@ -57,7 +57,7 @@ async def list_cdrs(
 )
 async def get_cdr(participant_id: str, _: ReaderDep, conn: ConnectionDep) -> CdrDetail:
     """The CDR of one leg and every event it was assembled from."""
-    found = await service.get_cdr(conn, participant_id)
+    found = await queries.get_cdr(conn, participant_id)
     if found is None:
         raise NotFoundError(f"no CDR for participant {participant_id}")
     leg, events = found
@@ -84,7 +84,7 @@ async def list_conferences(
     _: ReaderDep, conn: ConnectionDep, from_: FromQuery = None, until: UntilQuery = None
 ) -> list[Conference]:
     """Conference instances (first join to last leave over all nodes) starting in the window."""
-    instances = await service.list_conferences(conn, to_us(from_), to_us(until))
+    instances = await queries.list_conferences(conn, to_us(from_), to_us(until))
     return [
         Conference(
             name=i.name,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, model_validator
 from app.api.deps import ConnectionDep, RuntimeDep
 from app.audit.service import record as audit
 from app.auth.deps import ReaderDep
-from app.cdr.service import derive_pending
+from app.cdr.deriving import derive_pending
 from app.errors import ErrorBody, not_found
 from app.paging import Page
 from app.times import to_us

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.cdr.service import FoundEvents, find_events
+from app.cdr.deriving import FoundEvents, find_events
 from parsers.framing import Frame
 from parsers.syslog import SyslogMessage, parse_syslog
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.cdr import pending
-from app.cdr.service import counts as cdr_counts
+from app.cdr.queries import counts as cdr_counts
 from app.times import to_time
 
 from .repository import MessageRepository

@@ -7,13 +7,8 @@ When the database falls behind, the queue passes the high-water mark and the wri
 pauses the readers (TCP back-pressure) until it drains below the low-water mark.
 
 Deriving call events and CDRs costs about three times what storing the raw messages does.
-While more than `defer_backlog` messages wait (None: never), the writer stores batches raw
-only, lists their messages in `pending_derivations` in the same transaction, and derives
-them later: a batch at a time once the senders pause for `CATCH_UP_AFTER_IDLE`, and under
-steady traffic `CATCH_UP_SLICE` messages at a time whenever the queue is empty, taking at
-most `CATCH_UP_SHARE` of the writer's time. The durable store keeps up with a burst three
-times as fast, and the CDRs catch up after it; once nothing deferred is left, the writer
-derives as it stores.
+The writer hands each batch it stores to its `Deriver` (app/cdr/deriving.py), which decides
+whether to derive it at once or later, and gives it its idle time to catch up.
 """
 
 from __future__ import annotations
@@ -27,10 +22,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.cdr import pending
-from app.cdr.extract import CallEvent
-from app.cdr.legcache import LegCache
-from app.cdr.service import Derived, FoundEvents, catch_up, store_events
+from app.cdr.deriving import Deriver, FoundEvents
 from app.db.checkpoint import WalCheckpointer
 from app.metrics import Metrics
 from parsers.framing import Frame
@@ -44,22 +36,8 @@ log = logging.getLogger(__name__)
 
 Chunk = tuple[Origin, int, list[Frame]]
 
-# How long the queue must stay empty before deferred deriving resumes: within a burst the
-# next frames arrive sooner than this.
-CATCH_UP_AFTER_IDLE = 0.05
-# The share of the writer's time the catch-up may take while frames keep arriving: steady
-# traffic never pauses that long, and its deferred work must still be derived.
-CATCH_UP_SHARE = 0.25
-# Messages one catch-up derives while frames keep arriving: a few milliseconds of work,
-# so that reading the sockets never waits long for it.
-CATCH_UP_SLICE = 500
 # Frames prepared between two turns of the event loop.
 YIELD_EVERY = 500
-
-
-# The call events (or None) of a batch's inserted messages, in order, and how many messages
-# looked like Pexip but did not parse.
-Found = tuple[list[CallEvent | None], int]
 
 
 class Pausable(Protocol):
@@ -92,7 +70,7 @@ class BatchWriter:
         self.high_water = high_water
         self.low_water = min(low_water, high_water)
         self.udp_limit = max(udp_limit, high_water)
-        self.defer_backlog = defer_backlog
+        self._deriver = Deriver(engine, metrics, defer_backlog)
         self._chunks: deque[Chunk] = deque()
         self._pending = 0
         self._held: set[Pausable] = set()
@@ -104,17 +82,9 @@ class BatchWriter:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._repository: MessageRepository | None = None
-        self._legs = LegCache()
         self._checkpointer = WalCheckpointer.for_engine(engine)
-        # Whether deferred messages may wait to be derived: looked up when the writer
-        # starts (an earlier run may have left some), set whenever a batch is deferred.
-        self._catch_up_due = True
         self._finish_deriving = True
-        # How many messages are listed for the catch-up; None until first counted.
-        self._deferred: int | None = None
         self._last_submit = 0.0  # time.monotonic() of the last frames queued
-        self._deferring = False  # store raw until nothing deferred is left
-        self._catch_up_not_before = 0.0  # time.monotonic(): keeps the catch-up's share
 
     @property
     def pending(self) -> int:
@@ -184,26 +154,17 @@ class BatchWriter:
         await self._room.wait()
 
     async def _run(self) -> None:
-        await self._count_deferred()
+        deriver = self._deriver
+        await deriver.start()
         while True:
             if not self._chunks:
-                if self._catch_up_due and (self._finish_deriving or not self._stopping):
-                    # Storing comes first: derive a batch of deferred work only once the
-                    # senders pause, then look again.
-                    now = time.monotonic()
-                    # Right away if the senders are quiet, or if the catch-up has had less
-                    # than its share lately; else wait for either, storing what arrives.
-                    wait = min(
-                        CATCH_UP_AFTER_IDLE - (now - self._last_submit),
-                        self._catch_up_not_before - now,
-                    )
+                if deriver.catch_up_due and (self._finish_deriving or not self._stopping):
+                    # Storing comes first: the deriver catches up when it says, storing what
+                    # arrives meanwhile, then look again.
+                    wait = deriver.catch_up_wait(self._last_submit)
                     if not self._stopping and wait > 0 and await self._more_within(wait):
                         continue
-                    started = time.monotonic()
-                    quiet = started - self._last_submit >= CATCH_UP_AFTER_IDLE
-                    await self._catch_up(None if quiet or self._stopping else CATCH_UP_SLICE)
-                    took = time.monotonic() - started
-                    self._catch_up_not_before = started + took / CATCH_UP_SHARE
+                    await deriver.catch_up(self._last_submit, whole_run=self._stopping)
                     continue
                 if self._stopping:
                     return
@@ -213,13 +174,7 @@ class BatchWriter:
             if self._pending < self.batch_size and self.linger and not self._stopping:
                 # Let a small batch fill a little: fewer, larger transactions.
                 await asyncio.sleep(self.linger)
-            # More than `defer_backlog` messages wait (by default, more than this batch): the
-            # senders are ahead, so store raw until the catch-up has derived everything
-            # deferred. Deciding batch by batch instead would derive every batch that happens
-            # to find the queue short, and a slow reader (TLS) would seldom defer at all.
-            if self.defer_backlog is not None and self._pending > self.defer_backlog:
-                self._deferring = True
-            defer = self._deferring
+            defer = deriver.defers(self._pending)
             # Parsing the next batch while this one commits was measured and bought nothing:
             # sqlite3 takes the GIL back for every row and statement, so the database thread
             # waited on the parser as much as it ran beside it.
@@ -255,16 +210,12 @@ class BatchWriter:
             try:
                 async with self._engine.begin() as conn:
                     batch, duplicates, found = await self._store(conn, chunks)
-                    derived: Derived | None = None
-                    if defer:
-                        await pending.defer(conn, batch.ids)
-                    else:
-                        derived = await self._derive(conn, batch, found)
+                    derived = await self._deriver.store(conn, batch.ids, found, defer)
                 break
             except Exception:
                 # Keep the batch and retry: the readers stay paused meanwhile, so memory
                 # stays bounded and nothing read is given up while the process lives.
-                self._legs.clear()
+                self._deriver.rolled_back()
                 self._metrics.write_errors.inc()
                 log.exception("commit of %d messages failed; retrying in %.1fs", queued, delay)
                 await asyncio.sleep(delay)
@@ -272,12 +223,8 @@ class BatchWriter:
         self._pending -= queued
         if not self._pending:
             self._drained.set()
-        if defer and batch.ids:
-            self._catch_up_due = True
-            if self._deferred is not None:
-                self._deferred += len(batch.ids)
-                self._metrics.derive_pending.set(self._deferred)
-        self._count(batch, duplicates, derived, time.perf_counter() - started)
+        self._deriver.committed(batch.ids, derived, defer)
+        self._count(batch, duplicates, time.perf_counter() - started)
         self._relieve()
 
     async def _more_within(self, seconds: float) -> bool:
@@ -289,49 +236,7 @@ class BatchWriter:
             return bool(self._chunks)
         return True
 
-    async def _count_deferred(self) -> None:
-        """What an earlier run left listed for the catch-up, for the gauge."""
-        try:
-            async with self._engine.connect() as conn:
-                self._deferred = await pending.count(conn)
-        except Exception:
-            # Counted again at the first catch-up; storing must not wait on this.
-            log.exception("counting deferred messages failed")
-            return
-        self._metrics.derive_pending.set(self._deferred)
-        self._catch_up_due = self._deferred > 0
-
-    async def _catch_up(self, limit: int | None) -> None:
-        """Derive one batch of deferred messages (at most `limit`); note when none are left."""
-        try:
-            async with self._engine.begin() as conn:
-                if self._deferred is None:
-                    # An earlier run may have left messages listed.
-                    self._deferred = await pending.count(conn)
-                taken, derived = await catch_up(conn, self._legs, limit)
-        except Exception:
-            # The database failed, not the deriving: keep the list and come back later.
-            self._legs.clear()
-            self._metrics.write_errors.inc()
-            log.exception("catching up on deferred messages failed; retrying")
-            await asyncio.sleep(1.0)
-            return
-        self._deferred = 0 if taken is None else max(0, self._deferred - taken)
-        self._metrics.derive_pending.set(self._deferred)
-        if taken is None:
-            self._catch_up_due = False
-            self._deferring = False  # nothing deferred is left: derive as we store again
-            return
-        if derived is None:
-            self._metrics.derive_errors.inc()
-        else:
-            self._metrics.events.inc(derived.events)
-            self._metrics.event_duplicates.inc(derived.duplicates)
-            self._metrics.pexip_failures.inc(derived.unparsed)
-
-    def _count(
-        self, batch: Batch, duplicates: Counter[str], derived: Derived | None, seconds: float
-    ) -> None:
+    def _count(self, batch: Batch, duplicates: Counter[str], seconds: float) -> None:
         metrics = self._metrics
         metrics.queue.set(self._pending)
         metrics.batch_seconds.observe(seconds)
@@ -346,26 +251,21 @@ class BatchWriter:
                 metrics.framing_errors.labels(transport).inc(tally.framing_errors)
         for transport, count in duplicates.items():
             metrics.duplicates.labels(transport).inc(count)
-        if derived is not None:
-            metrics.events.inc(derived.events)
-            metrics.event_duplicates.inc(derived.duplicates)
-            metrics.pexip_failures.inc(derived.unparsed)
 
     async def _store(
         self, conn: AsyncConnection, chunks: list[PreparedChunk]
-    ) -> tuple[Batch, Counter[str], Found]:
+    ) -> tuple[Batch, Counter[str], FoundEvents]:
         """Insert the messages of `chunks`, less lines of files stored before; with the call
-        events (or None) of the messages inserted, in order, and how many did not parse."""
+        events found in the messages inserted, in order."""
         repository = self._messages(conn)
         duplicates: Counter[str] = Counter()
         batch = Batch()
-        events: list[CallEvent | None] = []
-        unparsed = 0
+        found = FoundEvents([], [])
         seen: set[bytes] = set()
         digests = [d for chunk in chunks if chunk.digests is not None for d in chunk.digests]
         known = await repository.existing_digests(conn, digests) if digests else set()
         for chunk in chunks:
-            found = chunk.found or FoundEvents([None] * len(chunk.frames), [])
+            chunk_found = chunk.found or FoundEvents.none(len(chunk.frames))
             keep: Sequence[int] = range(len(chunk.frames))
             if chunk.digests is not None:
                 fresh: list[int] = []
@@ -385,8 +285,7 @@ class BatchWriter:
                     chunk.messages,
                     chunk.digests,
                 )
-                events += found.events
-                unparsed += len(found.unparsed)
+                found.add(chunk_found)
                 continue
             add_frames(
                 batch,
@@ -396,31 +295,10 @@ class BatchWriter:
                 [chunk.messages[i] for i in keep],
                 [chunk.digests[i] for i in keep] if chunk.digests is not None else None,
             )
-            events += [found.events[i] for i in keep]
-            unparsed += len(set(keep).intersection(found.unparsed))
+            found.add(chunk_found, keep)
         batch.ids = await repository.insert_messages(conn, batch.rows)
         await repository.upsert_nodes(conn, batch.nodes)
-        return batch, duplicates, (events, unparsed)
-
-    async def _derive(self, conn: AsyncConnection, batch: Batch, found: Found) -> Derived | None:
-        """Store the batch's call events and update CDRs, in a savepoint: a failure here must
-        never cost the raw messages their commit (`cdrecon rebuild` derives them again)."""
-        events, unparsed = found
-        pairs = [
-            (message_id, event)
-            for message_id, event in zip(batch.ids, events, strict=True)
-            if event is not None
-        ]
-        try:
-            async with conn.begin_nested():
-                derived = await store_events(conn, pairs, self._legs)
-        except Exception:
-            self._legs.clear()
-            self._metrics.derive_errors.inc()
-            log.exception("deriving events from %d messages failed", len(batch.rows))
-            return None
-        derived.unparsed = unparsed
-        return derived
+        return batch, duplicates, found
 
     def _messages(self, conn: AsyncConnection) -> MessageRepository:
         if self._repository is None:

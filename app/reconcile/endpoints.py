@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from app.api.deps import ConnectionDep, RuntimeDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep, ReaderDep
-from app.cdr.service import derive_pending
+from app.cdr.deriving import derive_pending
 from app.errors import not_found
 from app.paging import Page
 from app.times import to_us

@@ -9,14 +9,13 @@ import json
 import os
 import random
 import subprocess
-from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.cdr import pending, service
+from app.cdr import deriving, pending
 from app.db.engine import create_engine
 from app.db.models import events, messages, pending_derivations
 from app.ingest.origin import Origin
@@ -31,13 +30,6 @@ from tests.conftest import CDRECON
 ORIGIN = Origin("tcp", "10.0.1.11", 5000)
 # The queue always holds more than -1 messages: every batch is deferred.
 ALWAYS = -1
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def write(
@@ -123,7 +115,7 @@ async def test_inline_and_deferred_halves_meet_in_the_same_legs(engine: AsyncEng
     await write(engine, frames[half:], defer_backlog=ALWAYS, finish_deriving=False)
     async with engine.connect() as conn:
         assert await pending.count(conn) == len(frames) - half
-    derived = await service.derive_pending(engine)
+    derived = await deriving.derive_pending(engine)
     assert derived.events > 0
     assert await legs(engine) == EXPECTED
     assert await count(engine, events) == CALL_EVENTS
@@ -133,7 +125,7 @@ async def test_inline_and_deferred_halves_meet_in_the_same_legs(engine: AsyncEng
 
 async def test_rebuild_leaves_nothing_pending(engine: AsyncEngine) -> None:
     await write(engine, shuffled(4), defer_backlog=ALWAYS, finish_deriving=False)
-    await service.rebuild(engine, chunk=5)
+    await deriving.rebuild(engine, chunk=5)
     assert await count(engine, pending_derivations) == 0
     assert await legs(engine) == EXPECTED
 
@@ -160,7 +152,7 @@ async def test_two_catch_ups_at_once_share_the_work(database_url: str) -> None:
     try:
         await write(first, shuffled(6), defer_backlog=ALWAYS, finish_deriving=False)
         results = await asyncio.gather(
-            service.derive_pending(first), service.derive_pending(second)
+            deriving.derive_pending(first), deriving.derive_pending(second)
         )
         assert sum(r.events for r in results) == CALL_EVENTS
         assert await legs(first) == EXPECTED
@@ -217,7 +209,7 @@ async def test_a_catch_up_in_slices_leaves_the_rest_of_a_run_listed(engine: Asyn
     assert left == len(LINES)
     while True:
         async with engine.begin() as conn:
-            taken, derived = await service.catch_up(conn, limit=3)
+            taken, derived = await deriving.catch_up(conn, limit=3)
             if taken is None:
                 break
             assert derived is not None

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.cdr import service
+from app.cdr import deriving
 from app.db.engine import create_engine
 from app.db.models import event_messages, events
 from app.ingest.origin import Origin
@@ -18,13 +17,6 @@ from app.metrics import Metrics
 from parsers.framing import Frame
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, LINES
 from tests.cdr.stored import count, legs
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def ingest(engine: AsyncEngine, frames: list[bytes], origin: Origin, batch: int) -> None:
@@ -62,44 +54,9 @@ async def test_the_same_lines_again_add_links_not_events(engine: AsyncEngine) ->
 async def test_rebuild_recreates_the_same_cdrs(engine: AsyncEngine) -> None:
     await ingest(engine, [line.rfc5424() for line in LINES], Origin("tcp", "h", 1), batch=100)
     before = await legs(engine)
-    derived = await service.rebuild(engine, chunk=3)
+    derived = await deriving.rebuild(engine, chunk=3)
     assert derived.events == CALL_EVENTS
     assert await legs(engine) == before == EXPECTED
-
-
-async def test_a_leg_can_be_read_with_its_events_and_raw_messages(engine: AsyncEngine) -> None:
-    await ingest(engine, [line.rfc5424() for line in LINES], Origin("tcp", "h", 1), batch=100)
-    async with engine.connect() as conn:
-        found = await service.get_cdr(conn, "p-carol")
-    assert found is not None
-    leg, leg_events = found
-    assert leg["conference_name"] == "Weekly sync"
-    assert leg["vendor"] == 'Polycom "HDX"'
-    assert [e["message"] for e in leg_events] == [
-        "Participant has joined.",
-        "Participant has disconnected.",
-    ]
-    assert all(len(e["message_ids"]) == 1 for e in leg_events)
-    # The keys are parsed again from the raw message the event came in.
-    assert leg_events[0]["fields"]["participant-id"] == "p-carol"
-    assert leg_events[0]["fields"]["vendor"] == 'Polycom "HDX"'
-
-
-async def test_cdr_pages_follow_a_stable_cursor(engine: AsyncEngine) -> None:
-    await ingest(engine, [line.rfc5424() for line in LINES], Origin("tcp", "h", 1), batch=100)
-    seen: list[str] = []
-    cursor = None
-    async with engine.connect() as conn:
-        while True:
-            rows, cursor = await service.page_cdrs(conn, limit=2, cursor=cursor)
-            seen += [row["id"] for row in rows]
-            if cursor is None:
-                break
-        everything, _ = await service.page_cdrs(conn, limit=100, cursor=None)
-        closed, _ = await service.page_cdrs(conn, limit=100, cursor=None, state="closed")
-    assert seen == [row["id"] for row in everything]
-    assert len(seen) == len(EXPECTED)
-    assert {row["id"] for row in closed} == {k for k, v in EXPECTED.items() if v[0] == "closed"}
 
 
 async def test_two_receivers_on_one_database_assemble_each_leg_from_all_events(
@@ -169,3 +126,15 @@ async def test_a_writer_sees_events_another_writer_stored_since_it_last_saw_the_
     state, duration, *_ = (await legs(engine))["leg"]
     assert (state, duration) == ("closed", 300)
     assert await count(engine, events) == 3
+
+
+def test_events_found_in_chunks_keep_their_positions_in_the_batch() -> None:
+    """A batch takes each chunk's events, less the lines stored before; what did not parse
+    is counted at its place among the messages kept."""
+    first = deriving.FoundEvents([None, None, None], [1])
+    second = deriving.FoundEvents([None, None, None, None], [0, 3])
+    batch = deriving.FoundEvents.none(0)
+    batch.add(first)
+    batch.add(second, keep=[1, 3])
+    assert len(batch.events) == 5
+    assert batch.unparsed == [1, 4]
