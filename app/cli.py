@@ -272,7 +272,6 @@ def pull_history(
 @click.option("--tolerance", default="2s", show_default=True, help="start/end tolerance")
 def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> None:
     """Match syslog CDRs with MN records over [from, until); prints the JSON summary."""
-    from app.cdr.deriving import derive_pending
     from app.db.engine import create_engine
     from app.reconcile.service import reconcile
     from app.reconcile.tolerance import parse_tolerance
@@ -289,8 +288,6 @@ def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> N
     async def run() -> dict[str, Any]:
         engine = create_engine(settings.database_url)
         try:
-            # The syslog CDRs must be complete: derive what a busy receiver deferred.
-            await derive_pending(engine)
             async with engine.begin() as conn:
                 return await reconcile(
                     conn,
@@ -415,7 +412,6 @@ def export_command(
 ) -> None:
     """Create an export batch and write it (CSV or JSON lines) to a file or stdout."""
     from app.audit.service import record
-    from app.cdr.deriving import derive_pending
     from app.db.engine import create_engine
     from app.export.service import ExportFormat, ExportRequest, create_export, stream_export
 
@@ -453,9 +449,6 @@ def export_command(
     async def run() -> dict[str, Any]:
         engine = create_engine(settings.database_url)
         try:
-            if request.run_id is None:
-                # A window reads CDRs: derive what a busy receiver deferred first.
-                await derive_pending(engine)
             async with engine.begin() as conn:
                 manifest, _ = await create_export(conn, engine, request, "cli")
                 await record(conn, "cli", "export.create", manifest["id"], filters)

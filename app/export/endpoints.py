@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field, model_validator
 from app.api.deps import ConnectionDep, RuntimeDep
 from app.audit.service import record as audit
 from app.auth.deps import ReaderDep
-from app.cdr.deriving import derive_pending
 from app.errors import ErrorBody, not_found
 from app.paging import Page
 from app.times import to_us
@@ -99,10 +98,6 @@ async def create_export(
     first/last start, sha256 of each format). Records already exported are left out unless
     `include_exported` is set."""
     request_ = body.to_request()
-    if request_.run_id is None:
-        # A window reads CDRs: derive what the writer deferred first, so none is missing
-        # (in transactions of their own; `conn` has read nothing yet).
-        await derive_pending(runtime.engine)
     manifest, new = await service.create_export(
         conn, runtime.engine, request_, principal.name, idempotency_key
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.cdr.deriving import derive_pending
 from app.errors import CdreconError, InvalidInputError, NotFoundError
 from app.paging import cut_page, decode_cursor
 from app.times import iso
@@ -92,8 +93,13 @@ async def create_export(
     """Create a batch (or return the one made with the same Idempotency-Key); (manifest, new).
 
     The records are read through a connection of their own and frozen into `conn`'s
-    transaction a chunk at a time, so memory stays flat however large the batch.
+    transaction a chunk at a time, so memory stays flat however large the batch. A window
+    reads CDRs: what a busy writer deferred is derived first, in transactions of its own,
+    before `conn` reads anything (on SQLite, a transaction that has read cannot write once
+    another has committed).
     """
+    if request.run_id is None:
+        await derive_pending(engine)
     repository = ExportRepository()
     fingerprint = request.fingerprint()
     if idempotency_key:

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from app.api.deps import ConnectionDep, RuntimeDep
+from app.api.deps import ConnectionDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep, ReaderDep
-from app.cdr.deriving import derive_pending
 from app.errors import not_found
 from app.paging import Page
 from app.times import to_us
@@ -33,16 +32,12 @@ async def create_run(
     body: RunRequest,
     request: Request,
     principal: AdminDep,
-    runtime: RuntimeDep,
     conn: ConnectionDep,
 ) -> RunSummary:
     """Match syslog CDRs against MN records over the window; the summary with counts by
     status and the restore gaps."""
     from_us, until_us = to_us(body.from_), to_us(body.until)
     assert from_us is not None and until_us is not None
-    # The syslog CDRs must be complete: derive what the writer deferred and has not caught up
-    # on yet (in transactions of their own: `conn` only reads them afterwards).
-    await derive_pending(runtime.engine)
     summary = await service.reconcile(
         conn, from_us, until_us, round(body.tolerance * 1_000_000), principal.name
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.cdr.deriving import derive_pending
 from app.errors import InvalidInputError, NotFoundError
 from app.history.repository import HistoryRepository
 from app.paging import cut_page, decode_cursor
@@ -55,9 +56,14 @@ async def reconcile(
     tolerance_us: int = 2_000_000,
     created_by: str | None = None,
 ) -> dict[str, Any]:
-    """Run a reconciliation over [from, until), store it, and return its summary."""
+    """Run a reconciliation over [from, until), store it, and return its summary.
+
+    Derives what a busy writer deferred first, in transactions of its own: call it before
+    `conn` has read anything, so that it reads complete CDRs."""
     if until_us <= from_us:
         raise InvalidInputError("the window is empty: `until` must be after `from`")
+    # A CDR not derived yet would count its leg as missing in syslog.
+    await derive_pending(conn.engine)
     repository = ReconcileRepository()
     retention_from = await HistoryRepository.for_connection(conn).oldest_start(conn)
     now_us = time.time_ns() // 1000

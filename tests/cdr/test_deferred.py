@@ -18,10 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.cdr import deriving, pending
 from app.db.engine import create_engine
 from app.db.models import events, messages, pending_derivations
+from app.export.service import ExportFormat, ExportRequest, create_export, stream_export
 from app.ingest.origin import Origin
 from app.ingest.service import get_stats
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
+from app.reconcile.service import reconcile
 from parsers.framing import Frame
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, LINES
 from tests.cdr.stored import count, legs
@@ -52,6 +54,10 @@ async def write(
 
 # The scenario's day, as the commands take a window.
 DAY = ("--from", "2026-11-26T00:00:00Z", "--until", "2026-11-27T00:00:00Z")
+# The same day in microseconds, as the services take it.
+DAY_US = (1_795_651_200_000_000, 1_795_737_600_000_000)
+# The legs a window exports, and reconciliation finds lost on the MN (it holds nothing here).
+CLOSED = {leg for leg, (state, *_) in EXPECTED.items() if state == "closed"}
 
 
 async def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -140,9 +146,7 @@ async def test_the_reconcile_command_derives_what_is_pending_first(
     assert await legs(engine) == EXPECTED
     # Every closed leg is in the run, lost on the MN (it holds nothing here).
     summary = json.loads(done.stdout)
-    assert summary["counts"]["missing_in_mn"] == sum(
-        1 for state, *_ in EXPECTED.values() if state == "closed"
-    )
+    assert summary["counts"]["missing_in_mn"] == len(CLOSED)
 
 
 async def test_two_catch_ups_at_once_share_the_work(database_url: str) -> None:
@@ -178,7 +182,31 @@ async def test_an_export_of_a_window_derives_what_is_pending_first(
     done = await cli(database_url, "export", *DAY, "--format", "jsonl")
     assert done.returncode == 0, done.stderr
     exported = {json.loads(line)["id"] for line in done.stdout.splitlines()}
-    assert exported == {leg for leg, (state, *_) in EXPECTED.items() if state == "closed"}
+    assert exported == CLOSED
+
+
+async def test_a_reconciliation_derives_what_is_pending_by_itself(engine: AsyncEngine) -> None:
+    """Whoever calls the service, API or CLI or another, gets complete CDRs."""
+    await write(engine, shuffled(10), defer_backlog=ALWAYS, finish_deriving=False)
+    async with engine.begin() as conn:
+        summary = await reconcile(conn, *DAY_US)
+    assert summary["counts"]["missing_in_mn"] == len(CLOSED)
+    assert await count(engine, pending_derivations) == 0
+    assert await legs(engine) == EXPECTED
+
+
+async def test_an_export_of_a_window_derives_what_is_pending_by_itself(
+    engine: AsyncEngine,
+) -> None:
+    await write(engine, shuffled(11), defer_backlog=ALWAYS, finish_deriving=False)
+    request = ExportRequest(from_us=DAY_US[0], until_us=DAY_US[1])
+    async with engine.begin() as conn:
+        manifest, _ = await create_export(conn, engine, request, "tester")
+    chunks = [chunk async for chunk in stream_export(engine, manifest["id"], ExportFormat.JSONL)]
+    exported = {json.loads(line)["id"] for line in b"".join(chunks).splitlines()}
+    assert exported == CLOSED
+    assert manifest["record_count"] == len(CLOSED)
+    assert await count(engine, pending_derivations) == 0
 
 
 async def test_deferred_work_is_derived_under_traffic_that_never_pauses(
