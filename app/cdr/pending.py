@@ -1,10 +1,11 @@
-"""The messages whose call events are still to be derived: SQL of the deferred-work table.
+"""The messages whose call events are still to be derived: SQL of the deferred-work table,
+which only `deriving` writes.
 
-The batch writer lists messages here (in the transaction that stores them) when it defers
-deriving because the database is behind, as runs of consecutive message ids: a batch's ids
-are one run on SQLite and nearly always on PostgreSQL, so a batch costs one row, not one
-per message. The catch-up takes the oldest run. On PostgreSQL, where several receivers may
-catch up at once, a taken run is locked and the others skip it.
+A batch writer's deriver lists messages here (in the transaction that stores them) when it
+defers deriving because the database is behind, as runs of consecutive message ids: a
+batch's ids are one run on SQLite and nearly always on PostgreSQL, so a batch costs one
+row, not one per message. The catch-up takes the oldest run. On PostgreSQL, where several
+receivers may catch up at once, a taken run is locked and the others skip it.
 """
 
 from __future__ import annotations
