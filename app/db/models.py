@@ -289,6 +289,8 @@ api_tokens = Table(
 
 # Export batches. The record set and each record's content are frozen at creation
 # (`export_records.record` is the MN-shaped JSON object), so every download is the same bytes.
+# The row is written first, before the records are chosen: the unique Idempotency-Key makes
+# a request that repeats one in flight wait for it and then replay its batch.
 exports = Table(
     "exports",
     metadata,
@@ -315,7 +317,17 @@ export_records = Table(
     Column("cdr_id", String(128), nullable=False),
     Column("record", Text, nullable=False),
     Column("csv_row", Text, nullable=False),
-    Index("ix_export_records_cdr_id", "cdr_id"),
+)
+
+# The batch each record was first exported in. Its primary key is what makes exports exactly
+# once: a batch claims its records here in the transaction that stores it, so of two batches
+# racing for a record one commits and the other finds it taken. A batch made with
+# include_exported claims only the records no batch had before.
+first_exports = Table(
+    "first_exports",
+    metadata,
+    Column("cdr_id", String(128), primary_key=True),
+    Column("export_id", String(40), nullable=False),
 )
 
 # Who did what: token name, action, target, parameters, client address, time.

@@ -78,9 +78,16 @@ class ExportBody(BaseModel):
             "description": "The batch made earlier with the same Idempotency-Key",
         },
         201: {"description": "A new batch"},
+        **not_found("No reconciliation run with that run_id"),
         409: {
             "model": ErrorBody,
-            "description": "The Idempotency-Key was used for a different request",
+            "description": "The Idempotency-Key was used for a different request, or every "
+            "record asked for is in an earlier batch (the answer names it; include_exported "
+            "exports them again)",
+        },
+        422: {
+            "model": ErrorBody,
+            "description": "An empty window (from >= until), or no records to export",
         },
     },
     status_code=201,
@@ -96,7 +103,7 @@ async def create_export(
 ) -> Manifest:
     """Freeze a record set into a batch and return its manifest (count, total duration,
     first/last start, sha256 of each format). Records already exported are left out unless
-    `include_exported` is set."""
+    `include_exported` is set; a batch that would hold no records is not made."""
     request_ = body.to_request()
     manifest, new = await service.create_export(
         conn, runtime.engine, request_, principal.name, idempotency_key

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, and_, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db.models import cdrs, export_records, exports, reconciliation_items
+from app.db.models import cdrs, export_records, exports, first_exports, reconciliation_items
 
 
 def candidates(
@@ -51,12 +52,68 @@ def candidates(
     if min_duration is not None:
         query = query.where(cdrs.c.duration >= min_duration)
     if not include_exported:
-        query = query.where(~exists().where(export_records.c.cdr_id == cdrs.c.id))
+        query = query.where(~exists().where(first_exports.c.cdr_id == cdrs.c.id))
     return query
 
 
 class ExportRepository:
-    """Stores batches and their frozen records."""
+    """Stores batches and their frozen records; dialect differences chosen once."""
+
+    def __init__(self, dialect_name: str) -> None:
+        self._insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+
+    @classmethod
+    def for_connection(cls, conn: AsyncConnection) -> ExportRepository:
+        """The repository for the dialect of `conn`."""
+        return cls(conn.dialect.name)
+
+    async def start_batch(self, conn: AsyncConnection, values: dict[str, Any]) -> bool:
+        """Store a new batch's row; False (and nothing stored) if its Idempotency-Key is
+        taken. A key still in flight in another transaction is waited for."""
+        statement = (
+            self._insert(exports)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[exports.c.idempotency_key])
+        )
+        return (await conn.execute(statement)).rowcount == 1
+
+    async def finish_batch(
+        self, conn: AsyncConnection, export_id: str, values: dict[str, Any]
+    ) -> None:
+        """Store what a batch's manifest says once its records are frozen."""
+        await conn.execute(update(exports).where(exports.c.id == export_id).values(values))
+
+    async def claim_records(self, conn: AsyncConnection, export_id: str) -> int:
+        """Record `export_id` as the first batch of each of its records that had none;
+        how many it claimed. In record id order, so that batches claiming overlapping
+        records wait for each other rather than deadlock."""
+        mine = (
+            select(export_records.c.cdr_id, export_records.c.export_id)
+            .where(export_records.c.export_id == export_id)
+            .order_by(export_records.c.cdr_id)
+        )
+        statement = (
+            self._insert(first_exports)
+            .from_select(["cdr_id", "export_id"], mine)
+            .on_conflict_do_nothing(index_elements=[first_exports.c.cdr_id])
+        )
+        return (await conn.execute(statement)).rowcount
+
+    async def first_batches(
+        self, conn: AsyncConnection, query: Select[Any], limit: int
+    ) -> tuple[int, list[str]]:
+        """How many records `query` chooses, and (up to `limit`) the batches that first
+        exported any of them."""
+        chosen = query.order_by(None).with_only_columns(cdrs.c.id).subquery()
+        count = (await conn.execute(select(func.count()).select_from(chosen))).scalar_one()
+        held = await conn.execute(
+            select(first_exports.c.export_id)
+            .join(chosen, chosen.c.id == first_exports.c.cdr_id)
+            .group_by(first_exports.c.export_id)
+            .order_by(first_exports.c.export_id)
+            .limit(limit)
+        )
+        return int(count), list(held.scalars())
 
     async def by_idempotency_key(self, conn: AsyncConnection, key: str) -> dict[str, Any] | None:
         """The batch created with `key`, if any."""
@@ -88,10 +145,6 @@ class ExportRepository:
         """Freeze records of a batch."""
         if rows:
             await conn.execute(export_records.insert(), rows)
-
-    async def insert_batch(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
-        """Store a batch's manifest."""
-        await conn.execute(exports.insert().values(values))
 
     async def records(
         self, conn: AsyncConnection, export_id: str, after: int, limit: int

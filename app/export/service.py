@@ -11,11 +11,13 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.cdr.deriving import derive_pending
 from app.errors import CdreconError, InvalidInputError, NotFoundError
 from app.paging import cut_page, decode_cursor
+from app.reconcile.service import get_summary
 from app.times import iso
 
 from .formats import CsvEncoder, record_from_cdr
@@ -38,6 +40,20 @@ class IdempotencyConflict(CdreconError):
     code = "idempotency_conflict"
 
 
+class NothingToExport(CdreconError):
+    """The request chooses no records at all; no batch is made."""
+
+    status = 422
+    code = "nothing_to_export"
+
+
+class AlreadyExported(CdreconError):
+    """Every record the request chooses is in an earlier batch; no batch is made."""
+
+    status = 409
+    code = "already_exported"
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     """What goes into a batch: a run's records of one status, or closed CDRs in a window."""
@@ -54,6 +70,19 @@ class ExportRequest:
     include_exported: bool = False
     filters: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def check(self) -> None:
+        """InvalidInputError unless the request names one source of records."""
+        window = self.from_us is not None or self.until_us is not None
+        if self.run_id is None and not window:
+            raise InvalidInputError("say what to export: a reconciliation run, or a time window")
+        if self.run_id is not None and window:
+            raise InvalidInputError("give a reconciliation run or a time window, not both")
+        if self.from_us is not None and self.until_us is not None and self.from_us >= self.until_us:
+            raise InvalidInputError(
+                f"the window is empty: from {iso(self.from_us)} is not before "
+                f"until {iso(self.until_us)}"
+            )
+
     def source(self) -> dict[str, Any]:
         """Where the records come from, as recorded in the manifest."""
         if self.run_id is not None:
@@ -65,6 +94,38 @@ class ExportRequest:
         values = asdict(self)
         values.pop("filters")
         return json.dumps(values, sort_keys=True, default=list)
+
+    def records(self, *, include_exported: bool) -> Select[Any]:
+        """The query choosing this request's records, in batch order."""
+        return candidates(
+            run_id=self.run_id,
+            status=self.status,
+            from_us=self.from_us,
+            until_us=self.until_us,
+            protocols=self.protocols,
+            service_type=self.service_type,
+            conference=self.conference,
+            has_media=self.has_media,
+            min_duration=self.min_duration,
+            include_exported=include_exported,
+        )
+
+    def describe(self) -> str:
+        """The records chosen, in words: "lost records of run 1"."""
+        if self.run_id is not None:
+            kind = "lost" if self.status == "missing_in_mn" else self.status
+            what = f"{kind} records of run {self.run_id}"
+        else:
+            what = "closed CDRs starting"
+            if self.from_us is not None:
+                what += f" from {iso(self.from_us)}"
+            if self.until_us is not None:
+                what += f" until {iso(self.until_us)}"
+        narrowed = self.protocols or any(
+            value is not None
+            for value in (self.service_type, self.conference, self.has_media, self.min_duration)
+        )
+        return what + (" that pass the filters" if narrowed else "")
 
 
 def manifest(row: dict[str, Any]) -> dict[str, Any]:
@@ -92,45 +153,85 @@ async def create_export(
 ) -> tuple[dict[str, Any], bool]:
     """Create a batch (or return the one made with the same Idempotency-Key); (manifest, new).
 
-    The records are read through a connection of their own and frozen into `conn`'s
-    transaction a chunk at a time, so memory stays flat however large the batch. A window
-    reads CDRs: what a busy writer deferred is derived first, in transactions of its own,
-    before `conn` reads anything (on SQLite, a transaction that has read cannot write once
-    another has committed).
+    A batch holds at least one record, and none that an earlier batch holds unless
+    `include_exported` is asked for; concurrent requests keep to this too (the database's
+    `first_exports` key decides who got a record). The records are read and frozen in
+    `conn`'s transaction a chunk at a time, so memory stays flat however large the batch,
+    and each request needs one connection of the pool, not two. A window reads CDRs: what
+    a busy writer deferred is derived first, in transactions of its own, before `conn`
+    reads anything (on SQLite, a transaction that has read cannot write once another has
+    committed).
     """
+    request.check()
     if request.run_id is None:
         await derive_pending(engine)
-    repository = ExportRepository()
+    repository = ExportRepository.for_connection(conn)
     fingerprint = request.fingerprint()
-    if idempotency_key:
-        existing = await repository.by_idempotency_key(conn, idempotency_key)
-        if existing is not None:
-            if json.loads(existing["filters"]).get("_request") != fingerprint:
-                raise IdempotencyConflict(
-                    f"Idempotency-Key {idempotency_key!r} was used for a different request"
-                )
-            return manifest(existing), False
-    if request.run_id is None and request.from_us is None and request.until_us is None:
-        raise InvalidInputError("say what to export: a reconciliation run, or a time window")
     export_id = f"exp_{time.strftime('%Y%m%d')}_{secrets.token_hex(6)}"
-    query = candidates(
-        run_id=request.run_id,
-        status=request.status,
-        from_us=request.from_us,
-        until_us=request.until_us,
-        protocols=request.protocols,
-        service_type=request.service_type,
-        conference=request.conference,
-        has_media=request.has_media,
-        min_duration=request.min_duration,
-        include_exported=request.include_exported,
+    batch = {
+        "id": export_id,
+        "created_us": time.time_ns() // 1000,
+        "created_by": actor,
+        "idempotency_key": idempotency_key,
+        "source": json.dumps(request.source()),
+        "filters": json.dumps({**request.filters, "_request": fingerprint}),
+        **_EMPTY,
+    }
+    # The batch's row is `conn`'s first statement: on SQLite it takes the write lock before
+    # anything is read, and the same key in flight elsewhere is waited for.
+    if not await repository.start_batch(conn, batch):
+        assert idempotency_key is not None
+        existing = await repository.by_idempotency_key(conn, idempotency_key)
+        assert existing is not None
+        if json.loads(existing["filters"]).get("_request") != fingerprint:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {idempotency_key!r} was used for a different request"
+            )
+        return manifest(existing), False
+    if request.run_id is not None:
+        await get_summary(conn, request.run_id)
+    query = request.records(include_exported=request.include_exported)
+    for _attempt in range(CLAIM_ATTEMPTS):
+        savepoint = await conn.begin_nested()
+        frozen = await _freeze(conn, query, export_id)
+        if frozen["record_count"] == 0:
+            await savepoint.rollback()
+            raise await _why_empty(conn, repository, request)
+        claimed = await repository.claim_records(conn, export_id)
+        if request.include_exported or claimed == frozen["record_count"]:
+            await savepoint.commit()
+            await repository.finish_batch(conn, export_id, frozen)
+            return manifest({**batch, **frozen}), True
+        # A batch committed since the records were read holds some of them: choose again.
+        await savepoint.rollback()
+    raise AlreadyExported(
+        f"other batches were taking the {request.describe()} at the same moment; try again"
     )
+
+
+CLAIM_ATTEMPTS = 3
+
+# What a batch's row says until its records are frozen (never seen: the same transaction
+# replaces it).
+_EMPTY: dict[str, Any] = {
+    "record_count": 0,
+    "total_duration": 0,
+    "first_start_us": None,
+    "last_start_us": None,
+    "sha256_csv": "",
+    "sha256_jsonl": "",
+}
+
+
+async def _freeze(conn: AsyncConnection, query: Select[Any], export_id: str) -> dict[str, Any]:
+    """Freeze the records `query` chooses into batch `export_id`; the manifest's figures."""
+    repository = ExportRepository.for_connection(conn)
     encoder = CsvEncoder()
     csv_hash, jsonl_hash = hashlib.sha256(encoder.header()), hashlib.sha256()
     total = seq = 0
     first = last = None
-    async with engine.connect() as reader:
-        result = await reader.stream(query.execution_options(yield_per=CHUNK))
+    result = await conn.stream(query.execution_options(yield_per=CHUNK))
+    try:
         async for partition in result.mappings().partitions(CHUNK):
             frozen: list[dict[str, Any]] = []
             for row in partition:
@@ -156,24 +257,36 @@ async def create_export(
                     first = start if first is None else min(first, start)
                     last = start if last is None else max(last, start)
             await repository.insert_records(conn, frozen)
+    finally:
         await result.close()
-    count = seq
-    values = {
-        "id": export_id,
-        "created_us": time.time_ns() // 1000,
-        "created_by": actor,
-        "idempotency_key": idempotency_key,
-        "source": json.dumps(request.source()),
-        "filters": json.dumps({**request.filters, "_request": fingerprint}),
-        "record_count": count,
+    return {
+        "record_count": seq,
         "total_duration": total,
         "first_start_us": first,
         "last_start_us": last,
         "sha256_csv": csv_hash.hexdigest(),
         "sha256_jsonl": jsonl_hash.hexdigest(),
     }
-    await repository.insert_batch(conn, values)
-    return manifest(values), True
+
+
+async def _why_empty(
+    conn: AsyncConnection, repository: ExportRepository, request: ExportRequest
+) -> CdreconError:
+    """Why `request` chose no records: there are none, or earlier batches hold them all."""
+    count, batches = await repository.first_batches(
+        conn, request.records(include_exported=True), limit=_NAMED_BATCHES + 1
+    )
+    if count == 0:
+        return NothingToExport(f"there are no {request.describe()}; no batch was made")
+    named = ", ".join(batches[:_NAMED_BATCHES]) + (", …" if len(batches) > _NAMED_BATCHES else "")
+    held = f"batch {named}" if len(batches) == 1 else f"batches {named}"
+    return AlreadyExported(
+        f"all {count} {request.describe()} are already in {held}; "
+        "pass include_exported to export them again"
+    )
+
+
+_NAMED_BATCHES = 5
 
 
 async def list_manifests(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
@@ -186,14 +299,14 @@ async def page_manifests(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of manifests, newest first, and the cursor of the next page (None on the last)."""
     before = decode_cursor(cursor, int, str) if cursor else None
-    rows = await ExportRepository().newest(conn, limit + 1, before)
+    rows = await ExportRepository.for_connection(conn).newest(conn, limit + 1, before)
     rows, next_cursor = cut_page(rows, limit, lambda row: (row["created_us"], row["id"]))
     return [manifest(row) for row in rows], next_cursor
 
 
 async def get_manifest(conn: AsyncConnection, export_id: str) -> dict[str, Any]:
     """A batch's manifest; NotFoundError if there is none."""
-    row = await ExportRepository().get(conn, export_id)
+    row = await ExportRepository.for_connection(conn).get(conn, export_id)
     if row is None:
         raise NotFoundError(f"no export batch {export_id}")
     return manifest(row)
@@ -203,7 +316,7 @@ async def stream_export(
     engine: AsyncEngine, export_id: str, fmt: ExportFormat
 ) -> AsyncIterator[bytes]:
     """The batch's bytes, a chunk at a time, in constant memory; the same bytes every time."""
-    repository = ExportRepository()
+    repository = ExportRepository(engine.dialect.name)
     encoder = CsvEncoder()
     if fmt is ExportFormat.CSV:
         yield encoder.header()

@@ -256,10 +256,15 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer, nullable=False),
         sa.Column("cdr_id", sa.String(128), nullable=False),
         sa.Column("record", sa.Text, nullable=False),
-        sa.Column("csv_row", sa.Text, nullable=False, server_default=""),
+        sa.Column("csv_row", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("export_id", "seq", name="pk_export_records"),
     )
-    op.create_index("ix_export_records_cdr_id", "export_records", ["cdr_id"])
+    op.create_table(
+        "first_exports",
+        sa.Column("cdr_id", sa.String(128), nullable=False),
+        sa.Column("export_id", sa.String(40), nullable=False),
+        sa.PrimaryKeyConstraint("cdr_id", name="pk_first_exports"),
+    )
     op.create_table(
         "audit_log",
         sa.Column("id", _ID, nullable=False),
@@ -278,6 +283,7 @@ def downgrade() -> None:
     # Dropping a table drops its indexes.
     for table in (
         "audit_log",
+        "first_exports",
         "export_records",
         "exports",
         "api_tokens",

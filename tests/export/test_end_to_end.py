@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
 import json
+import os
 import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import select
 
-from tests.conftest import Service
+from app.auth.tokens import Scope, create_token
+from app.db.engine import create_engine
+from app.db.models import export_records, exports
+from app.reconcile.service import reconcile
+from tests.conftest import CDRECON, Service
 from tests.reconcile.generator import generate
+from tests.reconcile.loading import load, us
 
 SCENARIO = generate(seed=3, days=1, calls_per_day=60)
 
@@ -104,9 +116,19 @@ def test_billing_recovers_exactly_the_records_the_mn_lost(
         assert row["conference_name"] == call.conference
         assert row["start_time"] == call.start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert int(row["duration"]) == int((call.end - call.start).total_seconds())  # type: ignore[operator]
-    # 5. A second batch for the same run holds nothing new: exactly once.
+    # 5. A second batch for the same run is refused, saying where the records went: exactly
+    #    once. An unknown run and an empty window are refused too.
     second = service.post("/api/v1/exports", token=billing, json={"run_id": summary["id"]})
-    assert second.json()["record_count"] == 0
+    assert second.status_code == 409, second.text
+    assert second.json() == {
+        "error": "already_exported",
+        "detail": f"all {len(SCENARIO.lost)} lost records of run {summary['id']} are already "
+        f"in batch {manifest['id']}; pass include_exported to export them again",
+    }
+    unknown = service.post("/api/v1/exports", token=billing, json={"run_id": 999})
+    assert (unknown.status_code, unknown.json()["detail"]) == (404, "no reconciliation run 999")
+    backwards = {"from": end.isoformat(), "until": start.isoformat()}
+    assert service.post("/api/v1/exports", token=billing, json=backwards).status_code == 422
     # 6. The audit log says who did what.
     actions = [(e["actor"], e["action"]) for e in service.get("/api/v1/audit").json()["items"]]
     for expected in [
@@ -132,3 +154,116 @@ def test_billing_recovers_exactly_the_records_the_mn_lost(
     assert sorted(json.loads(line)["id"] for line in out.read_text().splitlines()) == sorted(
         SCENARIO.lost
     )
+    # ... and a run that does not exist is a one-line error and a failed exit.
+    refused = subprocess.run(
+        [CDRECON, "export", "--run", "999"],
+        env={**os.environ, "CDRECON_DATABASE_URL": f"sqlite+aiosqlite:///{service.db_path}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == "Error: no reconciliation run 999\n"
+
+
+CONCURRENT = 20
+
+
+@dataclass
+class Served:
+    """A `cdrecon serve` over a database holding a reconciled day; its billing token, the run."""
+
+    service: Service
+    database_url: str
+    token: str
+    run_id: int
+
+    async def post_at_once(
+        self, bodies: list[dict[str, Any]], keys: list[str | None]
+    ) -> list[httpx.Response]:
+        """POST /api/v1/exports `len(bodies)` times at once, over as many connections."""
+        limits = httpx.Limits(max_connections=len(bodies))
+        auth = {"Authorization": f"Bearer {self.token}"}
+        async with httpx.AsyncClient(
+            base_url=self.service.url, limits=limits, timeout=120
+        ) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/v1/exports",
+                        json=body,
+                        headers={**auth, **({"Idempotency-Key": key} if key else {})},
+                    )
+                    for body, key in zip(bodies, keys, strict=True)
+                )
+            )
+
+    async def batches(self) -> dict[str, list[str]]:
+        """Each stored batch's record ids."""
+        engine = create_engine(self.database_url)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    select(export_records.c.export_id, export_records.c.cdr_id)
+                )
+                held: dict[str, list[str]] = {}
+                for export_id, cdr_id in rows:
+                    held.setdefault(export_id, []).append(cdr_id)
+                ids = (await conn.execute(select(exports.c.id))).scalars()
+                return {export_id: held.get(export_id, []) for export_id in ids}
+        finally:
+            await engine.dispose()
+
+
+@pytest.fixture
+async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
+    engine = create_engine(database_url)
+    start, end = SCENARIO.window
+    try:
+        await load(engine, SCENARIO)
+        async with engine.begin() as conn:
+            summary = await reconcile(conn, us(start), us(end))
+            token = await create_token(conn, "billing", Scope.BILLING)
+    finally:
+        await engine.dispose()
+    service = Service(tmp_path, env={"CDRECON_DATABASE_URL": database_url})
+    service.start()
+    yield Served(service, database_url, token, int(summary["id"]))
+    service.stop()
+
+
+async def test_twenty_retries_at_once_make_one_batch(served: Served) -> None:
+    answers = await served.post_at_once(
+        [{"run_id": served.run_id}] * CONCURRENT, ["billing-2026-11-20"] * CONCURRENT
+    )
+    assert sorted(a.status_code for a in answers) == [200] * (CONCURRENT - 1) + [201], [
+        a.text for a in answers if a.status_code >= 500
+    ]
+    assert len({a.json()["id"] for a in answers}) == 1
+    batches = await served.batches()
+    assert sorted(sorted(ids) for ids in batches.values()) == [sorted(SCENARIO.lost)]
+
+
+async def test_twenty_different_exports_at_once_hold_each_record_once(served: Served) -> None:
+    start, end = SCENARIO.window
+    middle = start + (end - start) / 2
+    # Half ask for the run's lost records, half for windows that overlap them and each other.
+    bodies: list[dict[str, Any]] = [
+        {"run_id": served.run_id}
+        if n % 2
+        else {"from": (start + (end - start) * n / 40).isoformat(), "until": middle.isoformat()}
+        for n in range(CONCURRENT)
+    ]
+    answers = await served.post_at_once(bodies, [f"key-{n}" for n in range(CONCURRENT)])
+    assert {a.status_code for a in answers} <= {201, 409}, [a.text for a in answers]
+    created = [a.json() for a in answers if a.status_code == 201]
+    batches = await served.batches()
+    assert sorted(batches) == sorted(m["id"] for m in created)
+    exported = [cdr_id for ids in batches.values() for cdr_id in ids]
+    assert len(exported) == len(set(exported))
+    assert set(SCENARIO.lost) <= set(exported)
+    assert all(ids for ids in batches.values())
+    for answer in answers:
+        if answer.status_code == 409:
+            assert "already in batch" in answer.json()["detail"]

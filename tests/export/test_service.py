@@ -7,17 +7,22 @@ import hashlib
 import io
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
-from app.errors import InvalidInputError
+from app.db.models import exports
+from app.errors import InvalidInputError, NotFoundError
 from app.export.service import (
+    AlreadyExported,
     ExportFormat,
     ExportRequest,
     IdempotencyConflict,
+    NothingToExport,
     create_export,
     stream_export,
 )
@@ -51,6 +56,11 @@ async def export(
     return manifest
 
 
+async def batch_ids(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set((await conn.execute(select(exports.c.id))).scalars())
+
+
 async def download(engine: AsyncEngine, export_id: str, fmt: ExportFormat) -> bytes:
     return b"".join([chunk async for chunk in stream_export(engine, export_id, fmt)])
 
@@ -74,11 +84,56 @@ async def test_a_run_exports_its_lost_records_byte_stably(engine: AsyncEngine) -
 async def test_records_are_exported_exactly_once_unless_asked(engine: AsyncEngine) -> None:
     run = await run_id(engine)
     first = await export(engine, ExportRequest(run_id=run))
-    second = await export(engine, ExportRequest(run_id=run))
+    with pytest.raises(AlreadyExported) as refused:
+        await export(engine, ExportRequest(run_id=run))
+    assert str(refused.value) == (
+        f"all {len(SCENARIO.lost)} lost records of run {run} are already in batch "
+        f"{first['id']}; pass include_exported to export them again"
+    )
     again = await export(engine, ExportRequest(run_id=run, include_exported=True))
-    assert first["record_count"] > 0
-    assert second["record_count"] == 0
-    assert again["record_count"] == first["record_count"]
+    assert first["record_count"] == again["record_count"] == len(SCENARIO.lost)
+    assert await batch_ids(engine) == {first["id"], again["id"]}
+
+
+async def test_a_batch_that_reexports_records_still_claims_the_new_ones(
+    engine: AsyncEngine,
+) -> None:
+    """Records first exported in an include_exported batch are not exported again."""
+    start, end = SCENARIO.window
+    middle = start + (end - start) / 2
+    early = await export(engine, ExportRequest(from_us=us(start), until_us=us(middle)))
+    whole = await export(
+        engine, ExportRequest(from_us=us(start), until_us=us(end), include_exported=True)
+    )
+    assert 0 < early["record_count"] < whole["record_count"]
+    with pytest.raises(AlreadyExported) as refused:
+        await export(engine, ExportRequest(from_us=us(start), until_us=us(end)))
+    assert f"batches {early['id']}, {whole['id']}" in str(refused.value) or (
+        f"batches {whole['id']}, {early['id']}" in str(refused.value)
+    )
+
+
+async def test_an_empty_batch_is_not_made(engine: AsyncEngine) -> None:
+    run = await run_id(engine)
+    with pytest.raises(NothingToExport) as refused:
+        await export(engine, ExportRequest(run_id=run, status="open", protocols=("none",)))
+    assert str(refused.value) == (
+        f"there are no open records of run {run} that pass the filters; no batch was made"
+    )
+    with pytest.raises(NothingToExport, match="no closed CDRs starting until 2000-01-01T00"):
+        await export(engine, ExportRequest(until_us=us(datetime(2000, 1, 1, tzinfo=UTC))))
+    assert await batch_ids(engine) == set()
+
+
+async def test_an_unknown_run_or_an_empty_window_is_refused(engine: AsyncEngine) -> None:
+    start, end = SCENARIO.window
+    with pytest.raises(NotFoundError, match="no reconciliation run 99"):
+        await export(engine, ExportRequest(run_id=99))
+    with pytest.raises(InvalidInputError, match="the window is empty"):
+        await export(engine, ExportRequest(from_us=us(end), until_us=us(start)))
+    with pytest.raises(InvalidInputError, match="the window is empty"):
+        await export(engine, ExportRequest(from_us=us(start), until_us=us(start)))
+    assert await batch_ids(engine) == set()
 
 
 async def test_the_idempotency_key_returns_the_same_batch(engine: AsyncEngine) -> None:
