@@ -24,6 +24,20 @@ from .formats import CsvEncoder, record_from_cdr
 from .repository import ExportRepository, candidates
 
 CHUNK = 2000
+# How often a batch that lost records to a concurrent one chooses its records again.
+CLAIM_ATTEMPTS = 3
+# How many earlier batches a refusal names.
+_NAMED_BATCHES = 5
+# What a batch's row says until its records are frozen (never seen: the same transaction
+# replaces it).
+_EMPTY: dict[str, Any] = {
+    "record_count": 0,
+    "total_duration": 0,
+    "first_start_us": None,
+    "last_start_us": None,
+    "sha256_csv": "",
+    "sha256_jsonl": "",
+}
 
 
 class ExportFormat(StrEnum):
@@ -209,20 +223,6 @@ async def create_export(
     )
 
 
-CLAIM_ATTEMPTS = 3
-
-# What a batch's row says until its records are frozen (never seen: the same transaction
-# replaces it).
-_EMPTY: dict[str, Any] = {
-    "record_count": 0,
-    "total_duration": 0,
-    "first_start_us": None,
-    "last_start_us": None,
-    "sha256_csv": "",
-    "sha256_jsonl": "",
-}
-
-
 async def _freeze(conn: AsyncConnection, query: Select[Any], export_id: str) -> dict[str, Any]:
     """Freeze the records `query` chooses into batch `export_id`; the manifest's figures."""
     repository = ExportRepository.for_connection(conn)
@@ -284,9 +284,6 @@ async def _why_empty(
         f"all {count} {request.describe()} are already in {held}; "
         "pass include_exported to export them again"
     )
-
-
-_NAMED_BATCHES = 5
 
 
 async def list_manifests(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
