@@ -13,14 +13,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import InvalidInputError
-from parsers.history import (
-    HistoryFormatError,
-    MNConference,
-    MNParticipant,
-    RecordError,
-    parse_document,
-    parse_history_time,
-)
+from parsers.history import RecordError, parse_document, parse_history_time
+from parsers.history_documents import HistoryFormatError
+from parsers.mn_record import PARTICIPANT_FIELDS, Kind, MNConference, MNParticipant
 
 from .client import MNError, Resource
 from .repository import HistoryRepository
@@ -76,39 +71,22 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+# The `mn_participants` columns of a record: (column, field, whether it is a time).
+_STORED = tuple(
+    (f.column, f.name, f.spec.kind is Kind.TIME) for f in PARTICIPANT_FIELDS if f.spec.stored
+)
+
+
 def participant_row(record: MNParticipant, source: str, now_us: int) -> dict[str, Any]:
     """The `mn_participants` row of a parsed record."""
-    return {
-        "id": record.id,
-        "call_uuid": record.call_uuid,
-        "conversation_id": record.conversation_id,
-        "conference_id": record.conference_id,
-        "conference_name": record.conference_name,
-        "display_name": record.display_name,
-        "local_alias": record.local_alias,
-        "remote_alias": record.remote_alias,
-        "protocol": record.protocol,
-        "call_direction": record.call_direction,
-        "role": record.role,
-        "disconnect_reason": record.disconnect_reason,
-        "remote_address": record.remote_address,
-        "remote_port": record.remote_port,
-        "signalling_node": record.signalling_node,
-        "media_node": record.media_node,
-        "proxy_node": record.proxy_node,
-        "system_location": record.system_location,
-        "service_type": record.service_type,
-        "service_tag": record.service_tag,
-        "call_tag": record.call_tag,
-        "vendor": record.vendor,
-        "has_media": record.has_media,
-        "start_us": _us(record.start_time),
-        "end_us": _us(record.end_time),
-        "duration": record.duration,
-        "record": json.dumps(dict(record.raw), default=_jsonable, ensure_ascii=False),
-        "source": source,
-        "imported_us": now_us,
+    row: dict[str, Any] = {
+        column: _us(getattr(record, name)) if is_time else getattr(record, name)
+        for column, name, is_time in _STORED
     }
+    row["record"] = json.dumps(dict(record.raw), default=_jsonable, ensure_ascii=False)
+    row["source"] = source
+    row["imported_us"] = now_us
+    return row
 
 
 def conference_row(record: MNConference, source: str, now_us: int) -> dict[str, Any]:

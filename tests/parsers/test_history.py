@@ -15,20 +15,21 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from parsers.history import (
-    HistoryFormatError,
     HistoryRecordError,
-    MNConference,
-    MNParticipant,
     RecordError,
     parse_conference,
     parse_document,
     parse_history_time,
     parse_participant,
+    record_kind,
+)
+from parsers.history_documents import (
+    HistoryFormatError,
     read_csv_records,
     read_json_records,
     read_records,
-    record_kind,
 )
+from parsers.mn_record import MNConference, MNParticipant
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "history"  # see its SOURCE.md
 
@@ -652,7 +653,7 @@ def test_every_bad_field_of_a_record_is_reported_at_once() -> None:
     with pytest.raises(HistoryRecordError) as caught:
         parse_participant(with_fields(id="", duration="x", has_media="maybe", remote_port=-1))
     error = caught.value
-    assert [e.field for e in error.errors] == ["id", "remote_port", "duration", "has_media"]
+    assert [e.field for e in error.errors] == ["id", "duration", "remote_port", "has_media"]
     assert error.error == error.errors[0]
     assert isinstance(error, ValueError)
     assert "field duration: expected a whole number" in str(error)

@@ -1,0 +1,48 @@
+"""The MN participant record's declaration: what the tables, the leg and the export rely on."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from parsers.mn_record import (
+    EXPORT_FIELDS,
+    PARTICIPANT_FIELDS,
+    Compare,
+    Kind,
+    MNParticipant,
+)
+
+
+def test_every_typed_field_of_the_record_is_declared_in_class_order() -> None:
+    typed = [f.name for f in fields(MNParticipant) if f.name != "raw"]
+    assert [f.name for f in PARTICIPANT_FIELDS] == typed
+    assert PARTICIPANT_FIELDS[0].name == "id"
+
+
+def test_what_a_cdr_holds_the_mn_table_stores_and_the_export_carries() -> None:
+    for item in PARTICIPANT_FIELDS:
+        if item.spec.cdr:
+            assert item.spec.stored and item.spec.export, item.name
+    assert set(EXPORT_FIELDS) >= {f.name for f in PARTICIPANT_FIELDS if f.spec.cdr}
+
+
+def test_times_are_stored_as_microsecond_columns() -> None:
+    columns = {f.name: f.column for f in PARTICIPANT_FIELDS if f.spec.kind is Kind.TIME}
+    assert columns == {"start_time": "start_us", "end_time": "end_us"}
+    assert all(f.column == f.name for f in PARTICIPANT_FIELDS if f.spec.kind is not Kind.TIME)
+
+
+def test_syslog_keys_are_lower_case_and_only_on_fields_a_cdr_holds() -> None:
+    for item in PARTICIPANT_FIELDS:
+        assert all(key == key.lower() for key in item.spec.syslog), item.name
+        if item.spec.syslog:
+            assert item.spec.cdr, item.name
+
+
+def test_only_fields_both_sides_hold_are_compared() -> None:
+    compared = [f for f in PARTICIPANT_FIELDS if f.spec.compare is not None]
+    assert compared
+    for item in compared:
+        assert item.spec.cdr and item.spec.stored, item.name
+        if item.spec.compare in (Compare.TIME, Compare.DURATION):
+            assert item.spec.kind in (Kind.TIME, Kind.INTEGER), item.name
