@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from itertools import pairwise
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from parsers.mn_record import PARTICIPANT_FIELDS, Kind
 from parsers.pexip import PARTICIPANT_ATTEMPTING, PARTICIPANT_DISCONNECTED, PARTICIPANT_JOINED
 
 
@@ -23,30 +24,20 @@ class LegState(StrEnum):
     EXCLUDED = "excluded"  # a BACKPLANE leg between nodes: not billable
 
 
-# MN history field <- syslog keys (lower-cased), first present wins. Pexip spells
-# "Signaling" with one l in logs and "signalling" with two in history.
+# MN history field <- syslog keys (lower-cased), first present wins, as parsers/mn_record.py
+# declares them: the fields a CDR copies from its events, in declaration order.
 FIELD_SOURCES: Mapping[str, tuple[str, ...]] = {
-    "call_uuid": ("call-id",),
-    "conversation_id": ("conversation-id",),
-    "conference_name": ("conference",),
-    "display_name": ("display-name", "displayname", "participant"),
-    "local_alias": ("local-alias", "conferencealias", "destination-alias"),
-    "remote_alias": ("remote-alias", "source-alias", "participant-alias", "participant"),
-    "protocol": ("protocol",),
-    "call_direction": ("direction", "call-direction"),
-    "role": ("role",),
-    "remote_address": ("remote-address",),
-    "remote_port": ("remote-port",),
-    "signalling_node": ("signaling-node", "signalling-node"),
-    "media_node": ("media-node",),
-    "proxy_node": ("proxy-node",),
-    "system_location": ("location", "system-location", "signaling-location"),
-    "vendor": ("vendor",),
-    "service_type": ("service-type",),
-    "service_tag": ("service-tag",),
+    f.name: f.spec.syslog for f in PARTICIPANT_FIELDS if f.spec.syslog
 }
+COPIED: tuple[str, ...] = tuple(FIELD_SOURCES)
 
 _SOURCES = tuple(FIELD_SOURCES.items())
+# Copied integers (the remote port): (position in COPIED, largest value).
+_WHOLE = tuple(
+    (COPIED.index(f.name), f.spec.maximum)
+    for f in PARTICIPANT_FIELDS
+    if f.spec.syslog and f.spec.kind is Kind.INTEGER
+)
 
 # Which event's values win when several carry a key: the join describes the call best.
 _RANK = {PARTICIPANT_JOINED: 0, PARTICIPANT_DISCONNECTED: 1, PARTICIPANT_ATTEMPTING: 2}
@@ -65,44 +56,32 @@ class LegEvent(NamedTuple):
 class Leg(NamedTuple):
     """A participant CDR, in MN history field names (times in epoch microseconds, UTC).
 
-    A tuple in the `cdrs` table's column order: one is made per leg and batch, and a frozen
-    dataclass of 27 fields cost more to build than the rest of assembly."""
+    A tuple, since one is made per leg and batch: what assembly works out from the events
+    by name, then the fields copied from their keys (COPIED order). `as_tuple` is the
+    `cdrs` row, in LEG_COLUMNS order."""
 
     id: str
     state: LegState
     first_seen_us: int
     event_count: int
-    start_us: int | None = None
-    end_us: int | None = None
-    duration: int | None = None
-    disconnect_reason: str | None = None
-    node: str | None = None
-    call_uuid: str | None = None
-    conversation_id: str | None = None
-    conference_name: str | None = None
-    display_name: str | None = None
-    local_alias: str | None = None
-    remote_alias: str | None = None
-    protocol: str | None = None
-    call_direction: str | None = None
-    role: str | None = None
-    remote_address: str | None = None
-    remote_port: int | None = None
-    signalling_node: str | None = None
-    media_node: str | None = None
-    proxy_node: str | None = None
-    system_location: str | None = None
-    vendor: str | None = None
-    service_type: str | None = None
-    service_tag: str | None = None
+    start_us: int | None
+    end_us: int | None
+    duration: int | None
+    disconnect_reason: str | None
+    node: str | None
+    copied: tuple[str | int | None, ...]
 
     def as_tuple(self) -> tuple[object, ...]:
         """The CDR's values in LEG_COLUMNS order (the `cdrs` table's columns); LegState is a
         StrEnum, which the drivers store as its text."""
-        return tuple(self)
+        return (*self[:-1], *self.copied)
+
+    def value(self, name: str) -> object:
+        """The value of one column of LEG_COLUMNS."""
+        return self.as_tuple()[LEG_COLUMNS.index(name)]
 
 
-LEG_COLUMNS: tuple[str, ...] = Leg._fields
+LEG_COLUMNS: tuple[str, ...] = (*Leg._fields[:-1], *COPIED)
 
 
 def _order(event: LegEvent) -> tuple[int, int, str]:
@@ -123,8 +102,10 @@ def _sorted(events: Iterable[LegEvent]) -> list[LegEvent]:
     return ordered
 
 
-def _port(value: str | None) -> int | None:
-    return int(value) if value is not None and value.isdigit() and len(value) <= 5 else None
+def _whole(value: str | int | None, maximum: int) -> int | None:
+    if isinstance(value, str) and value.isdigit() and len(value) <= len(str(maximum)):
+        return int(value)
+    return None
 
 
 def assemble_leg(participant_id: str, events: Iterable[LegEvent]) -> Leg:
@@ -132,7 +113,7 @@ def assemble_leg(participant_id: str, events: Iterable[LegEvent]) -> Leg:
     ordered = _sorted(events)
     if not ordered:
         raise ValueError(f"no events for participant {participant_id}")
-    values: dict[str, Any] = {}
+    values: dict[str, str] = {}
     for event in ordered:
         # Within one event the first non-empty key listed in FIELD_SOURCES wins; across
         # events, the first event in order does.
@@ -165,16 +146,18 @@ def assemble_leg(participant_id: str, events: Iterable[LegEvent]) -> Leg:
         # The MN floors durations to whole seconds; a clock step never makes one negative.
         duration = max(0, (end - start) // 1_000_000)
     node = (ordered[0].node or None) if ordered else None
+    copied: list[str | int | None] = [values.get(name) for name in COPIED]
+    for index, maximum in _WHOLE:
+        copied[index] = _whole(copied[index], maximum)
     return Leg(
-        id=participant_id,
-        state=state,
-        first_seen_us=min(e.time_us for e in ordered),
-        event_count=len(ordered),
-        start_us=start,
-        end_us=end if start is not None or end is not None else None,
-        duration=duration,
-        disconnect_reason=reason,
-        node=node,
-        remote_port=_port(values.pop("remote_port", None)),
-        **values,
+        participant_id,
+        state,
+        min(e.time_us for e in ordered),
+        len(ordered),
+        start,
+        end if start is not None or end is not None else None,
+        duration,
+        reason,
+        node,
+        tuple(copied),
     )

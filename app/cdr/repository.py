@@ -146,7 +146,7 @@ class CdrRepository:
         """Store assembled CDRs with the events they were assembled from, replacing older
         versions of the same legs."""
         rows = [
-            (*leg, ",".join(str(i) for i in sorted(e.message_id for e in events)))
+            (*leg.as_tuple(), ",".join(str(i) for i in sorted(e.message_id for e in events)))
             for leg, events in legs
         ]
         if rows:

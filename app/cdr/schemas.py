@@ -3,39 +3,32 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from app.times import to_time
+from parsers.mn_record import PARTICIPANT_FIELDS, Kind, MNField
 
 
-class Cdr(BaseModel):
+def _cdr_field(item: MNField) -> tuple[Any, Any]:
+    default = ... if item.name == "id" else None
+    return (item.python_type, Field(default, description=item.spec.description))
+
+
+# The MN participant fields a syslog CDR has (parsers/mn_record.py), in declaration order.
+_CDR_FIELDS = tuple(f for f in PARTICIPANT_FIELDS if f.spec.cdr)
+if TYPE_CHECKING:
+    _CdrFields = BaseModel
+else:
+    _CdrFields = create_model(
+        "CdrFields", **{f.name: _cdr_field(f) for f in _CDR_FIELDS}, __module__=__name__
+    )
+
+
+class Cdr(_CdrFields):
     """A participant CDR rebuilt from syslog, in MN participant history field names."""
 
-    id: str = Field(description="Participant-id: the MN history `id` of the leg.")
-    call_uuid: str | None = None
-    conversation_id: str | None = None
-    conference_name: str | None = None
-    display_name: str | None = None
-    local_alias: str | None = None
-    remote_alias: str | None = None
-    protocol: str | None = None
-    call_direction: str | None = None
-    role: str | None = None
-    remote_address: str | None = None
-    remote_port: int | None = None
-    signalling_node: str | None = None
-    media_node: str | None = None
-    proxy_node: str | None = None
-    system_location: str | None = None
-    vendor: str | None = None
-    service_type: str | None = None
-    service_tag: str | None = None
-    disconnect_reason: str | None = None
-    start_time: datetime | None = Field(None, description="`Participant has joined.`, UTC.")
-    end_time: datetime | None = Field(None, description="`Participant has disconnected.`")
-    duration: int | None = Field(None, description="Whole seconds, rounded down like the MN.")
     state: str = Field(description="open, closed, failed (never joined) or excluded (backplane)")
     node: str | None = Field(None, description="The node that logged the leg's events.")
     event_count: int
@@ -43,8 +36,13 @@ class Cdr(BaseModel):
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Cdr:
         """From a `cdrs` table row."""
-        values = {k: v for k, v in row.items() if k in cls.model_fields}
-        return cls(**values, start_time=to_time(row["start_us"]), end_time=to_time(row["end_us"]))
+        values = {f.name: row[f.column] for f in _CDR_FIELDS}
+        for time_field in _TIMES:
+            values[time_field.name] = to_time(row[time_field.column])
+        return cls(**values, state=row["state"], node=row["node"], event_count=row["event_count"])
+
+
+_TIMES = tuple(f for f in _CDR_FIELDS if f.spec.kind is Kind.TIME)
 
 
 class Event(BaseModel):

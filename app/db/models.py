@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.types import TypeEngine
 
 from parsers.limits import (
     APP_NAME_MAX,
@@ -28,6 +31,7 @@ from parsers.limits import (
     PROCID_MAX,
     TIMESTAMP_TEXT_MAX,
 )
+from parsers.mn_record import PARTICIPANT_FIELDS, Kind
 
 metadata = MetaData(
     naming_convention={
@@ -135,35 +139,38 @@ pending_derivations = Table(
     Column("last_id", BigInteger, nullable=False),
 )
 
+
+def _mn_columns(side: str) -> list[Column[Any]]:
+    """The columns of the MN participant fields one side holds (`cdr` or `stored`), in the
+    declaration's order: text of a known length as String, the rest by kind."""
+    columns: list[Column[Any]] = []
+    for item in PARTICIPANT_FIELDS:
+        spec = item.spec
+        if not getattr(spec, side):
+            continue
+        sql_type: TypeEngine[Any]
+        if spec.kind is Kind.TEXT:
+            sql_type = Text() if spec.length is None else String(spec.length)
+        else:
+            sql_type = _SQL_TYPES[spec.kind]
+        key = item.name == "id"
+        columns.append(Column(item.column, sql_type, primary_key=key, nullable=not key))
+    return columns
+
+
+_SQL_TYPES: dict[Kind, TypeEngine[Any]] = {
+    Kind.INTEGER: Integer(),
+    Kind.BOOLEAN: Boolean(),
+    Kind.TIME: BigInteger(),
+}
+
 # Participant CDRs (one per leg, keyed by Participant-id), in the Management Node's own
-# history field names so that comparison and export need no renaming. Derived data:
-# `cdrecon rebuild` recreates it from the raw store.
+# history field names (parsers/mn_record.py) so that comparison and export need no
+# renaming. Derived data: `cdrecon rebuild` recreates it from the raw store.
 cdrs = Table(
     "cdrs",
     metadata,
-    Column("id", String(128), primary_key=True),
-    Column("call_uuid", Text, nullable=True),
-    Column("conversation_id", Text, nullable=True),
-    Column("conference_name", Text, nullable=True),
-    Column("display_name", Text, nullable=True),
-    Column("local_alias", Text, nullable=True),
-    Column("remote_alias", Text, nullable=True),
-    Column("protocol", String(32), nullable=True),
-    Column("call_direction", String(16), nullable=True),
-    Column("role", String(32), nullable=True),
-    Column("remote_address", String(255), nullable=True),
-    Column("remote_port", Integer, nullable=True),
-    Column("signalling_node", String(255), nullable=True),
-    Column("media_node", String(255), nullable=True),
-    Column("proxy_node", String(255), nullable=True),
-    Column("system_location", Text, nullable=True),
-    Column("vendor", Text, nullable=True),
-    Column("service_type", String(64), nullable=True),
-    Column("service_tag", Text, nullable=True),
-    Column("disconnect_reason", Text, nullable=True),
-    Column("start_us", BigInteger, nullable=True),
-    Column("end_us", BigInteger, nullable=True),
-    Column("duration", Integer, nullable=True),
+    *_mn_columns("cdr"),
     Column("first_seen_us", BigInteger, nullable=False),
     Column("state", String(16), nullable=False),
     Column("node", String(255), nullable=True),
@@ -177,36 +184,11 @@ cdrs = Table(
 )
 
 # Management Node participant history, one row per record id, as received (`record` holds
-# the whole object as JSON) with the fields reconciliation compares pulled out.
+# the whole object as JSON) with the declared fields it stores pulled out.
 mn_participants = Table(
     "mn_participants",
     metadata,
-    Column("id", String(128), primary_key=True),
-    Column("call_uuid", Text, nullable=True),
-    Column("conversation_id", Text, nullable=True),
-    Column("conference_id", String(128), nullable=True),
-    Column("conference_name", Text, nullable=True),
-    Column("display_name", Text, nullable=True),
-    Column("local_alias", Text, nullable=True),
-    Column("remote_alias", Text, nullable=True),
-    Column("protocol", String(32), nullable=True),
-    Column("call_direction", String(16), nullable=True),
-    Column("role", String(32), nullable=True),
-    Column("disconnect_reason", Text, nullable=True),
-    Column("remote_address", String(255), nullable=True),
-    Column("remote_port", Integer, nullable=True),
-    Column("signalling_node", String(255), nullable=True),
-    Column("media_node", String(255), nullable=True),
-    Column("proxy_node", String(255), nullable=True),
-    Column("system_location", Text, nullable=True),
-    Column("service_type", String(64), nullable=True),
-    Column("service_tag", Text, nullable=True),
-    Column("call_tag", Text, nullable=True),
-    Column("vendor", Text, nullable=True),
-    Column("has_media", Boolean, nullable=True),
-    Column("start_us", BigInteger, nullable=True),
-    Column("end_us", BigInteger, nullable=True),
-    Column("duration", Integer, nullable=True),
+    *_mn_columns("stored"),
     Column("record", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("imported_us", BigInteger, nullable=False),

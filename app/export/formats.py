@@ -1,7 +1,8 @@
 """How an exported record looks, in CSV and JSON lines: pure and byte-stable.
 
-Columns are the Management Node's participant history field names, in this fixed order,
-so that billing imports recovered records exactly as it imports MN data.
+Columns are the Management Node's participant history field names, in the fixed order
+parsers/mn_record.py declares, so that billing imports recovered records exactly as it
+imports MN data.
 """
 
 from __future__ import annotations
@@ -13,31 +14,12 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-COLUMNS: tuple[str, ...] = (
-    "id",
-    "call_uuid",
-    "conversation_id",
-    "conference_name",
-    "display_name",
-    "local_alias",
-    "remote_alias",
-    "protocol",
-    "call_direction",
-    "role",
-    "start_time",
-    "end_time",
-    "duration",
-    "disconnect_reason",
-    "remote_address",
-    "remote_port",
-    "signalling_node",
-    "media_node",
-    "proxy_node",
-    "system_location",
-    "service_type",
-    "service_tag",
-    "vendor",
-    "has_media",
+from parsers.mn_record import EXPORT_FIELDS, PARTICIPANT_FIELDS, Kind
+
+COLUMNS: tuple[str, ...] = EXPORT_FIELDS
+# The exported times: (field, its `cdrs` column).
+_TIMES = tuple(
+    (f.name, f.column) for f in PARTICIPANT_FIELDS if f.spec.export and f.spec.kind is Kind.TIME
 )
 
 # A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
@@ -60,8 +42,8 @@ def has_media(protocol: str | None) -> bool:
 def record_from_cdr(cdr: Mapping[str, Any]) -> dict[str, Any]:
     """The MN-shaped export object of a `cdrs` row, keys in COLUMNS order."""
     values = dict(cdr)
-    values["start_time"] = export_time(cdr.get("start_us"))
-    values["end_time"] = export_time(cdr.get("end_us"))
+    for name, column in _TIMES:
+        values[name] = export_time(cdr.get(column))
     values["has_media"] = has_media(cdr.get("protocol"))
     return {column: values.get(column) for column in COLUMNS}
 

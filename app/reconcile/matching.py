@@ -13,6 +13,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+from parsers.mn_record import PARTICIPANT_FIELDS, Compare
 
 
 class Status(StrEnum):
@@ -117,38 +120,33 @@ def _pair_key(item: Item) -> tuple[int, str, str]:
     )
 
 
+# The fields a matched pair is compared on, and how: (MN name, LegView attribute, rule).
+_RULES = tuple(
+    (f.name, f.column, f.spec.compare) for f in PARTICIPANT_FIELDS if f.spec.compare is not None
+)
+
+
+def differs(rule: Compare, ours: Any, theirs: Any, tolerance_us: int) -> bool:
+    """Whether two values of one field tell different facts, by the field's rule."""
+    if rule is Compare.TIME or rule is Compare.DURATION:
+        if ours is None or theirs is None:
+            return ours is not theirs
+        # The MN floors the duration; with start and end each off by a little, one second
+        # either way is the same call.
+        slack = tolerance_us if rule is Compare.TIME else 1 + tolerance_us // 1_000_000
+        return bool(abs(ours - theirs) > slack)
+    if not ours or not theirs or ours == theirs:
+        return False
+    return rule is Compare.EXACT or bool(ours.lower() != theirs.lower())
+
+
 def compare(cdr: LegView, mn: LegView, tolerance_us: int) -> dict[str, dict[str, object]]:
     """The fields that differ between a matched pair, with both values (times in µs)."""
     differences: dict[str, dict[str, object]] = {}
-    for name, ours, theirs in (
-        ("start_time", cdr.start_us, mn.start_us),
-        ("end_time", cdr.end_us, mn.end_us),
-    ):
-        if ((ours is None or theirs is None) and ours != theirs) or (
-            ours is not None and theirs is not None and abs(ours - theirs) > tolerance_us
-        ):
+    for name, attribute, rule in _RULES:
+        ours, theirs = getattr(cdr, attribute), getattr(mn, attribute)
+        if differs(rule, ours, theirs, tolerance_us):
             differences[name] = {"syslog": ours, "mn": theirs}
-    ours_d, theirs_d = cdr.duration, mn.duration
-    if ours_d is not None and theirs_d is not None:
-        # The MN floors the duration; with start and end each off by a little, one second
-        # either way is the same call.
-        if abs(ours_d - theirs_d) > 1 + tolerance_us // 1_000_000:
-            differences["duration"] = {"syslog": ours_d, "mn": theirs_d}
-    elif ours_d != theirs_d:
-        differences["duration"] = {"syslog": ours_d, "mn": theirs_d}
-    for name, ours_t, theirs_t in (
-        ("conference_name", cdr.conference_name, mn.conference_name),
-        ("protocol", cdr.protocol, mn.protocol),
-        ("call_direction", cdr.call_direction, mn.call_direction),
-        ("call_uuid", cdr.call_uuid, mn.call_uuid),
-    ):
-        if (
-            ours_t
-            and theirs_t
-            and ours_t != theirs_t
-            and (name == "call_uuid" or ours_t.lower() != theirs_t.lower())
-        ):
-            differences[name] = {"syslog": ours_t, "mn": theirs_t}
     return differences
 
 

@@ -11,27 +11,40 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from parsers.mn_record import PARTICIPANT_FIELDS, Compare
+
 from .matching import LegView
+
+# The columns of the fields reconciliation compares (parsers/mn_record.py): text, then times.
+_COMPARED_TEXT = tuple(
+    f.column for f in PARTICIPANT_FIELDS if f.spec.compare in (Compare.EXACT, Compare.CASELESS)
+)
+_COMPARED_TIMES = tuple(
+    f.column for f in PARTICIPANT_FIELDS if f.spec.compare in (Compare.TIME, Compare.DURATION)
+)
 
 # Both sides are read as one row layout: these columns, in this order; a syslog CDR's row
 # goes on with its node and state. The text fields `compare` looks at sit side by side, so
-# that one tuple comparison tells whether a pair's are identical. No local alias: nothing
-# matches on it.
-LEG_COLUMNS = (
-    "id",
-    "call_uuid",
-    "conference_name",
-    "protocol",
-    "call_direction",
-    "start_us",
-    "end_us",
-    "duration",
-    "display_name",
-    "remote_alias",
+# that one tuple comparison tells whether a pair's are identical; the names the participant
+# goes by come last (matching's aliases).
+LEG_COLUMNS = ("id", *_COMPARED_TEXT, *_COMPARED_TIMES, "display_name", "remote_alias")
+ID = 0
+CALL_UUID, CONFERENCE, PROTOCOL, DIRECTION, START, END, DURATION, DISPLAY, REMOTE = (
+    LEG_COLUMNS.index(name)
+    for name in (
+        "call_uuid",
+        "conference_name",
+        "protocol",
+        "call_direction",
+        "start_us",
+        "end_us",
+        "duration",
+        "display_name",
+        "remote_alias",
+    )
 )
-ID, CALL_UUID, CONFERENCE, PROTOCOL, DIRECTION = range(5)
-START, END, DURATION, DISPLAY, REMOTE, NODE, STATE = range(5, 12)
-COMPARED_TEXT = slice(CALL_UUID, DIRECTION + 1)
+NODE, STATE = len(LEG_COLUMNS), len(LEG_COLUMNS) + 1
+COMPARED_TEXT = slice(1, 1 + len(_COMPARED_TEXT))
 
 Row = tuple[Any, ...]
 

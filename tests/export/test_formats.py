@@ -53,6 +53,16 @@ def test_csv_is_rfc4180_with_crlf_a_header_and_utc_times() -> None:
     assert b',"room, 0",' in row
 
 
+def test_the_header_is_billings_fixed_column_order() -> None:
+    """Billing imports by these columns: the declaration may grow, this order may not change."""
+    assert CsvEncoder().header() == (
+        b"id,call_uuid,conversation_id,conference_name,display_name,local_alias,remote_alias,"
+        b"protocol,call_direction,role,start_time,end_time,duration,disconnect_reason,"
+        b"remote_address,remote_port,signalling_node,media_node,proxy_node,system_location,"
+        b"service_type,service_tag,vendor,has_media\r\n"
+    )
+
+
 def expected_cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
