@@ -52,11 +52,15 @@ class Kind(StrEnum):
 class Compare(StrEnum):
     """How reconciliation compares a field of a matched pair (syslog CDR against MN record).
 
-    The text rules compare only values both sides know: a field one side left empty is no
-    difference. A time or duration only one side has is one (docs/design.md)."""
+    The value rules compare only values both sides know: a field one side left empty is no
+    difference. A time or duration only one side has is one. Each normalisation is
+    explained in docs/design.md ("Comparing a matched pair")."""
 
-    EXACT = "exact"  # the same text
-    CASELESS = "caseless"  # the same text, ignoring case
+    EXACT = "exact"  # the same value
+    CASELESS = "caseless"  # the same text, ignoring case: values of a closed set
+    # A name the participant goes by: the same, ignoring case and surrounding space, as one
+    # of the other side's names (syslog's `Participant` is a display name or an alias).
+    NAME = "name"
     TIME = "time"  # within the run's tolerance; one side without a time differs
     DURATION = "duration"  # within one second plus the tolerance; the MN floors seconds
 
@@ -82,7 +86,9 @@ def _spec(kind: Kind, length: int | None = None, **spec: Any) -> dict[str, Spec]
 
 
 def _both(kind: Kind, length: int | None = None, **spec: Any) -> dict[str, Spec]:
-    """The metadata of a field both sides have and billing's export carries."""
+    """The metadata of a field both sides have and billing's export carries: reconciliation
+    compares it, exactly unless `compare` says otherwise."""
+    spec.setdefault("compare", Compare.EXACT)
     return _spec(kind, length, cdr=True, stored=True, export=True, **spec)
 
 
@@ -97,11 +103,11 @@ class MNParticipant:
     Times are UTC-aware; integers are whole and non-negative (the MN floors durations)."""
 
     id: str = field(
-        metadata=_both(_TEXT, 128, description="Participant-id: the MN history `id` of the leg.")
+        metadata=_both(
+            _TEXT, 128, compare=None, description="Participant-id: the MN history `id` of the leg."
+        )
     )
-    call_uuid: str | None = field(
-        default=None, metadata=_both(_TEXT, syslog=("call-id",), compare=Compare.EXACT)
-    )
+    call_uuid: str | None = field(default=None, metadata=_both(_TEXT, syslog=("call-id",)))
     conversation_id: str | None = field(
         default=None, metadata=_both(_TEXT, syslog=("conversation-id",))
     )
@@ -109,7 +115,10 @@ class MNParticipant:
         default=None, metadata=_both(_TEXT, syslog=("conference",), compare=Compare.CASELESS)
     )
     display_name: str | None = field(
-        default=None, metadata=_both(_TEXT, syslog=("display-name", "displayname", "participant"))
+        default=None,
+        metadata=_both(
+            _TEXT, syslog=("display-name", "displayname", "participant"), compare=Compare.NAME
+        ),
     )
     local_alias: str | None = field(
         default=None,
@@ -120,6 +129,7 @@ class MNParticipant:
         metadata=_both(
             _TEXT,
             syslog=("remote-alias", "source-alias", "participant-alias", "participant"),
+            compare=Compare.NAME,
         ),
     )
     protocol: str | None = field(
@@ -129,7 +139,9 @@ class MNParticipant:
         default=None,
         metadata=_both(_TEXT, 16, syslog=("direction", "call-direction"), compare=Compare.CASELESS),
     )
-    role: str | None = field(default=None, metadata=_both(_TEXT, 32, syslog=("role",)))
+    role: str | None = field(
+        default=None, metadata=_both(_TEXT, 32, syslog=("role",), compare=Compare.CASELESS)
+    )
     start_time: datetime | None = field(  # None for failed calls
         default=None,
         metadata=_both(_TIME, compare=Compare.TIME, description="`Participant has joined.`, UTC."),
@@ -161,7 +173,7 @@ class MNParticipant:
         metadata=_both(_TEXT, syslog=("location", "system-location", "signaling-location")),
     )
     service_type: str | None = field(
-        default=None, metadata=_both(_TEXT, 64, syslog=("service-type",))
+        default=None, metadata=_both(_TEXT, 64, syslog=("service-type",), compare=Compare.CASELESS)
     )
     service_tag: str | None = field(default=None, metadata=_both(_TEXT, syslog=("service-tag",)))
     vendor: str | None = field(default=None, metadata=_both(_TEXT, syslog=("vendor",)))

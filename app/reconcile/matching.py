@@ -47,6 +47,7 @@ class LegView:
     duration: int | None
     node: str | None = None
     state: str | None = None  # syslog legs: open, closed, failed, excluded
+    compared: tuple[Any, ...] = ()  # the values of COMPARED, in its order
 
     @property
     def time_us(self) -> int | None:
@@ -120,14 +121,29 @@ def _pair_key(item: Item) -> tuple[int, str, str]:
     )
 
 
-# The fields a matched pair is compared on, and how: (MN name, LegView attribute, rule).
-_RULES = tuple(
-    (f.name, f.column, f.spec.compare) for f in PARTICIPANT_FIELDS if f.spec.compare is not None
+# The fields a matched pair is compared on besides its times, in declaration order:
+# `LegView.compared` holds their values. Then the times, which LegView has by name.
+COMPARED = tuple(
+    f
+    for f in PARTICIPANT_FIELDS
+    if f.spec.compare is not None and f.spec.compare not in (Compare.TIME, Compare.DURATION)
+)
+_VALUE_RULES = tuple((f.name, f.spec.compare) for f in COMPARED)
+_TIME_RULES = tuple(
+    (f.name, f.column, f.spec.compare)
+    for f in PARTICIPANT_FIELDS
+    if f.spec.compare in (Compare.TIME, Compare.DURATION)
 )
 
 
-def differs(rule: Compare, ours: Any, theirs: Any, tolerance_us: int) -> bool:
-    """Whether two values of one field tell different facts, by the field's rule."""
+def _name(value: str) -> str:
+    return value.strip().lower()
+
+
+def differs(rule: Compare | None, ours: Any, theirs: Any, tolerance_us: int) -> bool:
+    """Whether two values of one field tell different facts, by the field's rule. For
+    `Compare.NAME` this compares the two values only; `compare` also tries the other
+    side's other names."""
     if rule is Compare.TIME or rule is Compare.DURATION:
         if ours is None or theirs is None:
             return ours is not theirs
@@ -135,15 +151,25 @@ def differs(rule: Compare, ours: Any, theirs: Any, tolerance_us: int) -> bool:
         # either way is the same call.
         slack = tolerance_us if rule is Compare.TIME else 1 + tolerance_us // 1_000_000
         return bool(abs(ours - theirs) > slack)
-    if not ours or not theirs or ours == theirs:
+    if ours is None or theirs is None or ours == "" or theirs == "" or ours == theirs:
         return False
-    return rule is Compare.EXACT or bool(ours.lower() != theirs.lower())
+    if rule is Compare.CASELESS:
+        return bool(ours.lower() != theirs.lower())
+    if rule is Compare.NAME:
+        return _name(ours) != _name(theirs)
+    return True
 
 
 def compare(cdr: LegView, mn: LegView, tolerance_us: int) -> dict[str, dict[str, object]]:
     """The fields that differ between a matched pair, with both values (times in µs)."""
     differences: dict[str, dict[str, object]] = {}
-    for name, attribute, rule in _RULES:
+    for (name, rule), ours, theirs in zip(_VALUE_RULES, cdr.compared, mn.compared, strict=False):
+        if differs(rule, ours, theirs, tolerance_us) and not (
+            # A name of one side that is any name of the other is the same participant.
+            rule is Compare.NAME and (_name(ours) in mn.aliases or _name(theirs) in cdr.aliases)
+        ):
+            differences[name] = {"syslog": ours, "mn": theirs}
+    for name, attribute, rule in _TIME_RULES:
         ours, theirs = getattr(cdr, attribute), getattr(mn, attribute)
         if differs(rule, ours, theirs, tolerance_us):
             differences[name] = {"syslog": ours, "mn": theirs}

@@ -13,21 +13,17 @@ from typing import Any
 
 from parsers.mn_record import PARTICIPANT_FIELDS, Compare
 
-from .matching import LegView
+from .matching import COMPARED, LegView
 
-# The columns of the fields reconciliation compares (parsers/mn_record.py): text, then times.
-_COMPARED_TEXT = tuple(
-    f.column for f in PARTICIPANT_FIELDS if f.spec.compare in (Compare.EXACT, Compare.CASELESS)
-)
+# The columns of the fields reconciliation compares (parsers/mn_record.py): values, then times.
 _COMPARED_TIMES = tuple(
     f.column for f in PARTICIPANT_FIELDS if f.spec.compare in (Compare.TIME, Compare.DURATION)
 )
 
 # Both sides are read as one row layout: these columns, in this order; a syslog CDR's row
-# goes on with its node and state. The text fields `compare` looks at sit side by side, so
-# that one tuple comparison tells whether a pair's are identical; the names the participant
-# goes by come last (matching's aliases).
-LEG_COLUMNS = ("id", *_COMPARED_TEXT, *_COMPARED_TIMES, "display_name", "remote_alias")
+# goes on with its node and state. The values `compare` looks at sit side by side, so that
+# one tuple comparison tells whether a pair's are identical.
+LEG_COLUMNS = ("id", *(f.column for f in COMPARED), *_COMPARED_TIMES)
 ID = 0
 CALL_UUID, CONFERENCE, PROTOCOL, DIRECTION, START, END, DURATION, DISPLAY, REMOTE = (
     LEG_COLUMNS.index(name)
@@ -44,7 +40,7 @@ CALL_UUID, CONFERENCE, PROTOCOL, DIRECTION, START, END, DURATION, DISPLAY, REMOT
     )
 )
 NODE, STATE = len(LEG_COLUMNS), len(LEG_COLUMNS) + 1
-COMPARED_TEXT = slice(1, 1 + len(_COMPARED_TEXT))
+COMPARED_VALUES = slice(1, 1 + len(COMPARED))
 
 Row = tuple[Any, ...]
 
@@ -79,6 +75,7 @@ def leg_view(row: Row) -> LegView:
         duration=row[DURATION],
         node=_shared(row[NODE]) if len(row) > NODE else None,
         state=_shared(row[STATE]) if len(row) > STATE else None,
+        compared=row[COMPARED_VALUES],
     )
 
 
@@ -86,18 +83,30 @@ def leg_view(row: Row) -> LegView:
 _UNSETTLED_STATES = frozenset(("open", "failed", "excluded"))
 
 
+def _alike(ours: Row, theirs: Row) -> bool:
+    """Whether each value is the same on both sides or missing on one (None or "")."""
+    return all(
+        a == b or a is None or b is None or a == "" or b == ""
+        for a, b in zip(ours, theirs, strict=True)
+    )
+
+
+def _backplane(protocol: str | None) -> bool:
+    return protocol is not None and protocol.upper() == "BACKPLANE"
+
+
 def agree(cdr: Row, mn: Row, tolerance_us: int) -> bool:
     """True only when `classify` would find this pair, matched by id, `matched` with no
     differences: both billable, the CDR closed, times within the tolerance, the duration
-    within its slack, and the compared text fields identical. A False is no verdict: such
-    a pair goes through `classify` like any other."""
+    within its slack, and every other compared value the same or known to one side only.
+    A False is no verdict: such a pair goes through `classify` like any other."""
     start, mn_start = cdr[START], mn[START]
     if start is None or mn_start is None or abs(start - mn_start) > tolerance_us:
         return False
-    if cdr[COMPARED_TEXT] != mn[COMPARED_TEXT] or cdr[STATE] in _UNSETTLED_STATES:
+    if cdr[STATE] in _UNSETTLED_STATES or _backplane(cdr[PROTOCOL]) or _backplane(mn[PROTOCOL]):
         return False
-    protocol = cdr[PROTOCOL]  # the MN's is the same
-    if protocol is not None and protocol.upper() == "BACKPLANE":
+    values, mn_values = cdr[COMPARED_VALUES], mn[COMPARED_VALUES]
+    if values != mn_values and not _alike(values, mn_values):
         return False
     end, mn_end = cdr[END], mn[END]
     if end is None or mn_end is None:

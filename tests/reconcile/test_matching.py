@@ -8,10 +8,15 @@ from datetime import datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.reconcile.matching import LegView, Status, classify
+from app.reconcile.matching import COMPARED, LegView, Status, classify
 from tests.reconcile.generator import Scenario, generate
 
 TOLERANCE = 2_000_000
+
+
+def compared(**values: object) -> tuple[object, ...]:
+    """The compared values of a view, from MN field names (what a name leaves out is None)."""
+    return tuple(values.get(f.name) for f in COMPARED)
 
 
 def us(moment: datetime | None) -> int | None:
@@ -41,6 +46,15 @@ def syslog_views(s: Scenario) -> list[LegView]:
                 duration,
                 c.node,
                 state,
+                compared(
+                    call_uuid=c.call_id,
+                    conference_name=c.conference,
+                    display_name=c.alias,
+                    remote_alias=c.alias,
+                    protocol=c.protocol,
+                    call_direction="in",
+                    disconnect_reason=None if end is None else "Call disconnected",
+                ),
             )
         )
     return views
@@ -63,8 +77,9 @@ def mn_views(s: Scenario) -> list[LegView]:
             "in",  # type: ignore[arg-type]
             parse_mn(r["start_time"]),
             parse_mn(r["end_time"]),
-            r["duration"],
-        )  # type: ignore[arg-type]
+            r["duration"],  # type: ignore[arg-type]
+            compared=compared(**r),
+        )
         for r in s.mn_records
     ]
 
