@@ -7,7 +7,7 @@ What it measures
         2026-11-26T10:00:00.090+00:00 conf-node-08 pexip: 2026-11-26 10:00:00,090
         Level="INFO" Name="administrator.conference" Message="Participant has joined." ...
 
-    (one line each; the bodies are bench/common.py's `pexip_frames`: calls attempt, join and
+    (one line each; the bodies are `bench.frames.pexip_frames`: calls attempt, join and
     disconnect, so about a third of the lines are each; every line has its own time and
     Participant-id, so all N are distinct), imported twice into a fresh SQLite database:
 
@@ -29,259 +29,40 @@ How
     CDRs by state) to check the summary. `--py-spy` samples the first import with
     `py-spy record --nonblocking` and prints where its time goes.
 
-Run:  .venv/bin/python bench/backfill.py [--lines 1000000] [--lines 100000,1000000] [--py-spy]
+Run:  .venv/bin/python -m bench.backfill [--lines 1000000] [--lines 100000,1000000] [--py-spy]
 Writes bench/out/backfill-<UTC timestamp>.json. The helpers that run and measure a command
-are shared with bench/reconcile.py and bench/export.py.
+(bench/commands.py) are shared with bench.reconcile and bench.export.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import gzip
 import itertools
-import json
-import os
 import re
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common import machine_info, pexip_frames, system_busy_seconds
+from bench.commands import Measured, cdrecon_env, run_measured, upgrade_database
+from bench.floor import measure_floor
+from bench.frames import pexip_frames
+from bench.paths import CDRECON, OUT_DIR, ROOT
+from bench.procfs import load_average, load_text, machine_info
+from bench.pyspy import print_profile, profile_summary
+from bench.results import stamp, table, write_json
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-OUT_DIR = BENCH_DIR / "out"
-VENV_BIN = ROOT / ".venv" / "bin"
-CDRECON = str(VENV_BIN / "cdrecon")
-PY_SPY = str(VENV_BIN / "py-spy")
 TARGET_LINES_PER_S = 100_000
 SUMMARY = re.compile(
     r"files (?P<files>\d+), lines (?P<lines>\d+), stored (?P<stored>\d+), "
     r"duplicates (?P<duplicates>\d+), parse failures (?P<parse_failures>\d+), "
     r"new call events (?P<events>\d+)"
 )
-
-# --------------------------------------------------------------------------------------------
-# Measuring one command (shared with reconcile.py and export.py)
-# --------------------------------------------------------------------------------------------
-
-LoadAverage = tuple[float, float, float]
-
-
-def load_average() -> LoadAverage:
-    """The 1, 5 and 15 minute load averages."""
-    one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
-    return float(one), float(five), float(fifteen)
-
-
-def load_text(before: LoadAverage, after: LoadAverage) -> str:
-    """`4.1→4.6`: the 1-minute load average before and after a measurement."""
-    return f"{before[0]:.1f}→{after[0]:.1f}"
-
-
-@dataclass(slots=True)
-class Measured:
-    """One command, run to its end: how long, how much memory and CPU, under what load."""
-
-    argv: list[str]
-    returncode: int
-    seconds: float
-    peak_rss_mb: float
-    cpu_seconds: float  # user + system
-    system_seconds: float  # of which in the kernel (I/O system calls, page faults)
-    machine_busy_cpus: float  # CPUs the whole machine kept busy meanwhile (of nproc)
-    load_before: LoadAverage
-    load_after: LoadAverage
-    stdout: str = field(repr=False)
-    stderr: str = field(repr=False)
-    revision: str = ""  # the product's git revision when the command started
-    profile: str | None = None
-
-
-def start_py_spy(pid: int, output: Path) -> subprocess.Popen[bytes]:
-    """Sample `pid` with py-spy (collapsed stacks, all threads, without pausing it)."""
-    return subprocess.Popen(
-        [
-            *(PY_SPY, "record", "--pid", str(pid), "--format", "raw", "--rate", str(PY_SPY_RATE)),
-            *("--nonblocking", "--threads", "--output", str(output)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def run_measured(
-    argv: Sequence[str], env: dict[str, str], cwd: Path, profile: Path | None = None
-) -> Measured:
-    """Run `argv` to its end; wall time, and the peak RSS and CPU of that process alone
-    (os.wait4 gives the rusage of exactly this child)."""
-    revision = git_revision()  # the tree is shared: note which code this run loads
-    load_before = load_average()
-    busy_before = system_busy_seconds()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=out, stderr=err)
-        spy = start_py_spy(proc.pid, profile) if profile is not None else None
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        busy = (system_busy_seconds() - busy_before) / seconds
-        if spy is not None:
-            spy.wait(timeout=60)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    return Measured(
-        argv=list(argv),
-        returncode=proc.returncode,
-        seconds=seconds,
-        peak_rss_mb=usage.ru_maxrss / 1024,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
-        system_seconds=usage.ru_stime,
-        machine_busy_cpus=busy,
-        load_before=load_before,
-        load_after=load_average(),
-        stdout=stdout,
-        stderr=stderr,
-        revision=revision,
-        profile=str(profile) if profile is not None and profile.exists() else None,
-    )
-
-
-def cdrecon_env(database: Path, **extra: str) -> dict[str, str]:
-    """The environment for a cdrecon command on the SQLite file `database`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDRECON_")}
-    env["CDRECON_DATABASE_URL"] = f"sqlite+aiosqlite:///{database}"
-    env.update({f"CDRECON_{name.upper()}": value for name, value in extra.items()})
-    return env
-
-
-def upgrade_database(database: Path) -> None:
-    """`cdrecon db upgrade`: the schema, created by the product itself."""
-    subprocess.run(
-        [CDRECON, "db", "upgrade"],
-        env=cdrecon_env(database),
-        cwd=database.parent,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-
-
-PY_SPY_RATE = 100  # samples per second and thread
-
-
-@dataclass(slots=True)
-class Profile:
-    """Where a process spent its time, from py-spy samples of all its threads.
-
-    Each entry is (frame, seconds, percent of all samples). py-spy skips a thread while it
-    is idle (waiting on a lock, a queue or epoll), so the samples count time a thread was
-    running Python or busy in native code; time in SQLite shows as the aiosqlite worker
-    thread's own frame (`_connection_worker_thread`). `threads`: samples per thread;
-    `product`: inclusive time of cdrecon's own functions (app/, parsers/); `own`: where
-    the samples were on top of the stack.
-    """
-
-    samples: int
-    threads: list[tuple[str, float, float]]
-    product: list[tuple[str, float, float]]
-    own: list[tuple[str, float, float]]
-
-
-def profile_summary(path: Path, top: int = 15) -> Profile:
-    """The heaviest functions of a py-spy `--format raw --threads` file (collapsed stacks)."""
-    threads: collections.Counter[str] = collections.Counter()
-    product: collections.Counter[str] = collections.Counter()
-    own: collections.Counter[str] = collections.Counter()
-    total = 0
-    line_number = re.compile(r":\d+\)$")
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        total += count
-        frames = [line_number.sub(")", frame) for frame in stack.split(";")]
-        if frames[0].startswith("thread ("):
-            threads[re.sub(r"\(\d+\)", "(…)", frames[0])] += count
-        for frame in set(frames):
-            if "(app/" in frame or "(parsers/" in frame:
-                product[frame] += count
-        own[frames[-1]] += count
-
-    def entries(counter: collections.Counter[str]) -> list[tuple[str, float, float]]:
-        return [
-            (frame, round(n / PY_SPY_RATE, 1), round(100 * n / total, 1))
-            for frame, n in counter.most_common(top)
-        ]
-
-    return Profile(total, entries(threads), entries(product), entries(own))
-
-
-def print_profile(label: str, profile: Profile) -> None:
-    """Print the threads, the heaviest product functions (inclusive) and the top frames."""
-    print(f"\nwhere the time goes: {label} ({profile.samples} py-spy samples)")
-    for kind, rows in (
-        ("per thread", profile.threads),
-        ("cdrecon functions, inclusive", profile.product),
-        ("on top of the stack (self)", profile.own),
-    ):
-        print(f"  {kind}:")
-        for frame, seconds, share in rows:
-            print(f"    {seconds:7.1f} s {share:5.1f}%  {frame}")
-
-
-def stamp() -> str:
-    """A UTC timestamp for file names."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def git_revision() -> str:
-    """The product's git revision, with `+dirty` if tracked files outside bench/ have changes
-    (the tree is shared, and the product may change between two runs)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
-def write_json(name: str, when: str, payload: dict[str, object]) -> Path:
-    """bench/out/<name>-<when>.json, with the machine and revision added."""
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = OUT_DIR / f"{name}-{when}.json"
-    document = {"benchmark": name, "started": when, "revision": git_revision()}
-    document["machine"] = machine_info()
-    document.update(payload)
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    return path
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain text table, columns padded to fit."""
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
 
 # --------------------------------------------------------------------------------------------
 # The syslog file
@@ -301,7 +82,7 @@ class SyslogFile:
 
 def rsyslog_lines(count: int, size: int, seed: int) -> Iterator[bytes]:
     """`count` distinct Pexip lines as rsyslog's default file template writes them:
-    `ISO-TIME HOST pexip: BODY` (from the octet-counted RFC 5424 frames of common.py)."""
+    `ISO-TIME HOST pexip: BODY` (from the octet-counted RFC 5424 frames of bench/frames.py)."""
     for frame in itertools.islice(pexip_frames(size, seed), count):
         # b"LEN <134>1 ISO HOST pexip - - - BODY\n"
         _length, _pri, when, host, _app, _procid, _msgid, _sd, body = frame.split(b" ", 8)
@@ -437,9 +218,6 @@ def run_size(args: argparse.Namespace, lines: int, when: str) -> SizeResult:
         size = sum(p.stat().st_size for p in workdir.glob("bench.db*"))
         result = SizeResult(lines, made, runs, counts, size, problems)
         if not args.no_floor:
-            # Imported here: floor.py imports this module's measuring helpers.
-            from floor import measure_floor
-
             floor = measure_floor(lines, backfill=True)
             print(f"[{lines:,} lines] {floor.text()}", flush=True)
             result.sqlite_alone = floor.measured

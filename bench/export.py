@@ -2,7 +2,7 @@
 
 What it measures
     For each N (`--sizes`, default 100k and 1M), a fresh SQLite database holds N closed
-    participant CDRs (the same rows as bench/reconcile.py plants), and a real
+    participant CDRs (the same rows as bench.reconcile plants: bench/planted.py), and a real
     `cdrecon serve` runs on it (syslog listeners off, HTTP on a free loopback port). With an
     admin token from `cdrecon token create bench --scope admin`:
 
@@ -29,7 +29,7 @@ How
     (not timed). The server is ready when GET /healthz answers 200, and is stopped with
     SIGTERM after the downloads. `--py-spy` samples the server during each step.
 
-Run:  .venv/bin/python bench/export.py [--sizes 100000,1000000] [--py-spy]
+Run:  .venv/bin/python -m bench.export [--sizes 100000,1000000] [--py-spy]
 Writes bench/out/export-<UTC timestamp>.json; the server logs go next to it.
 """
 
@@ -50,25 +50,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from backfill import (
-    CDRECON,
-    OUT_DIR,
-    ROOT,
+
+from bench.commands import cdrecon_env, git_revision, upgrade_database
+from bench.loopback import free_port, wait_for
+from bench.paths import CDRECON, OUT_DIR, ROOT
+from bench.planted import iso, plan_calls, plant
+from bench.procfs import (
     LoadAverage,
-    cdrecon_env,
-    git_revision,
+    cpu_seconds,
     load_average,
     load_text,
-    print_profile,
-    profile_summary,
-    stamp,
-    start_py_spy,
-    table,
-    upgrade_database,
-    write_json,
+    machine_info,
+    peak_rss_mb,
 )
-from common import cpu_seconds, free_port, machine_info, peak_rss_mb, wait_for
-from reconcile import iso, plan_calls, plant
+from bench.pyspy import print_profile, profile_summary, start_py_spy
+from bench.results import stamp, table, write_json
 
 TARGET_ROWS_PER_S = 100_000
 TIMEOUT = httpx.Timeout(3600.0, connect=10.0)

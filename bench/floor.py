@@ -34,9 +34,9 @@ named, migrated by `cdrecon db upgrade`, written by one session with `generate_s
 dropped. The server's own processes do the work, so the figure is wall time, with how many
 CPUs the whole machine kept busy meanwhile.
 
-Run:  .venv/bin/python bench/floor.py [--messages 1000000] [--backfill] [--runs 3]
-      .venv/bin/python bench/floor.py --postgres [URL]
-Also run by bench/ingest.py and bench/backfill.py, next to their own figures.
+Run:  .venv/bin/python -m bench.floor [--messages 1000000] [--backfill] [--runs 3]
+      .venv/bin/python -m bench.floor --postgres [URL]
+Also run by bench.ingest and bench.backfill, next to their own figures.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from backfill import CDRECON, Measured, cdrecon_env, run_measured, upgrade_database
-from common import machine_info, system_busy_seconds, wait_until_quiet
 
-BENCH_DIR = Path(__file__).resolve().parent
+from bench.commands import Measured, cdrecon_env, run_measured, upgrade_database
+from bench.paths import CDRECON, ROOT
+from bench.procfs import machine_info, system_busy_seconds, wait_until_quiet
 
 # cdrecon's connection pragmas (app/db/engine.py).
 PRAGMAS = (
@@ -194,10 +194,10 @@ def measure_floor(messages: int, backfill: bool, batch: int = 5000) -> Floor:
     try:
         database = workdir / "floor.db"
         upgrade_database(database)
-        argv = [sys.executable, str(Path(__file__).resolve()), "--child", str(database)]
+        argv = [sys.executable, "-m", "bench.floor", "--child", str(database)]
         argv += ["--messages", str(messages), "--batch", str(batch)]
         argv += ["--backfill"] if backfill else []
-        measured = run_measured(argv, cdrecon_env(database), BENCH_DIR)
+        measured = run_measured(argv, cdrecon_env(database), ROOT)
         if measured.returncode != 0:
             raise RuntimeError(f"the floor child failed: {measured.stderr.strip()[-2000:]}")
         size = sum(p.stat().st_size for p in workdir.glob("floor.db*"))

@@ -4,7 +4,7 @@ parsed, in cdrecon's raw store: a yardstick for what Python itself allows, not a
 Why
     Issue 2 asks cdrecon to store messages, durably and parsed, at least as fast as syslog-ng
     copies them to a file. This receiver measures how close *any* CPython receiver can get
-    on this machine, next to syslog-ng and cdrecon in the same run (bench/ingest.py,
+    on this machine, next to syslog-ng and cdrecon in the same run (bench.ingest,
     receiver `python-lean`).
 
 What it does, per message, and nothing else
@@ -22,7 +22,7 @@ What it does, per message, and nothing else
     The database must exist with cdrecon's schema (`cdrecon db upgrade`); the pragmas are
     cdrecon's. SIGTERM commits what was read and exits 0.
 
-Run:  python bench/lean_receiver.py --db bench.db --port 5514 [--tls-cert C --tls-key K]
+Run:  python -m bench.lean_receiver --db bench.db --port 5514 [--tls-cert C --tls-key K]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from floor import PRAGMAS
+from bench.floor import PRAGMAS
 
 BATCH = 5000
 LINGER = 0.02

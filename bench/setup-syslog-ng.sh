@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install syslog-ng's `loggen` (the load generator) and the `syslog-ng` binary that
-# bench/ingest.py uses as its reference receiver. Idempotent; needs root (or sudo) and apt.
+# bench.ingest uses as its reference receiver. Idempotent; needs root (or sudo) and apt.
 #
 # Debian's syslog-ng-core would start a system-wide syslog-ng service on install. We forbid
 # that with a /usr/sbin/policy-rc.d that exits 101 for the duration of the install (the
