@@ -392,7 +392,7 @@ _TIME_LEN: Final = 23  # len("2017-07-09 13:45:29,919")
 _TIME_SEPARATORS: Final = "-- ::,"
 
 # A frozen dataclass's __init__ sets each attribute through object.__setattr__ in Python; on
-# the hot path the events are built with the slots' own setters instead, at half the cost.
+# the hot path the events are built with the slots' own setters instead, which are C.
 _new = object.__new__
 
 
@@ -442,7 +442,7 @@ def _learn_shape(shape: str) -> _Builder | None:
         return None
     keys = shape[1:-1].lower().split('=" ')
     if shape not in _seen:
-        # Writing a builder costs as much as parsing a few dozen lines: a shape seen only once
+        # Compiling a builder costs far more than parsing a line: a shape seen only once
         # (as every line of a hostile sender could be) gets the generic one.
         if len(_seen) >= _SHAPES_MAX:
             _seen.clear()
@@ -461,8 +461,10 @@ def _compile_builder(keys: list[str]) -> _Builder:
     """`_build_event` for one shape, written out (as collections.namedtuple and dataclasses
     write code) and compiled.
 
-    The fields dict becomes a display with constant keys, built in one step, and Level/Name/
-    Message are picked by position: a fifth of the cost of a line less than the generic loop.
+    The fields dict becomes a display with constant keys, built in one step at its final size,
+    and Level/Name/Message are picked by position. Plain Python has no such step (a dict from
+    the pairs goes through zip and grows as it fills): `python -m bench.pexip_builders` compares
+    the two in one run, and bench/README.md ("Pexip parsing") has the figures that keep this.
     The keys were checked against `_KEY`, and repr() writes them as string literals.
     """
     names = [f"v{i}" for i in range(len(keys))]
