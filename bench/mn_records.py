@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.frames import (
-    NODES,
-)
+from bench.frames import NODES
 from bench.people import Person
 
 MN_COLUMNS = (

@@ -12,10 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.frames import (
-    HOSTS,
-    NODES,
-)
+from bench.frames import HOSTS, NODES
 from bench.mn_records import MN_COLUMNS, mn_row
 from bench.people import Person, person
 
