@@ -7,17 +7,21 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.errors import CdreconError
+
+T = TypeVar("T")
 
 _DATABASE_OPTION = click.option(
     "--database-url", help="SQLAlchemy URL [env CDRECON_DATABASE_URL; default ./cdrecon.db]"
@@ -40,6 +44,35 @@ def _logging(level: str) -> None:
     )
 
 
+def _run(
+    flags: dict[str, Any],
+    work: Callable[[Settings, AsyncEngine], Awaitable[T]],
+    *,
+    quiet: bool = True,
+) -> T:
+    """The frame of every command: settings, logging, migration, the process's one engine,
+    `work`, and the engine disposed of. A `quiet` command logs only warnings unless another
+    level than the default was asked for."""
+    settings = _settings(**flags)
+    level = settings.log_level
+    _logging("WARNING" if quiet and level.upper() == "INFO" else level)
+    upgrade(settings.database_url)
+
+    async def run() -> T:
+        engine = create_engine(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        try:
+            return await work(settings, engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except CdreconError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """cdrecon: rebuild Pexip CDRs lost by a Management Node restore, from syslog."""
@@ -58,13 +91,11 @@ def main() -> None:
 @click.option("--log-level", help="DEBUG, INFO, WARNING [env CDRECON_LOG_LEVEL]")
 def serve(**flags: Any) -> None:
     """Receive syslog and serve the API until SIGTERM/SIGINT (applies migrations first)."""
-    from app.server import serve as run_service
+    from app.serve import serve as run_service
 
-    settings = _settings(**flags)
-    _logging(settings.log_level)
     # The standard loop, not uvloop: uvloop's server-side start_tls never completes the
     # handshake, and the receiver needs it to log and count refused TLS peers.
-    asyncio.run(run_service(settings))
+    _run(flags, run_service, quiet=False)
 
 
 @main.group()
@@ -94,12 +125,8 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
     from app.ingest.backfill import ImportSummary, import_files
     from app.runtime import Runtime, settle_garbage_collector
 
-    settings = _settings(**flags)
-    _logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
-    upgrade(settings.database_url)
-
-    async def run() -> ImportSummary:
-        runtime = Runtime.build(settings, defer_deriving=False)
+    async def run(settings: Settings, engine: AsyncEngine) -> ImportSummary:
+        runtime = Runtime.build(settings, engine, defer_deriving=False)
         settle_garbage_collector()
         runtime.writer.start()
         try:
@@ -109,7 +136,6 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
                 )
         finally:
             await runtime.writer.stop()
-            await runtime.engine.dispose()
         figure = runtime.metrics.registry.get_sample_value
         file_label = {"transport": "file"}
         return ImportSummary(
@@ -122,7 +148,7 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
         )
 
     try:
-        summary = asyncio.run(run())
+        summary = _run(flags, run)
     except OSError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
@@ -160,24 +186,15 @@ def _progress() -> Iterator[Callable[[str, int], None] | None]:
 def rebuild(**flags: Any) -> None:
     """Recreate all call events and CDRs from the raw message store."""
     from app.cdr.deriving import rebuild as rebuild_all
-    from app.db.engine import create_engine
 
-    settings = _settings(**flags)
-    _logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
-    upgrade(settings.database_url)
-
-    async def run() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            derived = await rebuild_all(engine)
-        finally:
-            await engine.dispose()
+    async def run(_settings: Settings, engine: AsyncEngine) -> None:
+        derived = await rebuild_all(engine)
         click.echo(
             f"events {derived.events}, duplicate lines {derived.duplicates}, "
             f"unparsed Pexip lines {derived.unparsed}, CDRs {derived.legs}"
         )
 
-    asyncio.run(run())
+    _run(flags, run)
 
 
 def _when(text: str) -> datetime:
@@ -194,44 +211,35 @@ def _when(text: str) -> datetime:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 def import_history(files: tuple[str, ...], **flags: Any) -> None:
     """Import MN history exports (API JSON, JSON lines or CSV); each file all or nothing."""
-    from app.db.engine import create_engine
     from app.history.service import HistoryImportError, import_document
     from app.ingest.backfill import source_name
 
-    settings = _settings(**flags)
-    _logging("WARNING")
-    upgrade(settings.database_url)
-
-    async def run() -> int:
-        engine = create_engine(settings.database_url)
+    async def run(_settings: Settings, engine: AsyncEngine) -> int:
         failures = 0
-        try:
-            for path in files:
-                with click.open_file(path, "rb") as handle:
-                    document = handle.read()
-                source = source_name(path)
-                try:
-                    async with engine.begin() as conn:
-                        stored = await import_document(conn, document, source)
-                except HistoryImportError as exc:
-                    failures += 1
-                    click.echo(str(exc), err=True)
-                    for error in exc.errors[:50]:
-                        where = f"record {error.row}" + (
-                            f" ({error.record_id})" if error.record_id else ""
-                        )
-                        field = f" field {error.field}" if error.field else ""
-                        click.echo(f"  {where}{field}: {error.reason}", err=True)
-                    continue
-                click.echo(
-                    f"{path}: {stored.participants} participant and "
-                    f"{stored.conferences} conference records"
-                )
-        finally:
-            await engine.dispose()
+        for path in files:
+            with click.open_file(path, "rb") as handle:
+                document = handle.read()
+            source = source_name(path)
+            try:
+                async with engine.begin() as conn:
+                    stored = await import_document(conn, document, source)
+            except HistoryImportError as exc:
+                failures += 1
+                click.echo(str(exc), err=True)
+                for error in exc.errors[:50]:
+                    where = f"record {error.row}" + (
+                        f" ({error.record_id})" if error.record_id else ""
+                    )
+                    field = f" field {error.field}" if error.field else ""
+                    click.echo(f"  {where}{field}: {error.reason}", err=True)
+                continue
+            click.echo(
+                f"{path}: {stored.participants} participant and "
+                f"{stored.conferences} conference records"
+            )
         return failures
 
-    if asyncio.run(run()):
+    if _run(flags, run):
         raise SystemExit(1)
 
 
@@ -247,21 +255,21 @@ def pull_history(
 ) -> None:
     """Pull participant and conference history from the MN's REST API, from the checkpoint."""
     from app.history.pulling import pull_once
+    from app.history.service import HistoryImport
 
-    settings = _settings(**flags)
-    _logging("WARNING")
-    upgrade(settings.database_url)
     password = Path(password_file).read_text().strip()
-    result = asyncio.run(
-        pull_once(
-            settings.database_url,
+
+    async def run(_settings: Settings, engine: AsyncEngine) -> HistoryImport:
+        return await pull_once(
+            engine,
             url,
             user,
             password,
             Path(ca_bundle) if ca_bundle else None,
             _when(since) if since else None,
         )
-    )
+
+    result = _run(flags, run)
     click.echo(f"{result.participants} participant and {result.conferences} conference records")
 
 
@@ -272,37 +280,26 @@ def pull_history(
 @click.option("--tolerance", default="2s", show_default=True, help="start/end tolerance")
 def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> None:
     """Match syslog CDRs with MN records over [from, until); prints the JSON summary."""
-    from app.db.engine import create_engine
     from app.reconcile.service import reconcile
     from app.reconcile.tolerance import parse_tolerance
 
-    settings = _settings(**flags)
-    _logging("WARNING")
-    upgrade(settings.database_url)
     start, end = _when(from_), _when(until)
     try:
         tolerance_us = round(parse_tolerance(tolerance) * 1_000_000)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tolerance") from exc
 
-    async def run() -> dict[str, Any]:
-        engine = create_engine(settings.database_url)
-        try:
-            async with engine.begin() as conn:
-                return await reconcile(
-                    conn,
-                    round(start.timestamp() * 1_000_000),
-                    round(end.timestamp() * 1_000_000),
-                    tolerance_us,
-                    created_by="cli",
-                )
-        finally:
-            await engine.dispose()
+    async def run(_settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
+        async with engine.begin() as conn:
+            return await reconcile(
+                conn,
+                round(start.timestamp() * 1_000_000),
+                round(end.timestamp() * 1_000_000),
+                tolerance_us,
+                created_by="cli",
+            )
 
-    try:
-        summary = asyncio.run(run())
-    except CdreconError as exc:
-        raise click.ClickException(str(exc)) from exc
+    summary = _run(flags, run)
     click.echo(json.dumps(summary, indent=2))
 
 
@@ -311,24 +308,14 @@ def token() -> None:
     """API tokens (the token is shown once; only its hash is stored)."""
 
 
-def _with_connection(database_url: str, work: Callable[[Any], Any]) -> Any:
+def _in_transaction(flags: dict[str, Any], work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work(conn)` in one committed transaction, as a CLI command's whole job."""
-    from app.db.engine import create_engine
 
-    upgrade(database_url)
+    async def run(_settings: Settings, engine: AsyncEngine) -> T:
+        async with engine.begin() as conn:
+            return await work(conn)
 
-    async def run() -> Any:
-        engine = create_engine(database_url)
-        try:
-            async with engine.begin() as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(run())
-    except CdreconError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return _run(flags, run)
 
 
 @token.command("create")
@@ -345,8 +332,7 @@ def token_create(name: str, scope: str, **flags: Any) -> None:
         await record(conn, "cli", "token.create", name, {"scope": scope})
         return secret
 
-    _logging("WARNING")
-    secret = _with_connection(_settings(**flags).database_url, work)
+    secret = _in_transaction(flags, work)
     click.echo(f"Token {name!r} ({scope}) created. It is shown only now:", err=True)
     click.echo(secret)
 
@@ -358,8 +344,7 @@ def token_list(**flags: Any) -> None:
     from app.auth.tokens import list_tokens
     from app.times import iso
 
-    _logging("WARNING")
-    for row in _with_connection(_settings(**flags).database_url, list_tokens):
+    for row in _in_transaction(flags, list_tokens):
         revoked = f"revoked {iso(row['revoked_us'])}" if row["revoked_us"] else "active"
         click.echo(f"{row['name']}\t{row['scope']}\tcreated {iso(row['created_us'])}\t{revoked}")
 
@@ -376,8 +361,7 @@ def token_revoke(name: str, **flags: Any) -> None:
         await revoke_token(conn, name)
         await record(conn, "cli", "token.revoke", name)
 
-    _logging("WARNING")
-    _with_connection(_settings(**flags).database_url, work)
+    _in_transaction(flags, work)
     click.echo(f"token {name!r} revoked")
 
 
@@ -412,14 +396,10 @@ def export_command(
 ) -> None:
     """Create an export batch and write it (CSV or JSON lines) to a file or stdout."""
     from app.audit.service import record
-    from app.db.engine import create_engine
     from app.export.service import ExportFormat, ExportRequest, create_export, stream_export
 
     if (run_id is None) == (from_ is None and until is None):
         raise click.UsageError("give --run, or a window with --from/--until")
-    settings = _settings(**flags)
-    _logging("WARNING")
-    upgrade(settings.database_url)
     filters = {
         key: value
         for key, value in {
@@ -446,25 +426,18 @@ def export_command(
         filters=filters,
     )
 
-    async def run() -> dict[str, Any]:
-        engine = create_engine(settings.database_url)
-        try:
-            async with engine.begin() as conn:
-                manifest, _ = await create_export(conn, engine, request, "cli")
-                await record(conn, "cli", "export.create", manifest["id"], filters)
-            with click.open_file(output, "wb") as out:
-                async for chunk in stream_export(engine, manifest["id"], ExportFormat(fmt)):
-                    out.write(chunk)
-            async with engine.begin() as conn:
-                await record(conn, "cli", "export.download", manifest["id"], {"format": fmt})
-            return manifest
-        finally:
-            await engine.dispose()
+    async def run(_settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
+        async with engine.begin() as conn:
+            manifest, _ = await create_export(conn, engine, request, "cli")
+            await record(conn, "cli", "export.create", manifest["id"], filters)
+        with click.open_file(output, "wb") as out:
+            async for chunk in stream_export(engine, manifest["id"], ExportFormat(fmt)):
+                out.write(chunk)
+        async with engine.begin() as conn:
+            await record(conn, "cli", "export.download", manifest["id"], {"format": fmt})
+        return manifest
 
-    try:
-        manifest = asyncio.run(run())
-    except CdreconError as exc:
-        raise click.ClickException(str(exc)) from exc
+    manifest = _run(flags, run)
     click.echo(
         f"batch {manifest['id']}: {manifest['record_count']} records, "
         f"{manifest['total_duration']} s, sha256 {manifest['sha256'][fmt]}",

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.api.state import ServiceState
 from app.config import Settings
-from app.db.engine import create_engine
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 
 
 @dataclass
 class Runtime:
-    """Settings, database engine, metrics and the batch writer of one service process."""
+    """Settings, database engine, metrics and the batch writer of one process; the caller
+    created the engine and disposes of it."""
 
     settings: Settings
     engine: AsyncEngine
@@ -23,13 +24,12 @@ class Runtime:
     writer: BatchWriter
 
     @classmethod
-    def build(cls, settings: Settings, *, defer_deriving: bool = True) -> Runtime:
-        """Wire the parts together from settings (no I/O yet). Without `defer_deriving` the
-        writer always derives as it stores: for file imports, where waiting costs no
-        sender anything and deriving later would read every message back."""
-        engine = create_engine(
-            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
-        )
+    def build(
+        cls, settings: Settings, engine: AsyncEngine, *, defer_deriving: bool = True
+    ) -> Runtime:
+        """Wire the parts together around the process's engine (no I/O yet). Without
+        `defer_deriving` the writer always derives as it stores: for file imports, where
+        waiting costs no sender anything and deriving later would read every message back."""
         metrics = Metrics()
         writer = BatchWriter(
             engine,
@@ -42,6 +42,11 @@ class Runtime:
             defer_backlog=settings.defer_backlog if defer_deriving else None,
         )
         return cls(settings, engine, metrics, writer)
+
+    def service_state(self) -> ServiceState:
+        """What the HTTP side may use: no writer, only its queue length."""
+        writer = self.writer
+        return ServiceState(self.settings, self.engine, self.metrics, lambda: writer.pending)
 
 
 def settle_garbage_collector() -> None:

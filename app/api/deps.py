@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the runtime and a database connection per request."""
+"""FastAPI dependencies: the service state the app was built with, a connection per request."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.runtime import Runtime
+from .state import ServiceState
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The service runtime the app was built with."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+def get_state(request: Request) -> ServiceState:
+    """The service state the app was built with."""
+    state: ServiceState = request.app.state.service
+    return state
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-async def get_connection(runtime: RuntimeDep) -> AsyncIterator[AsyncConnection]:
+async def get_connection(state: StateDep) -> AsyncIterator[AsyncConnection]:
     """A connection in a transaction that commits when the request succeeds."""
-    async with runtime.engine.begin() as conn:
+    async with state.engine.begin() as conn:
         yield conn
 
 

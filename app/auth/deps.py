@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.deps import RuntimeDep
+from app.api.deps import StateDep
 from app.errors import CdreconError
 
 from .tokens import Principal, Scope, authenticate
@@ -36,14 +36,14 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme
 
 
 async def current_principal(
-    request: Request, runtime: RuntimeDep, credentials: BearerDep = None
+    request: Request, state: StateDep, credentials: BearerDep = None
 ) -> Principal:
     """The caller, from `Authorization: Bearer <token>` (or the web page's cookie); 401 if
     there is none or it is bad."""
     token = credentials.credentials if credentials else request.cookies.get(COOKIE)
     if not token:
         raise Unauthenticated("missing token: send Authorization: Bearer <token>")
-    async with runtime.engine.connect() as conn:
+    async with state.engine.connect() as conn:
         principal = await authenticate(conn, token)
     if principal is None:
         raise Unauthenticated("invalid or revoked token")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 
-from app.api.deps import ConnectionDep, RuntimeDep
+from app.api.deps import ConnectionDep, StateDep
 from app.audit.service import record as audit
 from app.auth.deps import ReaderDep
 from app.errors import ErrorBody, not_found
@@ -98,7 +98,7 @@ async def create_export(
     response: Response,
     principal: ReaderDep,
     conn: ConnectionDep,
-    runtime: RuntimeDep,
+    runtime: StateDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Manifest:
     """Freeze a record set into a batch and return its manifest (count, total duration,
@@ -164,7 +164,7 @@ async def download_export(
     export_id: str,
     request: Request,
     principal: ReaderDep,
-    runtime: RuntimeDep,
+    runtime: StateDep,
     format: ExportFormat = ExportFormat.CSV,
 ) -> StreamingResponse:
     """The batch as CSV (RFC 4180, UTF-8, CRLF, header row) or JSON lines, streamed; the

@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from app.db.engine import create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .client import HistoryClient, MNConnection
 from .service import HistoryImport, pull
@@ -16,30 +16,27 @@ log = logging.getLogger(__name__)
 
 
 async def pull_once(
-    database_url: str,
+    engine: AsyncEngine,
     url: str,
     user: str,
     password: str,
     ca_bundle: Path | None = None,
     since: datetime | None = None,
 ) -> HistoryImport:
-    """Pull everything written since the checkpoint (or `since`) and store it."""
-    engine = create_engine(database_url)
-    try:
-        connection = MNConnection(url=url, username=user, password=password, ca_bundle=ca_bundle)
-        async with HistoryClient(connection) as client:
-            return await pull(engine, client.page, url, HistoryClient.window_filters, since)
-    finally:
-        await engine.dispose()
+    """Pull everything written since the checkpoint (or `since`) and store it through the
+    process's engine (on SQLite a second engine would fight the writer for the lock)."""
+    connection = MNConnection(url=url, username=user, password=password, ca_bundle=ca_bundle)
+    async with HistoryClient(connection) as client:
+        return await pull(engine, client.page, url, HistoryClient.window_filters, since)
 
 
 async def pull_forever(
-    database_url: str, url: str, user: str, password: str, ca_bundle: Path | None, interval: float
+    engine: AsyncEngine, url: str, user: str, password: str, ca_bundle: Path | None, interval: float
 ) -> None:
     """Pull every `interval` seconds until cancelled; a failed pull is logged and retried."""
     while True:
         try:
-            result = await pull_once(database_url, url, user, password, ca_bundle)
+            result = await pull_once(engine, url, user, password, ca_bundle)
             log.info(
                 "pulled %d participant and %d conference records from %s",
                 result.participants,

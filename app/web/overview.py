@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.auth.tokens import Principal, Scope
 from app.export.service import ExportFormat, list_manifests
 from app.ingest.schemas import Stats
-from app.ingest.service import get_stats, list_nodes
+from app.ingest.stats import get_stats, list_nodes
 from app.reconcile.matching import Status
 from app.reconcile.service import newest_runs
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from app.api.deps import RuntimeDep
+from app.api.deps import StateDep
 from app.audit.service import record as audit
 from app.auth.deps import COOKIE
 from app.auth.tokens import authenticate
@@ -96,12 +96,12 @@ async def _posted_token(request: Request) -> str:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def overview(request: Request, runtime: RuntimeDep) -> HTMLResponse:
+async def overview(request: Request, state: StateDep) -> HTMLResponse:
     """The overview for the signed-in token, or the sign-in form."""
     token = request.cookies.get(COOKIE)
     if not token:
         return _login_form()
-    async with runtime.engine.connect() as conn:
+    async with state.engine.connect() as conn:
         principal = await authenticate(conn, token)
         if principal is None:
             response = _login_form(
@@ -109,19 +109,19 @@ async def overview(request: Request, runtime: RuntimeDep) -> HTMLResponse:
             )
             _forget_token(response, request)
             return response
-        view = await load_overview(conn, principal, runtime.writer.pending)
+        view = await load_overview(conn, principal, state.queued())
     return render("overview.html", view=view)
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login(request: Request, runtime: RuntimeDep) -> Response:
+async def login(request: Request, state: StateDep) -> Response:
     """Check a pasted API token; keep it in the session cookie and go to the overview."""
     if _cross_site(request):
         return _login_form("Sign-in must come from this site's own form.", 403)
     token = await _posted_token(request)
     principal = None
     if token:
-        async with runtime.engine.begin() as conn:
+        async with state.engine.begin() as conn:
             principal = await authenticate(conn, token)
             if principal is not None:
                 client = request.client.host if request.client else None

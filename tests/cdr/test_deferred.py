@@ -20,7 +20,7 @@ from app.db.engine import create_engine
 from app.db.models import events, messages, pending_derivations
 from app.export.service import ExportFormat, ExportRequest, create_export, stream_export
 from app.ingest.origin import Origin
-from app.ingest.service import get_stats
+from app.ingest.stats import get_stats
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 from app.reconcile.service import reconcile

@@ -175,7 +175,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     service.start()
     try:
         if service.get("/", token="").status_code == 404:
-            pytest.fail("GET / is 404: app/main.py must include app.web.pages.router")
+            pytest.fail("GET / is 404: app/api/app.py must include app.web.pages.router")
         admin = service.token("test-admin", "admin")
         billing = service.token("billing-clerk", "billing")
         scenario = generate(seed=21, days=1, calls_per_day=40)

@@ -1,8 +1,8 @@
-"""Runs the whole service in one event loop: migrations, writer, syslog listeners, HTTP.
+"""Runs the whole service process in one event loop: writer, syslog listeners, HTTP.
 
 Stop order on SIGTERM/SIGINT matters for zero loss: stop accepting syslog, read the open
 connections until they close (or the drain timeout), commit everything queued, then stop
-HTTP and close the database.
+HTTP. The caller migrated the schema, created the engine and disposes of it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import signal
 from collections.abc import Iterator
 
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.api.app import create_app
 from app.config import Settings
-from app.db.migrate import upgrade
-from app.main import create_app
 from app.receiver.listeners import Receivers
 from app.runtime import Runtime, settle_garbage_collector
 
@@ -35,10 +35,9 @@ class _HttpServer(uvicorn.Server):
         yield
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, engine: AsyncEngine) -> None:
     """Run until SIGTERM or SIGINT, then stop without losing what was read."""
-    await asyncio.to_thread(upgrade, settings.database_url)
-    runtime = Runtime.build(settings)
+    runtime = Runtime.build(settings, engine)
     runtime.writer.start()
     receivers = Receivers(settings, runtime.writer, runtime.metrics)
     stop = asyncio.Event()
@@ -47,7 +46,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     http = _HttpServer(
         uvicorn.Config(
-            create_app(runtime),
+            create_app(runtime.service_state()),
             host=settings.http_address.host,
             port=settings.http_address.port,
             log_level=settings.log_level.lower(),
@@ -66,7 +65,7 @@ async def serve(settings: Settings) -> None:
             await http_task  # re-raise a bind failure
             raise RuntimeError("the HTTP server stopped during start-up")
         log.info("cdrecon serving; HTTP on %s", settings.http_address)
-        puller = _start_history_pulls(settings)
+        puller = _start_history_pulls(settings, engine)
         await stop.wait()
         if puller is not None:
             puller.cancel()
@@ -80,10 +79,9 @@ async def serve(settings: Settings) -> None:
         await http_task
     finally:
         await runtime.writer.stop(finish_deriving=False)
-        await runtime.engine.dispose()
 
 
-def _start_history_pulls(settings: Settings) -> asyncio.Task[None] | None:
+def _start_history_pulls(settings: Settings, engine: AsyncEngine) -> asyncio.Task[None] | None:
     """The scheduled MN history pull, when an MN is configured."""
     if not settings.mn_url:
         return None
@@ -94,7 +92,7 @@ def _start_history_pulls(settings: Settings) -> asyncio.Task[None] | None:
         password = settings.mn_password_file.read_text().strip()
     return asyncio.create_task(
         pull_forever(
-            settings.database_url,
+            engine,
             settings.mn_url,
             settings.mn_user,
             password,

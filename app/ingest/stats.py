@@ -1,4 +1,4 @@
-"""Read-side questions about what has been ingested."""
+"""Ingest figures: totals of the raw store and the sending nodes, for /stats and the page."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The FastAPI application: health, metrics, the v1 JSON API."""
+"""The app factory: the FastAPI application with health, metrics, the v1 JSON API, the page."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from app.api.deps import RuntimeDep
+from app.api.deps import StateDep
+from app.api.state import ServiceState
 from app.audit.endpoints import router as audit_router
 from app.auth.deps import admin, current_principal
 from app.cdr.endpoints import router as cdr_router
@@ -16,39 +17,38 @@ from app.export.endpoints import router as export_router
 from app.history.endpoints import router as history_router
 from app.ingest.endpoints import router as ingest_router
 from app.reconcile.endpoints import router as reconcile_router
-from app.runtime import Runtime
 from app.web.pages import router as web_router
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """An app serving `runtime`; the caller owns start-up and shutdown of the runtime."""
+def create_app(state: ServiceState) -> FastAPI:
+    """An app serving `state`; the caller owns start-up and shutdown of what is behind it."""
     app = FastAPI(
         title="cdrecon",
         summary="Rebuilds Pexip Infinity CDRs lost by a Management Node restore from syslog.",
         version="0.1.0",
     )
-    app.state.runtime = runtime
+    app.state.service = state
     install_handlers(app)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
-    async def healthz(runtime: RuntimeDep) -> Response:
+    async def healthz(state: StateDep) -> Response:
         """200 when the database answers, 503 otherwise."""
         try:
-            async with runtime.engine.connect() as conn:
+            async with state.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:  # any database failure is "unhealthy", with its reason
             return JSONResponse(
                 {"status": "unavailable", "database": str(exc)[:200]}, status_code=503
             )
-        return JSONResponse({"status": "ok", "queued": runtime.writer.pending})
+        return JSONResponse({"status": "ok", "queued": state.queued()})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    async def metrics(request: Request, runtime: RuntimeDep) -> Response:
+    async def metrics(request: Request, state: StateDep) -> Response:
         """Counters and histograms in the Prometheus text format (an admin token is needed
         when CDRECON_METRICS_PUBLIC is false)."""
-        if not runtime.settings.metrics_public:
-            await admin(await current_principal(request, runtime))
-        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        if not state.settings.metrics_public:
+            await admin(await current_principal(request, state))
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     v1 = APIRouter(prefix="/api/v1", responses=API_ERRORS)
     v1.include_router(ingest_router)
