@@ -16,24 +16,43 @@ import click
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Settings
+from app.config import Settings, StartupError
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.errors import CdreconError
 
 T = TypeVar("T")
 
-_DATABASE_OPTION = click.option(
-    "--database-url", help="SQLAlchemy URL [env CDRECON_DATABASE_URL; default ./cdrecon.db]"
-)
+_FLAG_HELP = {
+    "database_url": "SQLAlchemy URL [env CDRECON_DATABASE_URL; default ./cdrecon.db]",
+    "syslog_tcp": "HOST:PORT or off [env CDRECON_SYSLOG_TCP; 0.0.0.0:5514]",
+    "syslog_udp": "HOST:PORT or off [env CDRECON_SYSLOG_UDP; 0.0.0.0:5514]",
+    "syslog_tls": "HOST:PORT or off [env CDRECON_SYSLOG_TLS; 0.0.0.0:6514 with a certificate]",
+    "tls_cert": "PEM certificate (chain) for TLS [env CDRECON_TLS_CERT]",
+    "tls_key": "PEM private key [env CDRECON_TLS_KEY]",
+    "tls_client_ca": "require client certificates signed by this CA [env CDRECON_TLS_CLIENT_CA]",
+    "tls_allowed_peers": "comma-separated certificate names allowed to send",
+    "http": "HTTP HOST:PORT [env CDRECON_HTTP; 127.0.0.1:8080]",
+    "log_level": "DEBUG, INFO, WARNING, ERROR [env CDRECON_LOG_LEVEL; INFO]",
+}
+_DATABASE_OPTION = click.option("--database-url", help=_FLAG_HELP["database_url"])
 
 
 def _settings(**flags: Any) -> Settings:
-    """Settings from the environment, with the flags given on the command line on top."""
+    """Settings from the environment, with the flags given on the command line on top; a
+    bad value is one line per setting that names it."""
     try:
         return Settings(**{name: value for name, value in flags.items() if value is not None})
     except ValidationError as exc:
-        raise click.UsageError(str(exc)) from exc
+        lines = []
+        for error in exc.errors():
+            reason = str(error["msg"]).removeprefix("Value error, ")
+            if error["loc"]:
+                name = str(error["loc"][0])
+                flag = "--" + name.replace("_", "-")
+                reason = f"CDRECON_{name.upper()} ({flag}): {reason}"
+            lines.append(reason)
+        raise StartupError("\n".join(lines)) from exc
 
 
 def _logging(level: str) -> None:
@@ -73,22 +92,46 @@ def _run(
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+class _Commands(click.Group):
+    """Ends a command that fails on a mistake with a line or two on stderr and a documented
+    exit status (README, "Exit status"); the traceback only with --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except StartupError as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"cdrecon: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"cdrecon: {type(exc).__name__}: {exc}", err=True)
+            click.echo("cdrecon: unexpected; run with --debug for the traceback", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="show the traceback of a failure")
+def main(debug: bool) -> None:
     """cdrecon: rebuild Pexip CDRs lost by a Management Node restore, from syslog."""
 
 
+def _every_setting(command: Callable[..., None]) -> Callable[..., None]:
+    """A `--<name>` flag for each setting (pydantic parses the text as the environment's)."""
+    for name in reversed(list(Settings.model_fields)):
+        default = Settings.model_fields[name].default
+        shown = "" if default in (None, "") else f"; {default}"
+        help_text = _FLAG_HELP.get(name, f"[env CDRECON_{name.upper()}{shown}]")
+        command = click.option(f"--{name.replace('_', '-')}", name, help=help_text)(command)
+    return command
+
+
 @main.command()
-@_DATABASE_OPTION
-@click.option("--syslog-tcp", help="HOST:PORT or off [env CDRECON_SYSLOG_TCP; 0.0.0.0:5514]")
-@click.option("--syslog-udp", help="HOST:PORT or off [env CDRECON_SYSLOG_UDP; 0.0.0.0:5514]")
-@click.option("--syslog-tls", help="HOST:PORT or off [env CDRECON_SYSLOG_TLS; 0.0.0.0:6514]")
-@click.option("--tls-cert", help="PEM certificate (chain) for TLS [env CDRECON_TLS_CERT]")
-@click.option("--tls-key", help="PEM private key [env CDRECON_TLS_KEY]")
-@click.option("--tls-client-ca", help="require client certificates signed by this CA")
-@click.option("--tls-allowed-peers", help="comma-separated certificate names allowed to send")
-@click.option("--http", help="HTTP HOST:PORT [env CDRECON_HTTP; 127.0.0.1:8080]")
-@click.option("--log-level", help="DEBUG, INFO, WARNING [env CDRECON_LOG_LEVEL]")
+@_every_setting
 def serve(**flags: Any) -> None:
     """Receive syslog and serve the API until SIGTERM/SIGINT (applies migrations first)."""
     from app.serve import serve as run_service
@@ -115,7 +158,9 @@ def db_upgrade(**flags: Any) -> None:
 
 @main.command("import-syslog")
 @_DATABASE_OPTION
-@click.argument("files", nargs=-1, required=True)
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True)
+)
 def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
     """Backfill syslog FILES (plain or gzip; - for stdin) through the normal ingest path.
 
@@ -208,7 +253,9 @@ def _when(text: str) -> datetime:
 
 @main.command("import-history")
 @_DATABASE_OPTION
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True)
+)
 def import_history(files: tuple[str, ...], **flags: Any) -> None:
     """Import MN history exports (API JSON, JSON lines or CSV); each file all or nothing."""
     from app.history.service import HistoryImportError, import_document

@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./cdrecon.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class StartupError(Exception):
+    """A mistake in the set-up that stops a command before it does any work. The message
+    names the thing (file, address, URL, setting) and says what to do; `exit_code` is the
+    command's exit status, documented in the README."""
+
+    exit_code = 3
+
+
+class DatabaseUnavailableError(StartupError):
+    """The database URL is sound but the database refuses us (not running, wrong role)."""
+
+    exit_code = 4
+
+
+class AddressInUseError(StartupError):
+    """Another program already listens where we were told to listen."""
+
+    exit_code = 5
+
+
+def cannot_listen(what: str, setting: str, address: ListenAddress, exc: OSError) -> StartupError:
+    """The start-up error for a listener that could not bind `address`."""
+    flag = "--" + setting.removeprefix("CDRECON_").lower().replace("_", "-")
+    if exc.errno == errno.EADDRINUSE:
+        return AddressInUseError(
+            f"cannot listen for {what} on {address} ({setting}): address already in use; "
+            f"stop the program using it or choose another address with {flag}"
+        )
+    return StartupError(
+        f"cannot listen for {what} on {address} ({setting}): {exc.strerror or exc}; "
+        f"choose another address with {flag}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +130,29 @@ class Settings(BaseSettings):
         if value.strip():
             parse_listen_address(value)
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.strip().upper() not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r}: use one of {', '.join(LOG_LEVELS)}")
+        return value.strip().upper()
+
+    @model_validator(mode="after")
+    def _tls_needs_a_certificate(self) -> Settings:
+        # Nodes configured for TLS would lose everything they send to a listener that is
+        # silently not started: refuse instead.
+        if self.tls_cert is None:
+            if parse_listen_address(self.syslog_tls) is not None:
+                raise ValueError(
+                    f"a TLS listener ({self.syslog_tls}) needs a certificate: "
+                    "set CDRECON_TLS_CERT and CDRECON_TLS_KEY (--tls-cert, --tls-key), "
+                    "or CDRECON_SYSLOG_TLS=off"
+                )
+            for name, value in (("KEY", self.tls_key), ("CLIENT_CA", self.tls_client_ca)):
+                if value is not None:
+                    raise ValueError(f"CDRECON_TLS_{name} is set but CDRECON_TLS_CERT is not")
+        return self
 
     @property
     def tcp_address(self) -> ListenAddress | None:

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.app import create_app
-from app.config import Settings
+from app.config import ListenAddress, Settings, cannot_listen
 from app.receiver.listeners import Receivers
 from app.runtime import Runtime, settle_garbage_collector
 
@@ -38,6 +39,8 @@ class _HttpServer(uvicorn.Server):
 async def serve(settings: Settings, engine: AsyncEngine) -> None:
     """Run until SIGTERM or SIGINT, then stop without losing what was read."""
     runtime = Runtime.build(settings, engine)
+    # Bound here, not by uvicorn, so that a taken port is a clear start-up error.
+    http_socket = _bind_http(settings.http_address)
     runtime.writer.start()
     receivers = Receivers(settings, runtime.writer, runtime.metrics)
     stop = asyncio.Event()
@@ -57,7 +60,7 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
     settle_garbage_collector()
     try:
         await receivers.start()
-        http_task = asyncio.create_task(http.serve(), name="cdrecon-http")
+        http_task = asyncio.create_task(http.serve([http_socket]), name="cdrecon-http")
         # uvicorn signals readiness only through a flag.
         while not http.started and not http_task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -79,6 +82,15 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
         await http_task
     finally:
         await runtime.writer.stop(finish_deriving=False)
+        http_socket.close()
+
+
+def _bind_http(address: ListenAddress) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    try:
+        return socket.create_server((address.host, address.port), family=family, backlog=2048)
+    except OSError as exc:
+        raise cannot_listen("HTTP", "CDRECON_HTTP", address, exc) from exc
 
 
 def _start_history_pulls(settings: Settings, engine: AsyncEngine) -> asyncio.Task[None] | None:

@@ -97,10 +97,11 @@ class Service:
             "CDRECON_DATABASE_URL": f"sqlite+aiosqlite:///{self.db_path}",
             "CDRECON_SYSLOG_TCP": f"127.0.0.1:{self.tcp_port}",
             "CDRECON_SYSLOG_UDP": f"127.0.0.1:{self.udp_port}",
-            "CDRECON_SYSLOG_TLS": f"127.0.0.1:{self.tls_port}",
             "CDRECON_HTTP": f"127.0.0.1:{self.http_port}",
             **self.env,
         }
+        if env.get("CDRECON_TLS_CERT"):  # without a certificate a TLS listener is refused
+            env.setdefault("CDRECON_SYSLOG_TLS", f"127.0.0.1:{self.tls_port}")
         with open(self.workdir / "serve.log", "ab") as log:
             self.process = subprocess.Popen(
                 [CDRECON, "serve"],

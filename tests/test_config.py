@@ -57,3 +57,26 @@ def test_a_bad_address_in_the_environment_is_a_clear_error(
     monkeypatch.setenv("CDRECON_SYSLOG_UDP", "everywhere")
     with pytest.raises(ValidationError, match="HOST:PORT"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SYSLOG_TLS", "0.0.0.0:6514", "needs a certificate"),
+        ("TLS_KEY", "/etc/cdrecon/key.pem", "CDRECON_TLS_CERT is not"),
+        ("TLS_CLIENT_CA", "/etc/cdrecon/ca.pem", "CDRECON_TLS_CERT is not"),
+        ("LOG_LEVEL", "chatty", "unknown log level"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    monkeypatch.delenv("CDRECON_TLS_CERT", raising=False)
+    monkeypatch.setenv(f"CDRECON_{name}", value)
+    with pytest.raises(ValidationError, match=says):
+        Settings()
+
+
+def test_log_levels_are_read_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDRECON_LOG_LEVEL", "debug")
+    assert Settings().log_level == "DEBUG"

@@ -2,11 +2,57 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.config import StartupError
+
+_SUGGESTION = "use sqlite+aiosqlite:///path/to/cdrecon.db or postgresql+asyncpg://user@host/db"
+
+
+def check_url(url: str) -> None:
+    """Refuse, before anything connects, a database URL that cannot work: unparsable, a
+    driver that is not installed or not async, a SQLite file in a directory that does not
+    exist. The message names CDRECON_DATABASE_URL and says what to write instead."""
+    shown = _shown(url)
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
+    except ArgumentError as exc:
+        raise StartupError(
+            f"cannot parse the database URL {shown!r} (CDRECON_DATABASE_URL): {_SUGGESTION}"
+        ) from exc
+    except (NoSuchModuleError, ImportError) as exc:
+        raise StartupError(
+            f"the database URL {shown!r} (CDRECON_DATABASE_URL) names a driver that is not "
+            f"installed: {_SUGGESTION}"
+        ) from exc
+    if not getattr(dialect, "is_async", False):
+        raise StartupError(
+            f"the database URL {shown!r} (CDRECON_DATABASE_URL) names a driver that is not "
+            f"async: {_SUGGESTION}"
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        directory = Path(parsed.database).parent
+        if not directory.is_dir():
+            raise StartupError(
+                f"the directory {directory} of the SQLite database {parsed.database} "
+                "(CDRECON_DATABASE_URL) does not exist: create it or point the URL elsewhere"
+            )
+
+
+def _shown(url: str) -> str:
+    """The URL as it may be printed: the password hidden when the URL parses."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def is_sqlite(url: str) -> bool:

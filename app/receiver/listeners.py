@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from app.config import ListenAddress, Settings
+from app.config import ListenAddress, Settings, cannot_listen
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 
@@ -42,21 +42,27 @@ class Receivers:
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        """Open every configured listener."""
+        """Open every configured listener; a `StartupError` names the one that cannot open."""
         loop = asyncio.get_running_loop()
         settings = self.settings
-        if settings.tcp_address is not None:
-            await self._start_stream("tcp", settings.tcp_address, None)
+        # The certificate first: a bad one stops the start before any port opens.
+        context = None
         if settings.tls_address is not None:
             assert settings.tls_cert is not None
             context = server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        if settings.tcp_address is not None:
+            await self._start_stream("tcp", settings.tcp_address, None)
+        if settings.tls_address is not None and context is not None:
             await self._start_stream("tls", settings.tls_address, context)
         if settings.udp_address is not None:
             address = settings.udp_address
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: SyslogDatagramProtocol(self.writer, settings.max_frame_size),
-                local_addr=(address.host, address.port),
-            )
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: SyslogDatagramProtocol(self.writer, settings.max_frame_size),
+                    local_addr=(address.host, address.port),
+                )
+            except OSError as exc:
+                raise cannot_listen("syslog UDP", "CDRECON_SYSLOG_UDP", address, exc) from exc
             self._udp = transport
             sockname = transport.get_extra_info("sockname")
             self.bound["udp"] = (str(sockname[0]), int(sockname[1]))
@@ -71,9 +77,13 @@ class Receivers:
             factory = lambda: SyslogStreamProtocol(self, name)  # noqa: E731
         else:
             factory = lambda: TlsAcceptor(self, context)  # noqa: E731
-        server = await loop.create_server(
-            factory, address.host, address.port, backlog=1024, reuse_address=True
-        )
+        try:
+            server = await loop.create_server(
+                factory, address.host, address.port, backlog=1024, reuse_address=True
+            )
+        except OSError as exc:
+            what, setting = f"syslog {name.upper()}", f"CDRECON_SYSLOG_{name.upper()}"
+            raise cannot_listen(what, setting, address, exc) from exc
         self._servers.append(server)
         sockname = server.sockets[0].getsockname()
         self.bound[name] = (str(sockname[0]), int(sockname[1]))

@@ -6,9 +6,33 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+from app.config import StartupError
+
+
+def _pem(path: Path, what: str, setting: str, marker: str) -> None:
+    """Refuse, in one line that names the file and the setting, a file that is missing,
+    unreadable or not PEM, before OpenSSL answers with a bare `PEM lib`."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot read the {what} {path} ({setting}): {exc.strerror or exc}"
+        ) from exc
+    if b"-----BEGIN " not in text or marker.encode() not in text:
+        raise StartupError(
+            f"the {what} {path} ({setting}) is not PEM: expected a '-----BEGIN {marker}' block"
+        )
+
 
 def server_context(cert: Path, key: Path | None, client_ca: Path | None) -> ssl.SSLContext:
-    """A server-side context; with `client_ca`, clients must present a certificate it signed."""
+    """A server-side context; with `client_ca`, clients must present a certificate it signed.
+    A missing, unreadable or non-PEM file, or a key that does not match the certificate, is
+    a `StartupError`."""
+    _pem(cert, "TLS certificate", "CDRECON_TLS_CERT", "CERTIFICATE")
+    if key is not None:
+        _pem(key, "TLS key", "CDRECON_TLS_KEY", "PRIVATE KEY")
+    if client_ca is not None:
+        _pem(client_ca, "client CA", "CDRECON_TLS_CLIENT_CA", "CERTIFICATE")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # Many syslog senders (loggen among them) close without a TLS close_notify. asyncio
@@ -19,9 +43,26 @@ def server_context(cert: Path, key: Path | None, client_ca: Path | None) -> ssl.
     # unread data in it sends a reset, which makes our kernel discard what it had received
     # and we had not read yet. Syslog senders reconnect rarely; resumption buys nothing.
     context.num_tickets = 0
-    context.load_cert_chain(str(cert), str(key) if key else None)
+    try:
+        context.load_cert_chain(str(cert), str(key) if key else None)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or exc.reason == "KEY_VALUES_MISMATCH":
+            raise StartupError(
+                f"the TLS key {key} does not match the certificate {cert} "
+                "(CDRECON_TLS_KEY, CDRECON_TLS_CERT): give the key the certificate was made for"
+            ) from exc
+        raise StartupError(
+            f"cannot load the TLS certificate {cert} and key {key or cert} "
+            f"(CDRECON_TLS_CERT, CDRECON_TLS_KEY): {exc.reason or exc}"
+        ) from exc
     if client_ca is not None:
-        context.load_verify_locations(cafile=str(client_ca))
+        try:
+            context.load_verify_locations(cafile=str(client_ca))
+        except ssl.SSLError as exc:
+            raise StartupError(
+                f"cannot load the client CA {client_ca} (CDRECON_TLS_CLIENT_CA): "
+                f"{exc.reason or exc}"
+            ) from exc
         context.verify_mode = ssl.CERT_REQUIRED
     return context
 
