@@ -89,13 +89,11 @@ async def _upgrade_locked(database_url: str, config: Config, revision: str) -> N
                 f"cannot connect to the database {shown} (CDRECON_DATABASE_URL): {reason}; "
                 "check that the server runs and that the role and database exist"
             ) from exc
-        async with conn:
+        try:
             await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-            try:
-                await asyncio.to_thread(command.upgrade, config, revision)
-            finally:
-                await conn.execute(
-                    text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
-                )
+            await asyncio.to_thread(command.upgrade, config, revision)
+        finally:
+            # Closing the session releases its advisory lock.
+            await conn.close()
     finally:
         await engine.dispose()
