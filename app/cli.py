@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,6 +93,24 @@ def _run(
         return asyncio.run(run())
     except CdreconError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _actor() -> str:
+    """Who acts, in the audit log: `cli:<os user>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no name for this uid (a bare container)
+        return f"cli:uid {os.getuid()}"
+
+
+async def _audit(
+    engine: AsyncEngine, action: str, target: str | None, parameters: dict[str, Any]
+) -> None:
+    """Audit an action that committed its work in transactions of its own."""
+    from app.audit.service import record
+
+    async with engine.begin() as conn:
+        await record(conn, _actor(), action, target, parameters)
 
 
 class _Commands(click.Group):
@@ -183,7 +204,7 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
             await runtime.writer.stop()
         figure = runtime.metrics.registry.get_sample_value
         file_label = {"transport": "file"}
-        return ImportSummary(
+        summary = ImportSummary(
             files=len(files),
             lines=lines,
             stored=int(figure("cdrecon_messages_stored_total", file_label) or 0),
@@ -191,6 +212,8 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
             parse_failures=int(figure("cdrecon_parse_failures_total", file_label) or 0),
             events=int(figure("cdrecon_events_total") or 0),
         )
+        await _audit(engine, "syslog.import", None, {"files": list(files), **asdict(summary)})
+        return summary
 
     try:
         summary = _run(flags, run)
@@ -234,6 +257,7 @@ def rebuild(**flags: Any) -> None:
 
     async def run(_settings: Settings, engine: AsyncEngine) -> None:
         derived = await rebuild_all(engine)
+        await _audit(engine, "cdr.rebuild", None, {"events": derived.events, "cdrs": derived.legs})
         click.echo(
             f"events {derived.events}, duplicate lines {derived.duplicates}, "
             f"unparsed Pexip lines {derived.unparsed}, CDRs {derived.legs}"
@@ -258,6 +282,7 @@ def _when(text: str) -> datetime:
 )
 def import_history(files: tuple[str, ...], **flags: Any) -> None:
     """Import MN history exports (API JSON, JSON lines or CSV); each file all or nothing."""
+    from app.audit.service import record
     from app.history.service import HistoryImportError, import_document
     from app.ingest.backfill import source_name
 
@@ -270,6 +295,11 @@ def import_history(files: tuple[str, ...], **flags: Any) -> None:
             try:
                 async with engine.begin() as conn:
                     stored = await import_document(conn, document, source)
+                    counts = {
+                        "participants": stored.participants,
+                        "conferences": stored.conferences,
+                    }
+                    await record(conn, _actor(), "history.import", stored.source, counts)
             except HistoryImportError as exc:
                 failures += 1
                 click.echo(str(exc), err=True)
@@ -307,7 +337,7 @@ def pull_history(
     password = Path(password_file).read_text().strip()
 
     async def run(_settings: Settings, engine: AsyncEngine) -> HistoryImport:
-        return await pull_once(
+        pulled = await pull_once(
             engine,
             url,
             user,
@@ -315,6 +345,9 @@ def pull_history(
             Path(ca_bundle) if ca_bundle else None,
             _when(since) if since else None,
         )
+        counts = {"participants": pulled.participants, "conferences": pulled.conferences}
+        await _audit(engine, "history.pull", url, {"user": user, "since": since, **counts})
+        return pulled
 
     result = _run(flags, run)
     click.echo(f"{result.participants} participant and {result.conferences} conference records")
@@ -327,6 +360,7 @@ def pull_history(
 @click.option("--tolerance", default="2s", show_default=True, help="start/end tolerance")
 def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> None:
     """Match syslog CDRs with MN records over [from, until); prints the JSON summary."""
+    from app.audit.service import record
     from app.reconcile.service import reconcile
     from app.reconcile.tolerance import parse_tolerance
 
@@ -338,13 +372,22 @@ def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> N
 
     async def run(_settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
         async with engine.begin() as conn:
-            return await reconcile(
+            summary = await reconcile(
                 conn,
                 round(start.timestamp() * 1_000_000),
                 round(end.timestamp() * 1_000_000),
                 tolerance_us,
-                created_by="cli",
+                created_by=_actor(),
             )
+            window = {"from": summary["from"], "until": summary["until"]}
+            await record(
+                conn,
+                _actor(),
+                "reconciliation.run",
+                str(summary["id"]),
+                {**window, "tolerance": tolerance_us / 1_000_000},
+            )
+            return summary
 
     summary = _run(flags, run)
     click.echo(json.dumps(summary, indent=2))
@@ -376,7 +419,7 @@ def token_create(name: str, scope: str, **flags: Any) -> None:
 
     async def work(conn: Any) -> str:
         secret = await create_token(conn, name, Scope(scope))
-        await record(conn, "cli", "token.create", name, {"scope": scope})
+        await record(conn, _actor(), "token.create", name, {"scope": scope})
         return secret
 
     secret = _in_transaction(flags, work)
@@ -406,7 +449,7 @@ def token_revoke(name: str, **flags: Any) -> None:
 
     async def work(conn: Any) -> None:
         await revoke_token(conn, name)
-        await record(conn, "cli", "token.revoke", name)
+        await record(conn, _actor(), "token.revoke", name)
 
     _in_transaction(flags, work)
     click.echo(f"token {name!r} revoked")
@@ -475,13 +518,19 @@ def export_command(
 
     async def run(_settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
         async with engine.begin() as conn:
-            manifest, _ = await create_export(conn, engine, request, "cli")
-            await record(conn, "cli", "export.create", manifest["id"], filters)
+            manifest, _ = await create_export(conn, engine, request, _actor())
+            source = {"run_id": run_id, "from": from_, "until": until}
+            parameters = {
+                **{key: value for key, value in source.items() if value is not None},
+                **filters,
+                "records": manifest["record_count"],
+            }
+            await record(conn, _actor(), "export.create", manifest["id"], parameters)
         with click.open_file(output, "wb") as out:
             async for chunk in stream_export(engine, manifest["id"], ExportFormat(fmt)):
                 out.write(chunk)
         async with engine.begin() as conn:
-            await record(conn, "cli", "export.download", manifest["id"], {"format": fmt})
+            await record(conn, _actor(), "export.download", manifest["id"], {"format": fmt})
         return manifest
 
     manifest = _run(flags, run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import getpass
 import hashlib
 import io
 import json
@@ -136,7 +137,7 @@ def test_billing_recovers_exactly_the_records_the_mn_lost(
         ("test-admin", "reconciliation.run"),
         ("billing", "export.create"),
         ("billing", "export.download"),
-        ("cli", "token.create"),
+        (f"cli:{getpass.getuser()}", "token.create"),
     ]:
         assert expected in actions
     # 7. The same from the command line: a batch written to a file.
