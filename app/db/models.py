@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
@@ -31,7 +32,7 @@ from parsers.limits import (
     PROCID_MAX,
     TIMESTAMP_TEXT_MAX,
 )
-from parsers.mn_record import PARTICIPANT_FIELDS, Kind
+from parsers.mn_record import CONFERENCE_FIELDS, PARTICIPANT_FIELDS, Kind, MNField
 
 metadata = MetaData(
     naming_convention={
@@ -140,14 +141,12 @@ pending_derivations = Table(
 )
 
 
-def _mn_columns(side: str) -> list[Column[Any]]:
-    """The columns of the MN participant fields one side holds (`cdr` or `stored`), in the
-    declaration's order: text of a known length as String, the rest by kind."""
+def _mn_columns(declared: Iterable[MNField]) -> list[Column[Any]]:
+    """The columns of declared MN fields, in the declaration's order: text of a known length
+    as String, the rest by kind; `id` is the key."""
     columns: list[Column[Any]] = []
-    for item in PARTICIPANT_FIELDS:
+    for item in declared:
         spec = item.spec
-        if not getattr(spec, side):
-            continue
         sql_type: TypeEngine[Any]
         if spec.kind is Kind.TEXT:
             sql_type = Text() if spec.length is None else String(spec.length)
@@ -170,7 +169,7 @@ _SQL_TYPES: dict[Kind, TypeEngine[Any]] = {
 cdrs = Table(
     "cdrs",
     metadata,
-    *_mn_columns("cdr"),
+    *_mn_columns(f for f in PARTICIPANT_FIELDS if f.spec.cdr),
     Column("first_seen_us", BigInteger, nullable=False),
     Column("state", String(16), nullable=False),
     Column("node", String(255), nullable=True),
@@ -188,7 +187,7 @@ cdrs = Table(
 mn_participants = Table(
     "mn_participants",
     metadata,
-    *_mn_columns("stored"),
+    *_mn_columns(f for f in PARTICIPANT_FIELDS if f.spec.stored),
     Column("record", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("imported_us", BigInteger, nullable=False),
@@ -197,17 +196,11 @@ mn_participants = Table(
     Index("ix_mn_participants_call_uuid", "call_uuid"),
 )
 
+# Management Node conference history, likewise.
 mn_conferences = Table(
     "mn_conferences",
     metadata,
-    Column("id", String(128), primary_key=True),
-    Column("name", Text, nullable=True),
-    Column("start_us", BigInteger, nullable=True),
-    Column("end_us", BigInteger, nullable=True),
-    Column("duration", Integer, nullable=True),
-    Column("participant_count", Integer, nullable=True),
-    Column("service_type", String(64), nullable=True),
-    Column("tag", Text, nullable=True),
+    *_mn_columns(CONFERENCE_FIELDS),
     Column("record", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("imported_us", BigInteger, nullable=False),

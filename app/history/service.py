@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.errors import InvalidInputError
 from parsers.history import RecordError, parse_document, parse_history_time
 from parsers.history_documents import HistoryFormatError
-from parsers.mn_record import PARTICIPANT_FIELDS, Kind, MNConference, MNParticipant
+from parsers.mn_record import (
+    CONFERENCE_FIELDS,
+    PARTICIPANT_FIELDS,
+    Kind,
+    MNConference,
+    MNField,
+    MNParticipant,
+)
 
 from .client import MNError, Resource
 from .repository import HistoryRepository
@@ -71,17 +78,24 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-# The `mn_participants` columns of a record: (column, field, whether it is a time).
-_STORED = tuple(
-    (f.column, f.name, f.spec.kind is Kind.TIME) for f in PARTICIPANT_FIELDS if f.spec.stored
-)
+def _columns(declared: Iterable[MNField]) -> tuple[tuple[str, str, bool], ...]:
+    """A table's columns of declared fields: (column, field, whether it is a time)."""
+    return tuple((f.column, f.name, f.spec.kind is Kind.TIME) for f in declared)
 
 
-def participant_row(record: MNParticipant, source: str, now_us: int) -> dict[str, Any]:
-    """The `mn_participants` row of a parsed record."""
+_STORED = _columns(f for f in PARTICIPANT_FIELDS if f.spec.stored)
+_CONFERENCE = _columns(CONFERENCE_FIELDS)
+
+
+def _row(
+    record: MNParticipant | MNConference,
+    columns: tuple[tuple[str, str, bool], ...],
+    source: str,
+    now_us: int,
+) -> dict[str, Any]:
     row: dict[str, Any] = {
         column: _us(getattr(record, name)) if is_time else getattr(record, name)
-        for column, name, is_time in _STORED
+        for column, name, is_time in columns
     }
     row["record"] = json.dumps(dict(record.raw), default=_jsonable, ensure_ascii=False)
     row["source"] = source
@@ -89,21 +103,14 @@ def participant_row(record: MNParticipant, source: str, now_us: int) -> dict[str
     return row
 
 
+def participant_row(record: MNParticipant, source: str, now_us: int) -> dict[str, Any]:
+    """The `mn_participants` row of a parsed record."""
+    return _row(record, _STORED, source, now_us)
+
+
 def conference_row(record: MNConference, source: str, now_us: int) -> dict[str, Any]:
     """The `mn_conferences` row of a parsed record."""
-    return {
-        "id": record.id,
-        "name": record.name,
-        "start_us": _us(record.start_time),
-        "end_us": _us(record.end_time),
-        "duration": record.duration,
-        "participant_count": record.participant_count,
-        "service_type": record.service_type,
-        "tag": record.tag,
-        "record": json.dumps(dict(record.raw), default=_jsonable, ensure_ascii=False),
-        "source": source,
-        "imported_us": now_us,
-    }
+    return _row(record, _CONFERENCE, source, now_us)
 
 
 async def import_document(
