@@ -55,6 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from app.cdr.assembly import LEG_COLUMNS
 from bench.commands import Measured, cdrecon_env, run_measured, upgrade_database
 from bench.paths import CDRECON, ROOT
 from bench.procfs import machine_info, system_busy_seconds, wait_until_quiet
@@ -76,12 +77,8 @@ EVENT_COLUMNS = (
     "digest, time_us, node, level, name, message, participant_id, call_id, conference, "
     "truncated, message_id"
 )
-CDR_COLUMNS = (
-    "id, call_uuid, conversation_id, conference_name, display_name, local_alias, "
-    "remote_alias, protocol, call_direction, role, remote_address, remote_port, "
-    "signalling_node, media_node, system_location, vendor, service_type, disconnect_reason, "
-    "start_us, end_us, duration, first_seen_us, state, node, event_count, message_ids"
-)
+# The `cdrs` columns: the leg's (the product's declaration) and its message ids.
+CDR_COLUMNS = (*LEG_COLUMNS, "message_ids")
 # The microsecond clock of the first message: 2026-11-26T10:00:00Z.
 EPOCH_US = 1_795_687_200_000_000
 
@@ -93,6 +90,43 @@ def _series(first: int, count: int, step: int = 1) -> str:
         f"WITH RECURSIVE s(i) AS (SELECT {first} UNION ALL "
         f"SELECT i + {step} FROM s WHERE i < {last}) "
     )
+
+
+def cdr_select(random_id: str, random_hex: str, clock: str, message_ids: str) -> str:
+    """The SELECT list of a floor leg over the series `i`, in CDR_COLUMNS order: the SQL of
+    each value by column (a column not named is NULL); the dialects differ only in how they
+    make random ids (`random_id`, `random_hex`) and the leg's time and message ids."""
+    values = {
+        "id": random_id,
+        "call_uuid": f"{random_hex} || '@10.34.10.61'",
+        "conversation_id": random_id,
+        "conference_name": "'All hands'",
+        "display_name": "'Peggy Novak'",
+        "local_alias": "'meet.all-hands@example.com'",
+        "remote_alias": "'sip:peggy.novak@corp.example.net'",
+        "protocol": "'MSSIP'",
+        "call_direction": "'in'",
+        "role": "'guest'",
+        "remote_address": "'10.34.10.61'",
+        "remote_port": "5061",
+        "signalling_node": "'10.0.1.18'",
+        "media_node": "'10.0.1.11'",
+        "system_location": "'London'",
+        "vendor": "'Microsoft Teams Room'",
+        "service_type": "'conference'",
+        "disconnect_reason": "'Call disconnected'",
+        "start_us": clock,
+        "end_us": f"{clock} + 60000000",
+        "duration": "60",
+        "first_seen_us": clock,
+        "state": "'closed'",
+        "node": "'conf-node-0' || (1 + i % 8)",
+        "event_count": "3",
+        "message_ids": message_ids,
+    }
+    if unknown := set(values) - set(CDR_COLUMNS):
+        raise RuntimeError(f"bench/floor.py: no such `cdrs` column: {sorted(unknown)}")
+    return ", ".join(values.get(column, "NULL") for column in CDR_COLUMNS)
 
 
 def batch_statements(first: int, count: int, first_message_id: int, backfill: bool) -> list[str]:
@@ -133,17 +167,17 @@ def batch_statements(first: int, count: int, first_message_id: int, backfill: bo
         f"'All hands', 0, {first_message_id} + i - {first} FROM s"
     )
     legs = count // 3
+    message = f"{first_message_id} + i - {first}"
+    select = cdr_select(
+        "lower(hex(randomblob(18)))",
+        "lower(hex(randomblob(16)))",
+        f"{EPOCH_US} + i * 125000",
+        f"({message}) || ',' || ({message} + 1) || ',' || ({message} + 2)",
+    )
     cdrs = (
-        f"INSERT INTO cdrs ({CDR_COLUMNS}) "
+        f"INSERT INTO cdrs ({', '.join(CDR_COLUMNS)}) "
         + _series(first, max(legs, 1), 3)
-        + "SELECT lower(hex(randomblob(18))), lower(hex(randomblob(16))) || '@10.34.10.61', "
-        "lower(hex(randomblob(18))), 'All hands', 'Peggy Novak', 'meet.all-hands@example.com', "
-        "'sip:peggy.novak@corp.example.net', 'MSSIP', 'in', 'guest', '10.34.10.61', 5061, "
-        "'10.0.1.18', '10.0.1.11', 'London', 'Microsoft Teams Room', 'conference', "
-        f"'Call disconnected', {EPOCH_US} + i * 125000, {EPOCH_US} + i * 125000 + 60000000, 60, "
-        f"{EPOCH_US} + i * 125000, 'closed', 'conf-node-0' || (1 + i % 8), 3, "
-        f"({first_message_id} + i - {first}) || ',' || ({first_message_id} + i - {first} + 1) "
-        f"|| ',' || ({first_message_id} + i - {first} + 2) FROM s"
+        + f"SELECT {select} FROM s"
     )
     return [messages, events] + ([cdrs] if legs else [])
 
@@ -240,16 +274,13 @@ def postgres_statements(first: int, count: int) -> list[str]:
         if count >= 3
         else None
     )
-    cdrs = (
-        f"INSERT INTO cdrs ({CDR_COLUMNS}) "
-        "SELECT gen_random_uuid()::text, md5(random()::text) || '@10.34.10.61', "
-        "gen_random_uuid()::text, 'All hands', 'Peggy Novak', 'meet.all-hands@example.com', "
-        "'sip:peggy.novak@corp.example.net', 'MSSIP', 'in', 'guest', '10.34.10.61', 5061, "
-        "'10.0.1.18', '10.0.1.11', 'London', 'Microsoft Teams Room', 'conference', "
-        f"'Call disconnected', {clock}, {clock} + 60000000, 60, {clock}, 'closed', "
-        "'conf-node-0' || (1 + i % 8), 3, (i + 1) || ',' || (i + 2) || ',' || (i + 3) "
-        f"FROM {legs}"
+    select = cdr_select(
+        "gen_random_uuid()::text",
+        "md5(random()::text)",
+        clock,
+        "(i + 1) || ',' || (i + 2) || ',' || (i + 3)",
     )
+    cdrs = f"INSERT INTO cdrs ({', '.join(CDR_COLUMNS)}) SELECT {select} FROM {legs}"
     return [messages, events] + ([cdrs] if legs else [])
 
 

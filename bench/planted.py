@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.frames import HOSTS, NODES
-from bench.mn_records import MN_COLUMNS, mn_row
-from bench.people import Person, person
+from bench.mn_records import CDR_COLUMNS, MN_COLUMNS, cdr_row, mn_row
+from bench.people import person
 
 BASE_US = int(datetime(2026, 10, 1, tzinfo=UTC).timestamp() * 1_000_000)
 
@@ -31,37 +30,6 @@ MISMATCH_SECONDS = 600
 MN_ONLY = 7
 
 CHUNK = 20_000
-
-
-CDR_COLUMNS = (
-    "id",
-    "call_uuid",
-    "conversation_id",
-    "conference_name",
-    "display_name",
-    "local_alias",
-    "remote_alias",
-    "protocol",
-    "call_direction",
-    "role",
-    "remote_address",
-    "remote_port",
-    "signalling_node",
-    "media_node",
-    "proxy_node",
-    "system_location",
-    "vendor",
-    "service_type",
-    "service_tag",
-    "disconnect_reason",
-    "start_us",
-    "end_us",
-    "duration",
-    "first_seen_us",
-    "state",
-    "node",
-    "event_count",
-)
 
 
 @dataclass(slots=True)
@@ -108,39 +76,6 @@ def plan_calls(n: int, seed: int, *, lost: float = 0.0, mismatched: float = 0.0)
         kept = [i for i in range(n) if i not in plan.lost]
         plan.mismatched = set(rng.sample(kept, round(n * mismatched)))
     return plan
-
-
-def cdr_row(who: Person, start: int, end: int) -> tuple[Any, ...]:
-    """A closed `cdrs` row, in CDR_COLUMNS order."""
-    return (
-        who.id,
-        who.call_uuid,
-        who.conversation_id,
-        who.conference,
-        who.display_name,
-        who.local_alias,
-        who.remote_alias,
-        who.protocol,
-        who.direction,
-        who.role,
-        who.remote_address,
-        who.remote_port,
-        NODES[who.node],
-        NODES[who.media_node],
-        None,
-        who.location,
-        who.vendor,
-        "conference",
-        "vmr-standard",
-        who.reason,
-        start,
-        end,
-        (end - start) // 1_000_000,
-        start - 2_000_000,  # the attempt, 2 s before the join
-        "closed",
-        HOSTS[who.node],
-        2,
-    )
 
 
 def insert_sql(table_name: str, columns: Sequence[str]) -> str:
