@@ -52,6 +52,7 @@ from pathlib import Path
 from bench.commands import Measured, cdrecon_env, run_measured, upgrade_database
 from bench.floor import measure_floor
 from bench.frames import pexip_frames
+from bench.options import add_no_floor, add_profile_options, benchmark_parser, parse_sizes
 from bench.paths import CDRECON, OUT_DIR, ROOT
 from bench.procfs import load_average, load_text, machine_info
 from bench.pyspy import print_profile, profile_summary
@@ -299,33 +300,28 @@ def report(results: Sequence[SizeResult]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument(
         "--lines",
+        type=parse_sizes,
         default="1000000",
         help="lines in the file; a comma-separated list runs each size (default 1000000)",
     )
     parser.add_argument("--size", type=int, default=500, help="approximate bytes per line")
     parser.add_argument("--seed", type=int, default=5424, help="seed of the line generator")
     parser.add_argument("--compresslevel", type=int, default=6, help="gzip level of the file")
-    parser.add_argument("--py-spy", action="store_true", help="profile each import with py-spy")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
-    parser.add_argument(
-        "--no-floor",
-        action="store_true",
-        help="skip timing SQLite alone writing the same rows (bench/floor.py)",
-    )
+    add_profile_options(parser, "profile each import with py-spy")
+    add_no_floor(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every size, print the table, write the JSON; 0 only if every check passed."""
     args = parse_args(argv)
-    sizes = [int(part.replace("_", "")) for part in args.lines.split(",") if part.strip()]
     when = stamp()
     machine = machine_info()
     print(f"machine: {machine}; load average {load_average()}", flush=True)
-    results = [run_size(args, lines, when) for lines in sizes]
+    results = [run_size(args, lines, when) for lines in args.lines]
     print()
     print(report(results))
     for result in results:

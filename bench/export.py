@@ -53,6 +53,7 @@ import httpx
 
 from bench.commands import cdrecon_env, git_revision, upgrade_database
 from bench.loopback import free_port, wait_for
+from bench.options import add_profile_options, benchmark_parser, parse_sizes
 from bench.paths import CDRECON, OUT_DIR, ROOT
 from bench.planted import iso, plan_calls, plant
 from bench.procfs import (
@@ -62,32 +63,14 @@ from bench.procfs import (
     load_text,
     machine_info,
     peak_rss_mb,
+    reset_peak,
+    rss_mb,
 )
 from bench.pyspy import print_profile, profile_summary, start_py_spy
 from bench.results import stamp, table, write_json
 
 TARGET_ROWS_PER_S = 100_000
 TIMEOUT = httpx.Timeout(3600.0, connect=10.0)
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS (current resident set) of the process in MiB, 0 if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def reset_peak(pid: int) -> bool:
-    """Reset the process's VmHWM to its current RSS (Linux clear_refs 5); False if refused."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 @dataclass(slots=True)
@@ -418,26 +401,26 @@ def report(results: list[SizeResult]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100000,1000000", help="comma-separated N")
+    parser = benchmark_parser(__doc__)
+    parser.add_argument(
+        "--sizes", type=parse_sizes, default="100000,1000000", help="comma-separated N"
+    )
     parser.add_argument("--formats", default="csv,jsonl", help="download formats, in order")
     parser.add_argument("--seed", type=int, default=5424, help="seed of the planted CDRs")
     parser.add_argument("--start-timeout", type=float, default=120, help="serve start-up limit")
     parser.add_argument(
         "--visible-timeout", type=float, default=600, help="wait this long for a batch after 201"
     )
-    parser.add_argument("--py-spy", action="store_true", help="profile the server per step")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    add_profile_options(parser, "profile the server per step")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every size, print the table, write the JSON; 0 only if every check passed."""
     args = parse_args(argv)
-    sizes = [int(part.replace("_", "")) for part in args.sizes.split(",") if part.strip()]
     when = stamp()
     print(f"machine: {machine_info()}; load average {load_average()}", flush=True)
-    results = [run_size(args, n, when) for n in sizes]
+    results = [run_size(args, n, when) for n in args.sizes]
     print()
     print(report(results))
     print("(peak RSS of a download: VmHWM since a reset just before it; * = not reset)")

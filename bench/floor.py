@@ -57,6 +57,7 @@ import asyncpg
 
 from app.cdr.assembly import LEG_COLUMNS
 from bench.commands import Measured, cdrecon_env, run_measured, upgrade_database
+from bench.options import benchmark_parser
 from bench.paths import CDRECON, ROOT
 from bench.procfs import machine_info, system_busy_seconds, wait_until_quiet
 
@@ -357,7 +358,7 @@ def measure_floor_postgres(url: str, messages: int, batch: int = 5000) -> Postgr
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5000, help="messages per transaction")
     parser.add_argument("--backfill", action="store_true", help="rows of a backfilled file")

@@ -37,15 +37,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of the process in MiB, 0 if it is gone."""
+def _status_mb(pid: int, key: str) -> float:
+    """A size line of /proc/<pid>/status (`VmRSS`, `VmHWM`) in MiB, 0 if the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS (current resident set) of the process in MiB, 0 if it is gone."""
+    return _status_mb(pid, "VmRSS")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of the process in MiB, 0 if it is gone."""
+    return _status_mb(pid, "VmHWM")
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset the process's VmHWM to its current RSS (Linux clear_refs 5); False if refused."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def tree_cpu_seconds(pid: int) -> float:

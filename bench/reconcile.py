@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.commands import Measured, cdrecon_env, run_measured, upgrade_database
+from bench.options import add_profile_options, benchmark_parser, parse_sizes
 from bench.paths import CDRECON, OUT_DIR, ROOT
 from bench.planted import LOST_FRACTION, MISMATCHED_FRACTION, MN_ONLY, Plan, iso, plan_calls, plant
 from bench.procfs import load_average, load_text, machine_info
@@ -259,20 +260,21 @@ def report(results: Sequence[SizeResult]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument(
-        "--sizes", default="100000,300000,1000000", help="comma-separated N (CDRs per run)"
+        "--sizes",
+        type=parse_sizes,
+        default="100000,300000,1000000",
+        help="comma-separated N (CDRs per run)",
     )
     parser.add_argument("--seed", type=int, default=5424, help="seed of the planted data")
-    parser.add_argument("--py-spy", action="store_true", help="profile each reconcile")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    add_profile_options(parser, "profile each reconcile")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every size, print the table, write the JSON; 0 only if every check passed."""
     args = parse_args(argv)
-    sizes = [int(part.replace("_", "")) for part in args.sizes.split(",") if part.strip()]
     when = stamp()
     print(f"machine: {machine_info()}; load average {load_average()}", flush=True)
     empty = fixed_cost(args)
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{empty.peak_rss_mb:.0f} MB, load {load_text(empty.load_before, empty.load_after)}",
         flush=True,
     )
-    results = [run_size(args, n, when) for n in sizes]
+    results = [run_size(args, n, when) for n in args.sizes]
     print()
     print(report(results))
     ratio = growth(results, empty)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from bench.ingest.report import header, one_line, summarize, table, write_json
 from bench.ingest.runs import RunResult, Scenario, Settings
 from bench.ingest.senders import StreamMaker, ensure_loggen
 from bench.loopback import make_tls_files
+from bench.options import add_no_floor, benchmark_parser
 from bench.paths import OUT_DIR, ROOT
 from bench.procfs import machine_info, wait_until_quiet
 
@@ -84,7 +84,7 @@ def run_all(settings: Settings, stamp: str) -> tuple[list[RunResult], dict[str, 
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
-    parser = argparse.ArgumentParser(description=(ingest.__doc__ or "").split("\n\n")[0])
+    parser = benchmark_parser(ingest.__doc__)
     parser.add_argument("--messages", type=int, default=1_000_000, help="N per scenario")
     parser.add_argument("--size", type=int, default=500, help="approximate frame bytes")
     parser.add_argument(
@@ -102,11 +102,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         default="syslog-ng,python-lean,cdrecon",
         help="python-lean: bench/lean_receiver.py, the leanest CPython raw store",
     )
-    parser.add_argument(
-        "--no-floor",
-        action="store_true",
-        help="skip timing SQLite alone writing the same rows (bench/floor.py)",
-    )
+    add_no_floor(parser)
     parser.add_argument("--runs", type=int, default=1, help="repeat each measurement")
     parser.add_argument("--poll", type=float, default=0.02, help="poll interval, s")
     parser.add_argument("--stall-timeout", type=float, default=30, help="no progress for, s")
