@@ -10,14 +10,11 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+from tests.cdr.scenario import LINES
 from tests.conftest import CDRECON
 from tests.history.fake_mn import FakeMN, make_conferences, make_participants
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SYSLOG_LINE = (
-    '<134>1 2026-11-20T10:00:00.000Z conf-1 pexip - - - 2026-11-20 10:00:00,000 Level="INFO" '
-    'Name="administrator.conference" Message="Conference has started." Conference="vmr"\n'
-)
 WINDOW = ("--from", "2026-11-01T00:00:00Z", "--until", "2026-12-01T00:00:00Z")
 
 
@@ -34,7 +31,7 @@ def test_every_state_changing_command_is_audited_with_the_os_user(tmp_path: Path
         )
         assert done.returncode == 0, f"cdrecon {args}: {done.stderr.decode()}"
 
-    (tmp_path / "node.log").write_text(SYSLOG_LINE)
+    (tmp_path / "node.log").write_text("".join(line.rsyslog() + "\n" for line in LINES))
     (tmp_path / "mn.pass").write_text("secret\n")
     participants = make_participants(3)
     cdrecon("token", "create", "ops", "--scope", "admin")
@@ -64,6 +61,6 @@ def test_every_state_changing_command_is_audited_with_the_os_user(tmp_path: Path
         "cdr.rebuild",
     ]
     parameters = {action: json.loads(p) if p else None for _, action, _, p in entries}
-    assert parameters["syslog.import"]["stored"] == 1
+    assert parameters["syslog.import"]["stored"] == len(LINES)
     assert parameters["history.pull"]["participants"] == 3
     assert parameters["export.create"]["from"] == WINDOW[1]

@@ -56,11 +56,16 @@ def candidates(
     return query
 
 
+# The advisory lock key that makes batches one at a time on PostgreSQL ("cdrexprt").
+_EXPORT_LOCK = int.from_bytes(b"cdrexprt", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
 class ExportRepository:
     """Stores batches and their frozen records; dialect differences chosen once."""
 
     def __init__(self, dialect_name: str) -> None:
-        self._insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+        self._postgresql = dialect_name == "postgresql"
+        self._insert = postgresql.insert if self._postgresql else sqlite.insert
 
     @classmethod
     def for_connection(cls, conn: AsyncConnection) -> ExportRepository:
@@ -69,7 +74,13 @@ class ExportRepository:
 
     async def start_batch(self, conn: AsyncConnection, values: dict[str, Any]) -> bool:
         """Store a new batch's row; False (and nothing stored) if its Idempotency-Key is
-        taken. A key still in flight in another transaction is waited for."""
+        taken. A key still in flight in another transaction is waited for.
+
+        Batches are made one at a time, so each one reads what the previous ones claimed:
+        on SQLite this insert takes the database's write lock, on PostgreSQL a
+        transaction-scoped advisory lock comes first."""
+        if self._postgresql:
+            await conn.execute(select(func.pg_advisory_xact_lock(_EXPORT_LOCK)))
         statement = (
             self._insert(exports)
             .values(values)

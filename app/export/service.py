@@ -24,8 +24,6 @@ from .formats import CsvEncoder, record_from_cdr
 from .repository import ExportRepository, candidates
 
 CHUNK = 2000
-# How often a batch that lost records to a concurrent one chooses its records again.
-CLAIM_ATTEMPTS = 3
 # How many earlier batches a refusal names.
 _NAMED_BATCHES = 5
 # What a batch's row says until its records are frozen (never seen: the same transaction
@@ -205,22 +203,16 @@ async def create_export(
     if request.run_id is not None:
         await get_summary(conn, request.run_id)
     query = request.records(include_exported=request.include_exported)
-    for _attempt in range(CLAIM_ATTEMPTS):
-        savepoint = await conn.begin_nested()
-        frozen = await _freeze(conn, query, export_id)
-        if frozen["record_count"] == 0:
-            await savepoint.rollback()
-            raise await _why_empty(conn, repository, request)
-        claimed = await repository.claim_records(conn, export_id)
-        if request.include_exported or claimed == frozen["record_count"]:
-            await savepoint.commit()
-            await repository.finish_batch(conn, export_id, frozen)
-            return manifest({**batch, **frozen}), True
-        # A batch committed since the records were read holds some of them: choose again.
-        await savepoint.rollback()
-    raise AlreadyExported(
-        f"other batches were taking the {request.describe()} at the same moment; try again"
-    )
+    frozen = await _freeze(conn, query, export_id)
+    if frozen["record_count"] == 0:
+        raise await _why_empty(conn, repository, request)
+    claimed = await repository.claim_records(conn, export_id)
+    if not request.include_exported and claimed != frozen["record_count"]:
+        # Batches are made one at a time (see `start_batch`), so this means the database's
+        # `first_exports` key refused a record some other path claimed: refuse, never share.
+        raise AlreadyExported(f"some of the {request.describe()} were claimed meanwhile; try again")
+    await repository.finish_batch(conn, export_id, frozen)
+    return manifest({**batch, **frozen}), True
 
 
 async def _freeze(conn: AsyncConnection, query: Select[Any], export_id: str) -> dict[str, Any]:
