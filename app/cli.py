@@ -277,27 +277,46 @@ def _when(text: str) -> datetime:
 
 @main.command("import-history")
 @_DATABASE_OPTION
+@click.option(
+    "--as-of",
+    help="when the export was made (ISO 8601, UTC), if known; else its newest end_time, "
+    "capped by the file's modification time",
+)
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True)
 )
-def import_history(files: tuple[str, ...], **flags: Any) -> None:
-    """Import MN history exports (API JSON, JSON lines or CSV); each file all or nothing."""
+def import_history(files: tuple[str, ...], as_of: str | None, **flags: Any) -> None:
+    """Import MN history exports (API JSON, JSON lines or CSV); each file all or nothing.
+
+    Prints, for each file, when the history is complete up to ("as of") and how that was
+    decided: calls that ended after it are not counted lost.
+    """
     from app.audit.service import record
-    from app.history.service import HistoryImportError, import_document
+    from app.history.coverage import Kind, import_export
+    from app.history.service import HistoryImportError
     from app.ingest.backfill import source_name
+    from app.times import iso
+
+    as_of_us = round(_when(as_of).timestamp() * 1_000_000) if as_of else None
 
     async def run(_settings: Settings, engine: AsyncEngine) -> int:
         failures = 0
         for path in files:
             with click.open_file(path, "rb") as handle:
                 document = handle.read()
+                # The file's own modification time caps its "as of"; stdin has none.
+                stat = None if path == "-" else os.fstat(handle.fileno())
+            mtime_us = None if stat is None else stat.st_mtime_ns // 1000
             source = source_name(path)
             try:
                 async with engine.begin() as conn:
-                    stored = await import_document(conn, document, source)
+                    stored, complete = await import_export(
+                        conn, document, source, Kind.FILE, as_of_us=as_of_us, mtime_us=mtime_us
+                    )
                     counts = {
                         "participants": stored.participants,
                         "conferences": stored.conferences,
+                        "as_of": iso(None if complete is None else complete.us),
                     }
                     await record(conn, _actor(), "history.import", stored.source, counts)
             except HistoryImportError as exc:
@@ -310,9 +329,18 @@ def import_history(files: tuple[str, ...], **flags: Any) -> None:
                     field = f" field {error.field}" if error.field else ""
                     click.echo(f"  {where}{field}: {error.reason}", err=True)
                 continue
+            except CdreconError as exc:
+                failures += 1
+                click.echo(f"{path}: {exc}", err=True)
+                continue
             click.echo(
                 f"{path}: {stored.participants} participant and "
-                f"{stored.conferences} conference records"
+                f"{stored.conferences} conference records; "
+                + (
+                    complete.describe()
+                    if complete is not None
+                    else 'no end_time in it, so no "as of" recorded (give --as-of)'
+                )
             )
         return failures
 
@@ -331,13 +359,14 @@ def pull_history(
     url: str, user: str, password_file: str, ca_bundle: str | None, since: str | None, **flags: Any
 ) -> None:
     """Pull participant and conference history from the MN's REST API, from the checkpoint."""
+    from app.history.coverage import AsOf
     from app.history.pulling import pull_once
     from app.history.service import HistoryImport
 
     password = Path(password_file).read_text().strip()
 
-    async def run(_settings: Settings, engine: AsyncEngine) -> HistoryImport:
-        pulled = await pull_once(
+    async def run(_settings: Settings, engine: AsyncEngine) -> tuple[HistoryImport, AsOf]:
+        pulled, as_of = await pull_once(
             engine,
             url,
             user,
@@ -347,10 +376,13 @@ def pull_history(
         )
         counts = {"participants": pulled.participants, "conferences": pulled.conferences}
         await _audit(engine, "history.pull", url, {"user": user, "since": since, **counts})
-        return pulled
+        return pulled, as_of
 
-    result = _run(flags, run)
-    click.echo(f"{result.participants} participant and {result.conferences} conference records")
+    result, as_of = _run(flags, run)
+    click.echo(
+        f"{result.participants} participant and {result.conferences} conference records; "
+        f"{as_of.describe()}"
+    )
 
 
 @main.command("reconcile")
@@ -358,8 +390,14 @@ def pull_history(
 @click.option("--from", "from_", required=True, help="window start (ISO 8601, UTC)")
 @click.option("--until", required=True, help="window end, exclusive (ISO 8601, UTC)")
 @click.option("--tolerance", default="2s", show_default=True, help="start/end tolerance")
-def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> None:
-    """Match syslog CDRs with MN records over [from, until); prints the JSON summary."""
+@click.option(
+    "--force", is_flag=True, help="run even when no MN history covers the window (said in summary)"
+)
+def reconcile_command(from_: str, until: str, tolerance: str, force: bool, **flags: Any) -> None:
+    """Match syslog CDRs with MN records over [from, until); prints the JSON summary.
+
+    Refused when no MN history covers the window (import or pull it first), unless --force.
+    """
     from app.audit.service import record
     from app.reconcile.service import reconcile
     from app.reconcile.tolerance import parse_tolerance
@@ -378,6 +416,7 @@ def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> N
                 round(end.timestamp() * 1_000_000),
                 tolerance_us,
                 created_by=_actor(),
+                force=force,
             )
             window = {"from": summary["from"], "until": summary["until"]}
             await record(
@@ -385,7 +424,11 @@ def reconcile_command(from_: str, until: str, tolerance: str, **flags: Any) -> N
                 _actor(),
                 "reconciliation.run",
                 str(summary["id"]),
-                {**window, "tolerance": tolerance_us / 1_000_000},
+                {
+                    **window,
+                    "tolerance": tolerance_us / 1_000_000,
+                    "forced": summary["coverage"]["forced"],
+                },
             )
             return summary
 

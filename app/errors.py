@@ -61,6 +61,13 @@ class InvalidInputError(CdreconError):
     code = "invalid_input"
 
 
+class ConflictError(CdreconError):
+    """The request cannot be done in the present state of the data; nothing was changed."""
+
+    status = 409
+    code = "conflict"
+
+
 def error_response(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:

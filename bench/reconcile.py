@@ -152,7 +152,7 @@ def run_size(args: argparse.Namespace, n: int, when: str) -> SizeResult:
         low, high = plan.window
         profile = OUT_DIR / f"reconcile-{when}-{n}.pyspy.txt" if args.py_spy else None
         measured = run_measured(
-            [CDRECON, "reconcile", "--from", iso(low), "--until", iso(high)],
+            [CDRECON, "reconcile", "--from", iso(low), "--until", iso(high), "--force"],
             cdrecon_env(database),
             workdir,
             profile,
@@ -183,7 +183,7 @@ def fixed_cost(args: argparse.Namespace) -> Measured:
         upgrade_database(database)
         low, high = Plan(0, [], []).window
         return run_measured(
-            [CDRECON, "reconcile", "--from", iso(low), "--until", iso(high)],
+            [CDRECON, "reconcile", "--from", iso(low), "--until", iso(high), "--force"],
             cdrecon_env(database),
             workdir,
         )

@@ -217,6 +217,22 @@ pull_checkpoints = Table(
     Column("updated_us", BigInteger, nullable=False),
 )
 
+# When the stored MN history is known complete up to ("as of"), one row per import or pull,
+# written with (or, for a pull, after) the records it vouches for; `basis` says how the
+# instant was decided (app/history/coverage.py).
+history_coverage = Table(
+    "history_coverage",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("as_of_us", BigInteger, nullable=False),
+    Column("basis", String(32), nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+    Index("ix_history_coverage_as_of_us", "as_of_us"),
+)
+
 # A reconciliation run over [from, until): its summary JSON (counts, gaps, input bounds)
 # and one item per CDR or MN record (a matched pair is one item).
 reconciliations = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -11,8 +12,9 @@ from app.api.deps import ConnectionDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep
 from app.errors import InvalidInputError
+from app.times import iso, to_us
 
-from . import service
+from .coverage import Kind, import_export
 from .schemas import HistoryImported, HistoryRejected
 
 router = APIRouter(tags=["history"])
@@ -88,10 +90,15 @@ async def upload_history(
         str | None,
         Query(description="Name recorded as the records' source (default: the form's file name)"),
     ] = None,
+    as_of: Annotated[
+        datetime | None,
+        Query(description="When the export was made, if known; else its newest end_time"),
+    ] = None,
 ) -> HistoryImported:
     """Store an MN participant/conference history export: the API's JSON (Tastypie envelope,
     list, or JSON lines) or a CSV with the API field names, as the raw body or as the `file`
-    field of a multipart form. All or nothing."""
+    field of a multipart form. All or nothing. Records when the history is complete up to
+    ("as of"): calls that ended after it are not counted lost."""
     sent_name = None
     if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         document, sent_name = await _form_document(request)
@@ -100,15 +107,26 @@ async def upload_history(
     if not document.strip():
         raise InvalidInputError("empty upload")
     name = filename or sent_name or "upload"
-    stored = await service.import_document(conn, document, f"upload:{name}")
+    stored, complete = await import_export(
+        conn, document, f"upload:{name}", Kind.UPLOAD, as_of_us=to_us(as_of)
+    )
+    as_of_us = None if complete is None else complete.us
     await audit(
         conn,
         principal.name,
         "history.import",
         stored.source,
-        {"participants": stored.participants, "conferences": stored.conferences},
+        {
+            "participants": stored.participants,
+            "conferences": stored.conferences,
+            "as_of": iso(as_of_us),
+        },
         request.client.host if request.client else None,
     )
     return HistoryImported(
-        source=stored.source, participants=stored.participants, conferences=stored.conferences
+        source=stored.source,
+        participants=stored.participants,
+        conferences=stored.conferences,
+        as_of=iso(as_of_us),
+        as_of_basis=None if complete is None else complete.basis.value,
     )

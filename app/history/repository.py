@@ -9,7 +9,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db.models import mn_conferences, mn_participants, pull_checkpoints
+from app.db.models import history_coverage, mn_conferences, mn_participants, pull_checkpoints
 
 
 class HistoryRepository:
@@ -79,7 +79,29 @@ class HistoryRepository:
             (await conn.execute(select(func.count()).select_from(mn_participants))).scalar_one()
         )
 
-    async def oldest_start(self, conn: AsyncConnection) -> int | None:
-        """The start of the oldest participant record the MN still holds (its retention)."""
-        value = (await conn.execute(select(func.min(mn_participants.c.start_us)))).scalar_one()
-        return None if value is None else int(value)
+    async def oldest_record(self, conn: AsyncConnection) -> tuple[int, str] | None:
+        """(start in µs, source) of the oldest participant record held, if any."""
+        row = (
+            await conn.execute(
+                select(mn_participants.c.start_us, mn_participants.c.source)
+                .where(mn_participants.c.start_us.is_not(None))
+                .order_by(mn_participants.c.start_us)
+                .limit(1)
+            )
+        ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def add_coverage(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
+        """Store one `history_coverage` row."""
+        await conn.execute(history_coverage.insert().values(values))
+
+    async def newest_coverage(self, conn: AsyncConnection) -> dict[str, Any] | None:
+        """The `history_coverage` row with the latest "as of" (the latest recorded of ties)."""
+        row = (
+            await conn.execute(
+                select(history_coverage)
+                .order_by(history_coverage.c.as_of_us.desc(), history_coverage.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        return None if row is None else dict(row._mapping)

@@ -13,6 +13,13 @@ class HistoryImported(BaseModel):
     source: str
     participants: int
     conferences: int
+    as_of: str | None = Field(
+        description='When the history is known complete up to ("as of"); null when nothing '
+        "tells (no end_time in it: give `as_of`)."
+    )
+    as_of_basis: str | None = Field(
+        description="How it was decided: `operator` or `newest end_time`."
+    )
 
 
 class RecordProblem(BaseModel):

@@ -66,6 +66,7 @@ class HistoryImport:
     participants: int = 0
     conferences: int = 0
     errors: list[RecordError] = field(default_factory=list)
+    newest_end_us: int | None = None  # the newest end_time among the records
 
 
 def _us(moment: datetime | None) -> int | None:
@@ -132,7 +133,11 @@ async def import_document(
     await repository.upsert_conferences(
         conn, [conference_row(c, source, now_us) for c in parsed.conferences]
     )
-    return HistoryImport(source, len(parsed.participants), len(parsed.conferences))
+    ends = [p.end_time for p in parsed.participants] + [c.end_time for c in parsed.conferences]
+    newest_end = max((end for end in ends if end is not None), default=None)
+    return HistoryImport(
+        source, len(parsed.participants), len(parsed.conferences), newest_end_us=_us(newest_end)
+    )
 
 
 # The MN client's page reader: (resource, filters, a `meta.next` link or None for the first

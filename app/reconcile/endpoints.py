@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from app.api.deps import ConnectionDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep, ReaderDep
-from app.errors import not_found
+from app.errors import ErrorBody, not_found
 from app.paging import Page
 from app.times import to_us
 
@@ -27,6 +27,13 @@ RunId = Annotated[int, Path(ge=1, le=2**63 - 1)]
     response_model=RunSummary,
     status_code=201,
     summary="Run a reconciliation",
+    responses={
+        409: {
+            "model": ErrorBody,
+            "description": "No MN history covers the window (`history_not_covered`): import or "
+            "pull it, or force the run",
+        }
+    },
 )
 async def create_run(
     body: RunRequest,
@@ -39,14 +46,24 @@ async def create_run(
     from_us, until_us = to_us(body.from_), to_us(body.until)
     assert from_us is not None and until_us is not None
     summary = await service.reconcile(
-        conn, from_us, until_us, round(body.tolerance * 1_000_000), principal.name
+        conn,
+        from_us,
+        until_us,
+        round(body.tolerance * 1_000_000),
+        principal.name,
+        force=body.force,
     )
     await audit(
         conn,
         principal.name,
         "reconciliation.run",
         str(summary["id"]),
-        {"from": summary["from"], "until": summary["until"], "tolerance": body.tolerance},
+        {
+            "from": summary["from"],
+            "until": summary["until"],
+            "tolerance": body.tolerance,
+            "forced": summary["coverage"]["forced"],
+        },
         request.client.host if request.client else None,
     )
     return RunSummary.model_validate(summary)

@@ -26,6 +26,7 @@ class Status(StrEnum):
     MISSING_IN_SYSLOG = "missing_in_syslog"
     MISMATCHED = "mismatched"
     OUTSIDE_RETENTION = "outside_retention"
+    AFTER_HISTORY = "after_history"  # ended after the MN history's "as of": not yet known
     OPEN = "open"
     EXCLUDED = "excluded"
 
@@ -270,10 +271,14 @@ def classify(
     *,
     tolerance_us: int,
     retention_from_us: int | None,
+    history_as_of_us: int | None = None,
     window: tuple[int, int] | None = None,
     with_gaps: bool = True,
 ) -> Outcome:
     """Give every CDR and MN record exactly one status, and find the restore gaps.
+
+    A lone CDR that ended after `history_as_of_us` (less the tolerance: the clocks may differ
+    by that) is `after_history`: the MN may have written it after its history was taken.
 
     `records` may reach past the window (so that edge records still match); MN records
     outside `window` that matched nothing are left out of the run.
@@ -296,6 +301,8 @@ def classify(
             status = Status.OPEN
         elif retention_from_us is not None and (cdr.time_us or 0) < retention_from_us:
             status = Status.OUTSIDE_RETENTION
+        elif history_as_of_us is not None and _ended_after(cdr, history_as_of_us - tolerance_us):
+            status = Status.AFTER_HISTORY
         else:
             status = Status.MISSING_IN_MN
         items.append(Item(status, cdr, None))
@@ -311,6 +318,12 @@ def classify(
     for item in items:
         counts[item.status.value] += 1
     return Outcome(items, counts, find_gaps(items) if with_gaps else [])
+
+
+def _ended_after(leg: LegView, moment_us: int) -> bool:
+    """True when the leg ended (or, with no end, started) after `moment_us`."""
+    end = leg.end_us if leg.end_us is not None else leg.time_us
+    return end is not None and end > moment_us
 
 
 # What gap detection keeps of an item: (write time, tie-breaker, lost?, node).

@@ -32,6 +32,9 @@ class RunRequest(BaseModel):
     from_: datetime = Field(alias="from", examples=["2026-11-20T00:00:00Z"])
     until: datetime = Field(examples=["2026-11-27T00:00:00Z"])
     tolerance: Tolerance = 2.0
+    force: bool = Field(
+        False, description="Run even when no MN history covers the window; the summary says so."
+    )
 
 
 class Counts(BaseModel):
@@ -42,6 +45,9 @@ class Counts(BaseModel):
     missing_in_syslog: int
     mismatched: int
     outside_retention: int
+    after_history: int = Field(
+        description='Ended after the MN history\'s "as of": not known lost, never exported as lost.'
+    )
     open: int
     excluded: int
 
@@ -77,6 +83,31 @@ class Inputs(BaseModel):
     mn_retention_from: datetime | None = Field(description="The oldest MN record stored.")
 
 
+class Record(BaseModel):
+    """The oldest MN record held, and where it came from."""
+
+    time: datetime
+    source: str
+
+
+class AsOf(BaseModel):
+    """The newest instant the MN history is known complete up to, and where it came from."""
+
+    time: datetime
+    source: str = Field(description="The file, upload or MN URL.")
+    kind: str = Field(description="`file`, `upload` or `pull`.")
+    basis: str = Field(description="`operator`, `newest end_time`, `file mtime` or `pull start`.")
+
+
+class Coverage(BaseModel):
+    """The MN history a run compared against."""
+
+    oldest_record: Record | None
+    as_of: AsOf | None
+    forced: bool = Field(description="Run although no MN history covered the window.")
+    warning: str | None = Field(description="Why it would have been refused, when forced.")
+
+
 class RunSummary(BaseModel):
     """A reconciliation run: its window, counts by status, restore gaps and inputs."""
 
@@ -91,6 +122,7 @@ class RunSummary(BaseModel):
     counts: Counts
     gaps: list[Gap]
     inputs: Inputs
+    coverage: Coverage
 
 
 class Item(BaseModel):

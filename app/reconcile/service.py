@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.cdr.deriving import derive_pending
 from app.errors import InvalidInputError, NotFoundError
-from app.history.repository import HistoryRepository
+from app.history import coverage as history_coverage
 from app.paging import cut_page, decode_cursor
 from app.times import iso
 
@@ -55,17 +55,26 @@ async def reconcile(
     until_us: int,
     tolerance_us: int = 2_000_000,
     created_by: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Run a reconciliation over [from, until), store it, and return its summary.
 
     Derives what a busy writer deferred first, in transactions of its own: call it before
-    `conn` has read anything, so that it reads complete CDRs."""
+    `conn` has read anything, so that it reads complete CDRs. Refused (HistoryNotCovered)
+    when no MN history covers the window, unless `force`: then the operator vouches for the
+    history, and no call is held back as `after_history`.
+    """
     if until_us <= from_us:
         raise InvalidInputError("the window is empty: `until` must be after `from`")
     # A CDR not derived yet would count its leg as missing in syslog.
     await derive_pending(conn.engine)
+    coverage = await history_coverage.read(conn)
+    uncovered = coverage.uncovered(from_us, until_us)
+    if uncovered is not None and not force:
+        raise history_coverage.HistoryNotCovered(uncovered)
+    history_as_of = None if uncovered is not None else coverage.as_of_us
     repository = ReconcileRepository()
-    retention_from = await HistoryRepository.for_connection(conn).oldest_start(conn)
+    retention_from = coverage.oldest_us
     now_us = time.time_ns() // 1000
     run_id = await repository.create_run(
         conn,
@@ -103,6 +112,7 @@ async def reconcile(
             [leg_view(row) for row in other_records],
             tolerance_us=tolerance_us,
             retention_from_us=retention_from,
+            history_as_of_us=history_as_of,
             window=(
                 from_us if start == first else start - tolerance_us,
                 until_us if end > last else end - tolerance_us,
@@ -134,6 +144,7 @@ async def reconcile(
             "mn": _bounds(tally.mn_bounds),
             "mn_retention_from": iso(retention_from),
         },
+        "coverage": coverage.describe(uncovered),
     }
     await repository.save_summary(conn, run_id, summary)
     return summary

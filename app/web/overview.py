@@ -28,6 +28,7 @@ STATUS_LABELS = {
     Status.MISSING_IN_SYSLOG.value: "missing in syslog",
     Status.MISMATCHED.value: "mismatched",
     Status.OUTSIDE_RETENTION.value: "outside MN retention",
+    Status.AFTER_HISTORY.value: "after the MN history",
     Status.OPEN.value: "still open",
     Status.EXCLUDED.value: "excluded",
 }

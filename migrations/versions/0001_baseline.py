@@ -193,6 +193,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("resource", name="pk_pull_checkpoints"),
     )
     op.create_table(
+        "history_coverage",
+        sa.Column("id", _ID, nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("as_of_us", sa.BigInteger, nullable=False),
+        sa.Column("basis", sa.String(32), nullable=False),
+        sa.Column("records", sa.Integer, nullable=False),
+        sa.Column("recorded_us", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_history_coverage"),
+    )
+    op.create_index("ix_history_coverage_as_of_us", "history_coverage", ["as_of_us"])
+    op.create_table(
         "reconciliations",
         sa.Column("id", _ID, nullable=False),
         sa.Column("created_us", sa.BigInteger, nullable=False),
@@ -289,6 +301,7 @@ def downgrade() -> None:
         "api_tokens",
         "reconciliation_items",
         "reconciliations",
+        "history_coverage",
         "pull_checkpoints",
         "mn_conferences",
         "mn_participants",

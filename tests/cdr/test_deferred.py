@@ -140,12 +140,14 @@ async def test_the_reconcile_command_derives_what_is_pending_first(
     engine: AsyncEngine, database_url: str
 ) -> None:
     await write(engine, shuffled(5), defer_backlog=ALWAYS, finish_deriving=False)
-    done = await cli(database_url, "reconcile", *DAY)
+    # Forced: no MN history at all, so every closed leg counts as lost.
+    done = await cli(database_url, "reconcile", *DAY, "--force")
     assert done.returncode == 0, done.stderr
     assert await count(engine, pending_derivations) == 0
     assert await legs(engine) == EXPECTED
     # Every closed leg is in the run, lost on the MN (it holds nothing here).
     summary = json.loads(done.stdout)
+    assert summary["coverage"]["forced"] is True
     assert summary["counts"]["missing_in_mn"] == len(CLOSED)
 
 
@@ -189,7 +191,7 @@ async def test_a_reconciliation_derives_what_is_pending_by_itself(engine: AsyncE
     """Whoever calls the service, API or CLI or another, gets complete CDRs."""
     await write(engine, shuffled(10), defer_backlog=ALWAYS, finish_deriving=False)
     async with engine.begin() as conn:
-        summary = await reconcile(conn, *DAY_US)
+        summary = await reconcile(conn, *DAY_US, force=True)  # no MN history at all
     assert summary["counts"]["missing_in_mn"] == len(CLOSED)
     assert await count(engine, pending_derivations) == 0
     assert await legs(engine) == EXPECTED

@@ -67,11 +67,18 @@ def test_billing_recovers_exactly_the_records_the_mn_lost(
     bad = service.post("/api/v1/history", content=json.dumps(broken))
     assert bad.status_code == 422
     assert [(e["row"], e["field"]) for e in bad.json()["errors"]] == [(2, "start_time")]
+    #    The operator knows when the MN's export was made: its history is complete up to then.
     uploaded = service.post(
-        "/api/v1/history?filename=mn.json", content=json.dumps(SCENARIO.mn_records)
+        "/api/v1/history",
+        params={"filename": "mn.json", "as_of": SCENARIO.as_of.isoformat()},
+        content=json.dumps(SCENARIO.mn_records),
     )
     assert uploaded.status_code == 200, uploaded.text
     assert uploaded.json()["participants"] == len(SCENARIO.mn_records)
+    assert (uploaded.json()["as_of"], uploaded.json()["as_of_basis"]) == (
+        SCENARIO.as_of.isoformat().replace("+00:00", "Z"),
+        "operator",
+    )
     # 3. Reconcile the day.
     start, end = SCENARIO.window
     run = service.post(
@@ -80,6 +87,12 @@ def test_billing_recovers_exactly_the_records_the_mn_lost(
     assert run.status_code == 201, run.text
     summary = run.json()
     assert summary["counts"]["missing_in_mn"] == len(SCENARIO.lost)
+    # Calls that ended after the export was made are not lost: listed apart, never exported.
+    after = [pid for pid, status in SCENARIO.expected.items() if status == "after_history"]
+    assert summary["counts"]["after_history"] == len(after) > 0
+    listed = service.get(f"/api/v1/reconciliations/{summary['id']}/items?status=after_history")
+    assert sorted(item["cdr_id"] for item in listed.json()["items"]) == sorted(after)
+    assert summary["coverage"]["as_of"]["basis"] == "operator"
     assert [gap["count"] for gap in summary["gaps"]] == [len(SCENARIO.lost)]
     # 4. Billing creates a batch (retrying with the same key gets the same batch) and
     #    downloads it twice in both formats.
@@ -110,6 +123,7 @@ def test_billing_recovers_exactly_the_records_the_mn_lost(
     assert hashlib.sha256(jsonl.content).hexdigest() == manifest["sha256"]["jsonl"]
     rows = list(csv.DictReader(io.StringIO(first.content.decode(), newline="")))
     assert sorted(row["id"] for row in rows) == sorted(SCENARIO.lost)
+    assert not {row["id"] for row in rows} & set(after)
     # The rows carry what the MN would have: times, durations, names.
     calls = {c.pid: c for c in SCENARIO.calls}
     for row in rows:

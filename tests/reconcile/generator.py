@@ -27,7 +27,8 @@ class Call:
     start: datetime
     end: datetime | None  # None: still open
     call_id: str | None
-    kind: str = "normal"  # normal, backplane, failed, open, mn_only, mismatched, call_id, heuristic
+    # normal, backplane, failed, open, mn_only, mismatched, call_id, heuristic, after_history
+    kind: str = "normal"
     mn_id: str | None = None  # the MN's id when it differs from the Participant-id
     mn_shift: timedelta = timedelta(0)  # MN clock skew under the tolerance
 
@@ -41,6 +42,7 @@ class Scenario:
     backup: datetime
     restore: datetime
     retention_from: datetime
+    as_of: datetime  # when the MN's history was taken: calls ending later are not in it
     lines: list[tuple[str, datetime, str]] = field(default_factory=list)  # node, time, body
     mn_records: list[dict[str, object]] = field(default_factory=list)
     expected: dict[str, str] = field(default_factory=dict)  # syslog id or MN id -> status
@@ -155,7 +157,24 @@ def generate(seed: int = 1, days: int = 3, calls_per_day: int = 120) -> Scenario
                 kind="open",
             )
         )
-    scenario = Scenario(calls, window, backup, restore, retention_from)
+    # A few calls that ended after the MN's history was taken.
+    as_of = window[1] - timedelta(minutes=90)
+    for index in range(3):
+        start = as_of - timedelta(minutes=10 + index)
+        calls.append(
+            Call(
+                new_id(),
+                nodes[index % 3],
+                "room-late",
+                f"after{index}@example.com",
+                "SIP",
+                start,
+                as_of + timedelta(minutes=5 + index),
+                f"{new_id()}@10.9.9.8",
+                kind="after_history",
+            )
+        )
+    scenario = Scenario(calls, window, backup, restore, retention_from, as_of)
     _render(scenario)
     return scenario
 
@@ -173,8 +192,10 @@ def _render(s: Scenario) -> None:
                         (call.node, call.end, body(call, LEAVE, call.end, "Call disconnected"))
                     )
         # --- MN side: it writes a record when a call ends; backplanes live elsewhere.
-        if call.kind in ("open", "backplane"):
-            s.expected[call.pid] = "open" if call.kind == "open" else "excluded"
+        if call.kind in ("open", "backplane", "after_history"):
+            s.expected[call.pid] = {"open": "open", "backplane": "excluded"}.get(
+                call.kind, "after_history"
+            )
             continue
         end = call.end if call.end is not None else call.start
         lost = s.backup <= end < s.restore

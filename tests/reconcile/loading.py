@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.history.service import import_document
+from app.history.coverage import Kind, import_export
 from app.ingest.origin import Origin
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
@@ -16,7 +16,8 @@ from tests.reconcile.generator import Scenario
 
 
 async def load(engine: AsyncEngine, scenario: Scenario) -> None:
-    """Ingest the scenario's syslog lines and import its MN history."""
+    """Ingest the scenario's syslog lines and import its MN history (complete up to its
+    newest end_time)."""
     writer = BatchWriter(engine, Metrics(), batch_size=500, linger=0)
     writer.start()
     frames = [
@@ -26,7 +27,7 @@ async def load(engine: AsyncEngine, scenario: Scenario) -> None:
     writer.submit(Origin("tcp", "10.0.0.1", 1), frames)
     await writer.stop()
     async with engine.begin() as conn:
-        await import_document(conn, json.dumps(scenario.mn_records), "mn.json")
+        await import_export(conn, json.dumps(scenario.mn_records), "mn.json", Kind.FILE)
 
 
 def us(moment: object) -> int:

@@ -92,6 +92,7 @@ def run(s: Scenario, cdrs: list[LegView] | None = None, mn: list[LegView] | None
         records,
         tolerance_us=TOLERANCE,
         retention_from_us=oldest,
+        history_as_of_us=us(s.as_of),
         window=(us(s.window[0]), us(s.window[1])),  # type: ignore[arg-type]
     )
 

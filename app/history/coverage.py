@@ -1,0 +1,191 @@
+"""How far the stored MN history reaches: the "as of" of each import and pull, and its reading.
+
+"As of" is the instant up to which the MN history is known complete: a call that ended
+after it may be on the MN without being here yet, so it is not evidence of a loss.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.errors import ConflictError, InvalidInputError
+from app.times import iso
+
+from .repository import HistoryRepository
+from .service import HistoryImport, import_document
+
+
+class Kind(StrEnum):
+    """How history came in."""
+
+    FILE = "file"
+    UPLOAD = "upload"
+    PULL = "pull"
+
+
+class Basis(StrEnum):
+    """How an "as of" was decided."""
+
+    OPERATOR = "operator"  # the operator said when the export was made
+    NEWEST_END = "newest end_time"  # the newest record in the export
+    FILE_MTIME = "file mtime"  # the file was written before its newest end_time
+    PULL_START = "pull start"  # a pull reads everything the MN had when it started
+
+
+@dataclass(frozen=True, slots=True)
+class AsOf:
+    """An instant the history is complete up to, and how it was decided."""
+
+    us: int
+    basis: Basis
+
+    def describe(self) -> str:
+        """As the CLI prints it."""
+        return f"complete up to {iso(self.us)} ({self.basis})"
+
+
+def decide(
+    newest_end_us: int | None,
+    *,
+    operator_us: int | None = None,
+    mtime_us: int | None = None,
+    now_us: int | None = None,
+) -> AsOf | None:
+    """The "as of" of an export: the operator's word, else the newest end_time in it, never
+    later than the file's modification time. Never the modification time alone: a copy gets
+    a new one, and calls ending between the export and the copy would look lost. None when
+    nothing tells (no end_time, nor the operator's word)."""
+    if operator_us is not None:
+        now_us = time.time_ns() // 1000 if now_us is None else now_us
+        if operator_us > now_us:
+            raise InvalidInputError(f"as of {iso(operator_us)} is in the future")
+        if newest_end_us is not None and operator_us < newest_end_us:
+            raise InvalidInputError(
+                f"as of {iso(operator_us)} is before the newest end_time in the export "
+                f"({iso(newest_end_us)}): it cannot hold a call that ended after it was made"
+            )
+        return AsOf(operator_us, Basis.OPERATOR)
+    if newest_end_us is None:
+        return None
+    if mtime_us is not None and mtime_us < newest_end_us:
+        return AsOf(mtime_us, Basis.FILE_MTIME)
+    return AsOf(newest_end_us, Basis.NEWEST_END)
+
+
+async def _record(
+    conn: AsyncConnection, kind: Kind, source: str, as_of: AsOf, records: int
+) -> None:
+    await HistoryRepository.for_connection(conn).add_coverage(
+        conn,
+        {
+            "kind": kind.value,
+            "source": source,
+            "as_of_us": as_of.us,
+            "basis": as_of.basis.value,
+            "records": records,
+            "recorded_us": time.time_ns() // 1000,
+        },
+    )
+
+
+async def import_export(
+    conn: AsyncConnection,
+    document: bytes | str,
+    source: str,
+    kind: Kind,
+    *,
+    as_of_us: int | None = None,
+    mtime_us: int | None = None,
+) -> tuple[HistoryImport, AsOf | None]:
+    """Import an MN export (a file or an upload) and record its "as of" in the same
+    transaction; the import and the "as of" (None when nothing tells, see `decide`)."""
+    stored = await import_document(conn, document, source)
+    as_of = decide(stored.newest_end_us, operator_us=as_of_us, mtime_us=mtime_us)
+    if as_of is not None:
+        await _record(conn, kind, source, as_of, stored.participants + stored.conferences)
+    return stored, as_of
+
+
+async def record_pull(
+    conn: AsyncConnection, url: str, started_us: int, stored: HistoryImport
+) -> AsOf:
+    """Record a finished pull: the MN's history is complete up to when the pull started."""
+    as_of = AsOf(started_us, Basis.PULL_START)
+    await _record(conn, Kind.PULL, url, as_of, stored.participants + stored.conferences)
+    return as_of
+
+
+class HistoryNotCovered(ConflictError):
+    """No MN history reaches into a run's window: every call would look lost."""
+
+    code = "history_not_covered"
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """What the stored history covers: from its oldest record to its newest "as of"."""
+
+    oldest_us: int | None
+    oldest_source: str | None
+    as_of_us: int | None
+    as_of_source: str | None
+    as_of_kind: str | None
+    as_of_basis: str | None
+
+    def uncovered(self, from_us: int, until_us: int) -> str | None:
+        """Why no history covers [from, until), saying what to import or pull; None when
+        some does."""
+        if self.as_of_us is not None and self.as_of_us > from_us:
+            return None
+        window = f"{iso(from_us)} to {iso(until_us)}"
+        if self.as_of_us is None:
+            found = "no MN history has been imported or pulled"
+        else:
+            found = (
+                f"the newest MN history is complete only up to {iso(self.as_of_us)} "
+                f"({self.as_of_source}, {self.as_of_basis})"
+            )
+        return (
+            f"no MN history covers {window}: {found}. Import an MN export made after "
+            f"{iso(from_us)} (cdrecon import-history FILE [--as-of WHEN], or POST "
+            f"/api/v1/history), or pull from the MN (cdrecon pull-history); or force the run "
+            f'(--force, or "force": true) to count every unmatched call as lost'
+        )
+
+    def describe(self, forced: str | None) -> dict[str, Any]:
+        """The coverage as a run's summary states it; `forced` is the refusal overridden."""
+        return {
+            "oldest_record": None
+            if self.oldest_us is None
+            else {"time": iso(self.oldest_us), "source": self.oldest_source},
+            "as_of": None
+            if self.as_of_us is None
+            else {
+                "time": iso(self.as_of_us),
+                "source": self.as_of_source,
+                "kind": self.as_of_kind,
+                "basis": self.as_of_basis,
+            },
+            "forced": forced is not None,
+            "warning": forced,
+        }
+
+
+async def read(conn: AsyncConnection) -> Coverage:
+    """The coverage of the stored history."""
+    repository = HistoryRepository.for_connection(conn)
+    oldest = await repository.oldest_record(conn)
+    newest = await repository.newest_coverage(conn)
+    return Coverage(
+        oldest_us=None if oldest is None else oldest[0],
+        oldest_source=None if oldest is None else oldest[1],
+        as_of_us=None if newest is None else int(newest["as_of_us"]),
+        as_of_source=None if newest is None else str(newest["source"]),
+        as_of_kind=None if newest is None else str(newest["kind"]),
+        as_of_basis=None if newest is None else str(newest["basis"]),
+    )
