@@ -46,6 +46,14 @@ def postgres_available() -> str | None:
         return f"no PostgreSQL server at 127.0.0.1:5432 ({exc}); set CDRECON_TEST_POSTGRES_URL"
 
 
+def cdrecon(
+    database_url: str, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `cdrecon ARGS` on a database as an operator would: its exit code and output."""
+    env = {**os.environ, "CDRECON_DATABASE_URL": database_url}
+    return subprocess.run([CDRECON, *args], env=env, input=stdin, capture_output=True, timeout=120)
+
+
 class PortTaken(Exception):
     """Another process bound one of the ports picked for the service."""
 
@@ -136,10 +144,7 @@ class Service:
 
     def cli(self, *args: str, stdin: bytes | None = None, check: bool = True) -> str:
         """Run a `cdrecon` command against this service's database; its stdout."""
-        env = {**os.environ, "CDRECON_DATABASE_URL": f"sqlite+aiosqlite:///{self.db_path}"}
-        done = subprocess.run(
-            [CDRECON, *args], env=env, input=stdin, capture_output=True, timeout=120
-        )
+        done = cdrecon(f"sqlite+aiosqlite:///{self.db_path}", *args, stdin=stdin)
         if check and done.returncode != 0:
             raise AssertionError(f"cdrecon {' '.join(args)} failed:\n{done.stderr.decode()}")
         return done.stdout.decode()

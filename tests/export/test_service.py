@@ -81,6 +81,18 @@ async def test_a_run_exports_its_lost_records_byte_stably(engine: AsyncEngine) -
     assert manifest["first_start_time"] == min(o["start_time"] for o in objects)
 
 
+async def test_calls_after_the_history_are_never_exported_as_lost(engine: AsyncEngine) -> None:
+    after = {pid for pid, status in SCENARIO.expected.items() if status == "after_history"}
+    run = await run_id(engine)
+    async with engine.connect() as conn:
+        listed, _ = await reconcile_service.page_items(conn, run, "after_history", 0, 1000)
+    assert {item["cdr_id"] for item in listed} == after != set()
+    manifest = await export(engine, ExportRequest(run_id=run))
+    jsonl = await download(engine, manifest["id"], ExportFormat.JSONL)
+    exported = {json.loads(line)["id"] for line in jsonl.splitlines()}
+    assert exported == set(SCENARIO.lost) and not exported & after
+
+
 async def test_records_are_exported_exactly_once_unless_asked(engine: AsyncEngine) -> None:
     run = await run_id(engine)
     first = await export(engine, ExportRequest(run_id=run))

@@ -18,6 +18,13 @@ from tests.reconcile.generator import Scenario
 async def load(engine: AsyncEngine, scenario: Scenario) -> None:
     """Ingest the scenario's syslog lines and import its MN history (complete up to its
     newest end_time)."""
+    await load_syslog(engine, scenario)
+    async with engine.begin() as conn:
+        await import_export(conn, json.dumps(scenario.mn_records), "mn.json", Kind.FILE)
+
+
+async def load_syslog(engine: AsyncEngine, scenario: Scenario) -> None:
+    """Ingest the scenario's syslog lines through the batch writer."""
     writer = BatchWriter(engine, Metrics(), batch_size=500, linger=0)
     writer.start()
     frames = [
@@ -26,8 +33,6 @@ async def load(engine: AsyncEngine, scenario: Scenario) -> None:
     ]
     writer.submit(Origin("tcp", "10.0.0.1", 1), frames)
     await writer.stop()
-    async with engine.begin() as conn:
-        await import_export(conn, json.dumps(scenario.mn_records), "mn.json", Kind.FILE)
 
 
 def us(moment: object) -> int:

@@ -177,3 +177,34 @@ def test_taking_a_record_away_moves_it_between_the_missing_sides(data: st.DataOb
     others = {k: v for k, v in base.items() if k != key}
     assert {k: v for k, v in without_mn.items() if k != key} == others
     assert {k: v for k, v in without_syslog.items() if k != key} == others
+
+
+def test_a_lone_leg_that_ended_after_the_history_is_not_lost() -> None:
+    """Past the history's "as of" (less the tolerance, the clocks' slack) a leg the MN does
+    not hold may simply not be in its history yet."""
+    as_of = 1_800_000_000_000_000
+
+    def leg(name: str, start: int, end: int | None) -> LegView:
+        duration = None if end is None else (end - start) // 1_000_000
+        return LegView(
+            name, None, "room", (name,), "SIP", "in", start, end, duration, "n", "closed"
+        )
+
+    legs = [
+        leg("ended-before", as_of - 600_000_000, as_of - TOLERANCE - 1),
+        leg("ended-within-tolerance", as_of - 600_000_000, as_of - TOLERANCE + 1),
+        leg("ended-after", as_of - 600_000_000, as_of + 60_000_000),
+        leg("no-end-started-after", as_of + 1, None),
+    ]
+    outcome = classify(
+        legs, [], tolerance_us=TOLERANCE, retention_from_us=0, history_as_of_us=as_of
+    )
+    assert statuses(outcome) == {
+        "ended-before": "missing_in_mn",
+        "ended-within-tolerance": "after_history",
+        "ended-after": "after_history",
+        "no-end-started-after": "after_history",
+    }
+    unbounded = classify(legs, [], tolerance_us=TOLERANCE, retention_from_us=0)
+    assert set(statuses(unbounded).values()) == {"missing_in_mn"}
+    assert [gap.count for gap in outcome.gaps] == [1]  # after_history is no evidence of a loss
