@@ -41,7 +41,9 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
             sock.sendall(b"".join(frames))
         assert service.wait_for("cdrecon_messages_stored_total", len(frames)) == len(frames)
         uploaded = service.post(
-            "/api/v1/history?filename=mn.json", content=json.dumps(scenario.mn_records)
+            "/api/v1/history",
+            params={"filename": "mn.json", "as_of": scenario.as_of.isoformat()},
+            content=json.dumps(scenario.mn_records),
         )
         assert uploaded.status_code == 200, uploaded.text
         start, end = scenario.window

@@ -126,9 +126,11 @@ def test_reconciliation_summaries_and_manifests_keep_their_fields(loaded: Loaded
         "missing_in_syslog",
         "mismatched",
         "outside_retention",
+        "after_history",
         "open",
         "excluded",
     }
+    assert set(run["coverage"]) == {"oldest_record", "as_of", "forced", "warning"}
     assert set(run["gaps"][0]) >= {"from", "until", "count"}
     manifest = loaded.service.get("/api/v1/exports", token=loaded.billing).json()["items"][0]
     assert manifest["source"] == {"run_id": loaded.run["id"], "status": "missing_in_mn"}

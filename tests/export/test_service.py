@@ -85,7 +85,7 @@ async def test_calls_after_the_history_are_never_exported_as_lost(engine: AsyncE
     after = {pid for pid, status in SCENARIO.expected.items() if status == "after_history"}
     run = await run_id(engine)
     async with engine.connect() as conn:
-        listed, _ = await reconcile_service.page_items(conn, run, "after_history", 0, 1000)
+        listed, _ = await reconcile_service.page_items(conn, run, "after_history", None, 1000)
     assert {item["cdr_id"] for item in listed} == after != set()
     manifest = await export(engine, ExportRequest(run_id=run))
     jsonl = await download(engine, manifest["id"], ExportFormat.JSONL)

@@ -132,7 +132,7 @@ async def test_a_copied_file_is_complete_up_to_its_newest_end_time(
     assert coverage["forced"] is False and coverage["warning"] is None
     # Listed under their own status, and the run's export of lost records leaves them out.
     async with engine.connect() as conn:
-        listed, _ = await page_items(conn, summary["id"], "after_history", 0, 1000)
+        listed, _ = await page_items(conn, summary["id"], "after_history", None, 1000)
     assert sorted(item["cdr_id"] for item in listed) == AFTER
     lost = tmp_path / "lost.jsonl"
     export = ("export", "--run", str(summary["id"]), "--format", "jsonl")
@@ -242,7 +242,7 @@ def test_the_api_refuses_a_run_without_history_with_409(service: Service) -> Non
     forced = service.post("/api/v1/reconciliations", json={**beyond, "force": True})
     assert forced.status_code == 201, forced.text
     assert forced.json()["coverage"]["forced"] is True
-    audit = service.get("/api/v1/audit").json()
+    audit = service.get("/api/v1/audit").json()["items"]
     assert [e["parameters"]["forced"] for e in audit if e["action"] == "reconciliation.run"] == [
         True,
         False,
