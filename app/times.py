@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The times a datetime can hold, as epoch microseconds.
+FIRST_US = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+LAST_US = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 
 
 def to_time(us: int | None) -> datetime | None:
-    """Epoch microseconds as an aware UTC datetime."""
-    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
+    """Epoch microseconds as an aware UTC datetime (exact: integer arithmetic, no float)."""
+    return None if us is None else _EPOCH + timedelta(microseconds=us)
 
 
 def to_us(moment: datetime | None) -> int | None:

@@ -12,7 +12,7 @@ from app.cdr.deriving import derive_pending
 from app.errors import InvalidInputError, NotFoundError
 from app.history import coverage as history_coverage
 from app.paging import cut_page, decode_cursor
-from app.times import iso
+from app.times import FIRST_US, LAST_US, iso
 
 from .items import agreed_row, item_row
 from .matching import Gap, classify, gaps_in
@@ -66,6 +66,8 @@ async def reconcile(
     """
     if until_us <= from_us:
         raise InvalidInputError("the window is empty: `until` must be after `from`")
+    if from_us < FIRST_US or until_us > LAST_US:
+        raise InvalidInputError("the window must lie within the years 1 to 9999 (UTC)")
     # A CDR not derived yet would count its leg as missing in syslog.
     await derive_pending(conn.engine)
     coverage = await history_coverage.read(conn)

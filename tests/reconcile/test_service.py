@@ -13,6 +13,7 @@ from app.db.engine import create_engine
 from app.errors import InvalidInputError
 from app.history.service import HistoryImportError, import_document
 from app.reconcile import service
+from app.times import FIRST_US
 from tests.reconcile.generator import generate
 from tests.reconcile.loading import load, us
 
@@ -68,10 +69,12 @@ async def test_a_history_document_with_a_bad_record_is_rejected_whole(engine: As
             await import_document(conn, b"this is not history", "junk.txt")
 
 
-async def test_an_empty_window_is_refused(engine: AsyncEngine) -> None:
+async def test_an_empty_or_unnameable_window_is_refused(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         with pytest.raises(InvalidInputError):
             await service.reconcile(conn, 10, 10)
+        with pytest.raises(InvalidInputError):  # before the year 1: no time can name it
+            await service.reconcile(conn, FIRST_US - 30_000_000, FIRST_US + 10)
 
 
 async def test_a_window_of_a_century_gives_the_same_run(engine: AsyncEngine) -> None:
