@@ -57,6 +57,9 @@ def test_curl_form_upload_is_stored_under_the_sent_file_name(
         "source": "upload:participants.json",
         "participants": 1,
         "conferences": 0,
+        # No `as_of` given: the history is complete up to the record's end_time.
+        "as_of": "2015-04-02T09:55:33.141261Z",
+        "as_of_basis": "newest end_time",
     }
 
 
