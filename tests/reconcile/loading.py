@@ -16,11 +16,18 @@ from tests.reconcile.generator import Scenario
 
 
 async def load(engine: AsyncEngine, scenario: Scenario) -> None:
-    """Ingest the scenario's syslog lines and import its MN history (complete up to its
-    newest end_time)."""
+    """Ingest the scenario's syslog lines and import its MN history, saying when it was
+    taken (its restore gap may run to the end of the history, where the newest end_time
+    alone would hold the lost calls back as after_history)."""
     await load_syslog(engine, scenario)
     async with engine.begin() as conn:
-        await import_export(conn, json.dumps(scenario.mn_records), "mn.json", Kind.FILE)
+        await import_export(
+            conn,
+            json.dumps(scenario.mn_records),
+            "mn.json",
+            Kind.FILE,
+            as_of_us=us(scenario.as_of),
+        )
 
 
 async def load_syslog(engine: AsyncEngine, scenario: Scenario) -> None:
