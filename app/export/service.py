@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.cdr.deriving import derive_pending
 from app.errors import CdreconError, InvalidInputError, NotFoundError
 from app.paging import cut_page, decode_cursor
+from app.reconcile.matching import Status
 from app.reconcile.service import get_summary
 from app.times import iso
 
@@ -66,6 +67,19 @@ class AlreadyExported(CdreconError):
     code = "already_exported"
 
 
+# Statuses whose records billing must not receive from a run, and why: none is known to be
+# lost by the MN, so a batch of them could bill a call twice or bill one that never was.
+_NOT_EXPORTED: dict[str, str] = {
+    Status.AFTER_HISTORY: "they ended after the newest MN history's as-of, so the MN may "
+    "still hold them; import or pull newer history and reconcile again",
+    Status.OUTSIDE_RETENTION: "they are older than anything the MN still holds, so whether "
+    "the MN lost them is unknown",
+    Status.OPEN: "the call has not ended",
+    Status.EXCLUDED: "backplanes and attempts that never joined are not billable",
+    Status.MISSING_IN_SYSLOG: "there is no syslog CDR to export",
+}
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     """What goes into a batch: a run's records of one status, or closed CDRs in a window."""
@@ -89,6 +103,12 @@ class ExportRequest:
             raise InvalidInputError("say what to export: a reconciliation run, or a time window")
         if self.run_id is not None and window:
             raise InvalidInputError("give a reconciliation run or a time window, not both")
+        if self.run_id is not None and self.status in _NOT_EXPORTED:
+            why = _NOT_EXPORTED[self.status]
+            raise InvalidInputError(f"records with status {self.status} are never exported: {why}")
+        if self.run_id is not None and self.status not in set(Status):
+            known = ", ".join(sorted(set(Status) - set(_NOT_EXPORTED)))
+            raise InvalidInputError(f"unknown status {self.status!r}; exportable: {known}")
         if self.from_us is not None and self.until_us is not None and self.from_us >= self.until_us:
             raise InvalidInputError(
                 f"the window is empty: from {iso(self.from_us)} is not before "

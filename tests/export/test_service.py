@@ -93,6 +93,26 @@ async def test_calls_after_the_history_are_never_exported_as_lost(engine: AsyncE
     assert exported == set(SCENARIO.lost) and not exported & after
 
 
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        ("after_history", "newest MN history's as-of"),
+        ("outside_retention", "older than anything the MN still holds"),
+        ("open", "has not ended"),
+        ("excluded", "not billable"),
+        ("missing_in_syslog", "no syslog CDR"),
+        ("lost", "unknown status 'lost'"),
+    ],
+)
+async def test_statuses_not_known_to_be_lost_are_never_exported(
+    engine: AsyncEngine, status: str, reason: str
+) -> None:
+    run = await run_id(engine)
+    with pytest.raises(InvalidInputError, match=reason):
+        await export(engine, ExportRequest(run_id=run, status=status))
+    assert await batch_ids(engine) == set()
+
+
 async def test_records_are_exported_exactly_once_unless_asked(engine: AsyncEngine) -> None:
     run = await run_id(engine)
     first = await export(engine, ExportRequest(run_id=run))
@@ -128,9 +148,9 @@ async def test_a_batch_that_reexports_records_still_claims_the_new_ones(
 async def test_an_empty_batch_is_not_made(engine: AsyncEngine) -> None:
     run = await run_id(engine)
     with pytest.raises(NothingToExport) as refused:
-        await export(engine, ExportRequest(run_id=run, status="open", protocols=("none",)))
+        await export(engine, ExportRequest(run_id=run, status="mismatched", protocols=("none",)))
     assert str(refused.value) == (
-        f"there are no open records of run {run} that pass the filters; no batch was made"
+        f"there are no mismatched records of run {run} that pass the filters; no batch was made"
     )
     with pytest.raises(NothingToExport, match="no closed CDRs starting until 2000-01-01T00"):
         await export(engine, ExportRequest(until_us=us(datetime(2000, 1, 1, tzinfo=UTC))))
