@@ -9,6 +9,7 @@ import json
 import os
 import random
 import subprocess
+import time
 
 import pytest
 from hypothesis import given
@@ -32,6 +33,8 @@ from tests.conftest import CDRECON
 ORIGIN = Origin("tcp", "10.0.1.11", 5000)
 # The queue always holds more than -1 messages: every batch is deferred.
 ALWAYS = -1
+# Seconds a test waits for what it expects before it counts as failed.
+FLOWING_CEILING = 120.0
 
 
 async def write(
@@ -221,9 +224,14 @@ async def test_deferred_work_is_derived_under_traffic_that_never_pauses(
     writer.start()
     writer.submit(ORIGIN, [Frame(f) for f in shuffled(8)])
     derived_while_flowing = False
-    for n in range(600):  # 3 s of a frame every 5 ms, at most
+    # A frame every 5 ms until the deferred events are derived: the ceiling only ends a
+    # test that has failed, however slow the machine.
+    deadline = time.monotonic() + FLOWING_CEILING
+    n = 0
+    while time.monotonic() < deadline:
         await asyncio.sleep(0.005)
         writer.submit(ORIGIN, [Frame(b"<13>1 2026-11-26T10:00:00Z h app - - - steady %d" % n)])
+        n += 1
         if metrics.registry.get_sample_value("cdrecon_events_total") == CALL_EVENTS:
             derived_while_flowing = True
             break
