@@ -261,6 +261,7 @@ def rebuild(**flags: Any) -> None:
         click.echo(
             f"events {derived.events}, duplicate lines {derived.duplicates}, "
             f"unparsed Pexip lines {derived.unparsed}, CDRs {derived.legs}"
+            + (f", skipped lines {derived.failed} (refused, see the log)" if derived.failed else "")
         )
 
     _run(flags, run)

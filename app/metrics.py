@@ -72,7 +72,8 @@ class Metrics:
         )
         self.derive_errors = Counter(
             "cdrecon_derive_errors",
-            "Batches whose event/CDR derivation failed (raw messages stored; run rebuild).",
+            "Messages whose call event or CDR the database refused, skipped while the rest of "
+            "their batch was derived (raw messages stored; run rebuild after the fix).",
             registry=r,
         )
         self.connections = Counter(

@@ -38,6 +38,13 @@ _WHOLE = tuple(
     for f in PARTICIPANT_FIELDS
     if f.spec.syslog and f.spec.kind is Kind.INTEGER
 )
+# Copied text of a bounded column: (position in COPIED, longest value).
+_BOUNDED = tuple(
+    (COPIED.index(f.name), f.spec.length)
+    for f in PARTICIPANT_FIELDS
+    if f.spec.syslog and f.spec.kind is Kind.TEXT and f.spec.length is not None
+)
+_DURATION_MAX = next(f.spec.maximum for f in PARTICIPANT_FIELDS if f.name == "duration")
 
 # Which event's values win when several carry a key: the join describes the call best.
 _RANK = {PARTICIPANT_JOINED: 0, PARTICIPANT_DISCONNECTED: 1, PARTICIPANT_ATTEMPTING: 2}
@@ -103,7 +110,13 @@ def _sorted(events: Iterable[LegEvent]) -> list[LegEvent]:
 
 
 def _whole(value: str | int | None, maximum: int) -> int | None:
-    if isinstance(value, str) and value.isdigit() and len(value) <= len(str(maximum)):
+    # isdigit() alone admits "²" and other digits int() refuses.
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= len(str(maximum))
+    ):
         return int(value)
     return None
 
@@ -145,10 +158,17 @@ def assemble_leg(participant_id: str, events: Iterable[LegEvent]) -> Leg:
     if start is not None and end is not None:
         # The MN floors durations to whole seconds; a clock step never makes one negative.
         duration = max(0, (end - start) // 1_000_000)
+        if duration > _DURATION_MAX:
+            duration = None  # times decades apart: no call lasts that long
     node = (ordered[0].node or None) if ordered else None
     copied: list[str | int | None] = [values.get(name) for name in COPIED]
     for index, maximum in _WHOLE:
         copied[index] = _whole(copied[index], maximum)
+    for index, length in _BOUNDED:
+        text = copied[index]
+        if isinstance(text, str) and len(text) > length:
+            # Left out, not cut: a cut value could pass for another (a protocol, a node).
+            copied[index] = None
     return Leg(
         participant_id,
         state,

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.models import messages
@@ -49,6 +50,7 @@ class Derived:
     duplicates: int = 0  # messages whose event was already stored
     unparsed: int = 0  # Pexip-looking messages whose body did not parse
     legs: int = 0  # CDRs created or updated
+    failed: int = 0  # messages whose event the database refused (or a bug): skipped, logged
 
     def add(self, other: Derived) -> None:
         """Accumulate another result into this one."""
@@ -56,6 +58,7 @@ class Derived:
         self.duplicates += other.duplicates
         self.unparsed += other.unparsed
         self.legs += other.legs
+        self.failed += other.failed
 
 
 @dataclass(slots=True)
@@ -82,6 +85,12 @@ class FoundEvents:
         if other.unparsed:
             failed = set(other.unparsed)
             self.unparsed += [start + n for n, i in enumerate(keep) if i in failed]
+
+    def part(self, start: int, stop: int) -> FoundEvents:
+        """The messages at positions `start` to `stop` (exclusive)."""
+        return FoundEvents(
+            self.events[start:stop], [i - start for i in self.unparsed if start <= i < stop]
+        )
 
 
 def find_events(messages: Iterable[tuple[str | None, bytes, int]]) -> FoundEvents:
@@ -196,9 +205,57 @@ def _event_rows(events: list[tuple[int, CallEvent]]) -> list[tuple[object, ...]]
 async def derive(
     conn: AsyncConnection, stored: Sequence[StoredMessage], cache: LegCache | None = None
 ) -> Derived:
-    """Extract the call events of `stored` messages and bring their legs' CDRs up to date."""
+    """Extract the call events of `stored` messages and bring their legs' CDRs up to date,
+    skipping the messages whose event cannot be stored (see `derive_isolating`)."""
     found = find_events((node, raw, offset) for _, node, raw, offset in stored)
-    return await derive_found(conn, [message[0] for message in stored], found, cache)
+    return await derive_isolating(conn, [message[0] for message in stored], found, cache)
+
+
+async def derive_isolating(
+    conn: AsyncConnection,
+    message_ids: Sequence[int],
+    found: FoundEvents,
+    cache: LegCache | None = None,
+) -> Derived:
+    """`derive_found` in a savepoint; if the database refuses it (a value no column takes, a
+    constraint, a bug), the messages are halved and each half derived the same way, until
+    the messages whose events cannot be stored are alone. Those are skipped (logged, counted
+    in `failed`: their raw messages stay, `cdrecon rebuild` derives them after a fix); every
+    other event and CDR is stored. A healthy set costs one savepoint.
+
+    A lost connection is no message's fault: it is raised, for the caller to retry."""
+    try:
+        async with conn.begin_nested():
+            return await derive_found(conn, message_ids, found, cache)
+    except Exception as exc:
+        if cache is not None:
+            # It may hold legs as the savepoint wrote them.
+            cache.clear()
+        if _connection_lost(conn, exc):
+            raise
+        carrying = [i for i, event in enumerate(found.events) if event is not None]
+        if len(carrying) <= 1:
+            log.exception(
+                "deriving message %s failed; skipped (its raw message is stored)",
+                message_ids[carrying[0]] if carrying else "-",
+            )
+            return Derived(unparsed=len(found.unparsed), failed=len(carrying))
+    # Halve at the middle message that carries an event: messages without one cost nothing.
+    middle = carrying[len(carrying) // 2]
+    result = await derive_isolating(conn, message_ids[:middle], found.part(0, middle), cache)
+    result.add(
+        await derive_isolating(
+            conn, message_ids[middle:], found.part(middle, len(message_ids)), cache
+        )
+    )
+    return result
+
+
+def _connection_lost(conn: AsyncConnection, exc: Exception) -> bool:
+    """Whether `exc` says the connection itself is gone, rather than the statement refused."""
+    if conn.invalidated or conn.closed:
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 async def derive_found(
@@ -221,27 +278,18 @@ async def derive_found(
 
 async def catch_up(
     conn: AsyncConnection, cache: LegCache | None = None, limit: int | None = None
-) -> tuple[int | None, Derived | None]:
+) -> tuple[int | None, Derived]:
     """Derive the oldest run of messages whose deriving was deferred (a batch's worth), or
     its first `limit` messages, and strike them off: how many messages that was (None: no
     run is left), and what deriving produced.
 
-    Deriving happens in a savepoint: if it fails (a bug), the messages are struck off all the
-    same, as the batch writer skips a batch it cannot derive; `cdrecon rebuild` derives them
-    again once the bug is fixed. None then stands for the result.
+    Messages whose events cannot be stored are skipped and struck off with the rest
+    (`derive_isolating`); `cdrecon rebuild` derives them again once the cause is fixed.
     """
     run, stored = await pending.take(conn, limit)
     if run is None:
         return None, Derived()
-    derived: Derived | None
-    try:
-        async with conn.begin_nested():
-            derived = await derive(conn, stored, cache)
-    except Exception:
-        if cache is not None:
-            cache.clear()
-        log.exception("deriving %d deferred messages failed; run `cdrecon rebuild`", len(stored))
-        derived = None
+    derived = await derive(conn, stored, cache)
     await pending.done(conn, run)
     return len(stored), derived
 
@@ -262,12 +310,12 @@ async def derive_pending(engine: AsyncEngine) -> Derived:
             taken, derived = await catch_up(conn, cache)
         if taken is None:
             return total
-        if derived is not None:
-            total.add(derived)
+        total.add(derived)
 
 
 async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
-    """Recreate every event and CDR from the raw store, one transaction per chunk."""
+    """Recreate every event and CDR from the raw store, one transaction per chunk. A message
+    whose event cannot be stored is skipped and counted in `failed` (`derive_isolating`)."""
     total = Derived()
     cache = LegCache()
     async with engine.begin() as conn:
@@ -380,21 +428,14 @@ class Deriver:
         """In the writer's transaction, which has just stored `message_ids`: list them for
         the catch-up (`defer`), or store the events `found` in them and update CDRs.
 
-        Deriving runs in a savepoint: a failure there must never cost the raw messages
-        their commit (`cdrecon rebuild` derives them again); it returns None."""
+        A message whose event cannot be stored is skipped, the rest derived
+        (`derive_isolating`); it never costs the raw messages their commit."""
         if defer:
             await pending.defer(conn, message_ids)
             return None
-        try:
-            async with conn.begin_nested():
-                return await derive_found(
-                    conn, message_ids, found or FoundEvents.none(len(message_ids)), self._legs
-                )
-        except Exception:
-            self._legs.clear()
-            self._metrics.derive_errors.inc()
-            log.exception("deriving events from %d messages failed", len(message_ids))
-            return None
+        return await derive_isolating(
+            conn, message_ids, found or FoundEvents.none(len(message_ids)), self._legs
+        )
 
     def committed(self, message_ids: Sequence[int], derived: Derived | None, defer: bool) -> None:
         """The transaction of `store` committed: count what it derived or deferred."""
@@ -431,12 +472,11 @@ class Deriver:
             self._catch_up_due = False
             self._deferring = False  # nothing deferred is left: derive as we store again
             return
-        if derived is None:
-            self._metrics.derive_errors.inc()
-        else:
-            self._count(derived)
+        self._count(derived)
 
     def _count(self, derived: Derived) -> None:
+        if derived.failed:
+            self._metrics.derive_errors.inc(derived.failed)
         self._metrics.events.inc(derived.events)
         self._metrics.event_duplicates.inc(derived.duplicates)
         self._metrics.pexip_failures.inc(derived.unparsed)
