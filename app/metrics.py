@@ -128,6 +128,18 @@ class Metrics:
             buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000),
             registry=r,
         )
+        self.since_commit = Gauge(
+            "cdrecon_seconds_since_commit",
+            "Seconds since the batch writer last committed (rises while idle too; with a "
+            "queue above zero it means the database is not taking writes).",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "cdrecon_messages_quarantined",
+            "Messages the database refused even raw, written to the quarantine file instead.",
+            ["transport"],
+            registry=r,
+        )
         self.write_errors = Counter(
             "cdrecon_batch_errors",
             "Batches whose commit failed and was retried.",

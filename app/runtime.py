@@ -44,9 +44,11 @@ class Runtime:
         return cls(settings, engine, metrics, writer)
 
     def service_state(self) -> ServiceState:
-        """What the HTTP side may use: no writer, only its queue length."""
+        """What the HTTP side may use: no writer, only its queue length and whether it stalls."""
         writer = self.writer
-        return ServiceState(self.settings, self.engine, self.metrics, lambda: writer.pending)
+        return ServiceState(
+            self.settings, self.engine, self.metrics, lambda: writer.pending, writer.stalled
+        )
 
 
 def settle_garbage_collector() -> None:

@@ -32,7 +32,7 @@ def create_app(state: ServiceState) -> FastAPI:
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     async def healthz(state: StateDep) -> Response:
-        """200 when the database answers, 503 otherwise."""
+        """200 when the database answers and takes the writer's batches, 503 otherwise."""
         try:
             async with state.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
@@ -40,6 +40,9 @@ def create_app(state: ServiceState) -> FastAPI:
             return JSONResponse(
                 {"status": "unavailable", "database": str(exc)[:200]}, status_code=503
             )
+        if stalled := state.stalled():
+            # It answers reads but takes no writes: read-only, full, locked.
+            return JSONResponse({"status": "unavailable", "writer": stalled}, status_code=503)
         return JSONResponse({"status": "ok", "queued": state.queued()})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")

@@ -24,3 +24,5 @@ class ServiceState:
     metrics: Metrics
     # Messages read but not yet stored (the writer's queue), asked at each call.
     queued: Callable[[], int]
+    # Why the writer has committed nothing for a while with messages queued; None if it keeps up.
+    stalled: Callable[[], str | None]

@@ -14,18 +14,31 @@ whether to derive it at once or later, and gives it its idle time to catch up.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    ProgrammingError,
+    StatementError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.cdr.deriving import Deriver, FoundEvents
 from app.db.checkpoint import WalCheckpointer
 from app.metrics import Metrics
 from parsers.framing import Frame
+from parsers.limits import NUL_REPLACEMENT
+from parsers.syslog import SyslogFormat, SyslogMessage
 
 from .origin import Origin
 from .prepare import PreparedChunk, prepare_chunk
@@ -38,6 +51,9 @@ Chunk = tuple[Origin, int, list[Frame]]
 
 # Frames prepared between two turns of the event loop.
 YIELD_EVERY = 500
+# Seconds without a commit, messages queued, before the writer counts as stalled (/healthz):
+# longer than any healthy batch takes, short enough for an alert to mean something.
+HEALTH_GRACE = 10.0
 
 
 class Pausable(Protocol):
@@ -62,6 +78,7 @@ class BatchWriter:
         low_water: int = 5000,
         udp_limit: int = 200000,
         defer_backlog: int | None = 5000,
+        quarantine_path: Path | None = None,
     ) -> None:
         self._engine = engine
         self._metrics = metrics
@@ -85,6 +102,13 @@ class BatchWriter:
         self._checkpointer = WalCheckpointer.for_engine(engine)
         self._finish_deriving = True
         self._last_submit = 0.0  # time.monotonic() of the last frames queued
+        # For `stalled` and the gauge: when a transaction last committed, when the queue last
+        # stopped being empty (time.monotonic()), and why the last commit failed.
+        self._last_commit = time.monotonic()
+        self._waiting_since = self._last_commit
+        self._failure: str | None = None
+        metrics.since_commit.set_function(lambda: time.monotonic() - self._last_commit)
+        self.quarantine_path = quarantine_path or beside_database(engine, "quarantine.jsonl")
 
     @property
     def pending(self) -> int:
@@ -125,6 +149,8 @@ class BatchWriter:
             received_us = time.time_ns() // 1000
         self._chunks.append((origin, received_us, frames))
         self._last_submit = time.monotonic()
+        if not self._pending:
+            self._waiting_since = self._last_submit
         self._pending += count
         self._drained.clear()
         self._metrics.queue.set(self._pending)
@@ -202,9 +228,57 @@ class BatchWriter:
                 since_yield = 0
         return prepared
 
+    def stalled(self) -> str | None:
+        """Why messages are waiting for a commit, once none has come for `HEALTH_GRACE`
+        seconds while some were queued; None while the writer keeps up or has nothing to do."""
+        if not self._pending:
+            return None
+        waited = time.monotonic() - max(self._last_commit, self._waiting_since)
+        if waited < HEALTH_GRACE:
+            return None
+        why = self._failure or "a commit has not finished"
+        return f"no commit for {waited:.0f}s with {self._pending} messages queued: {why}"
+
     async def _commit(self, chunks: list[PreparedChunk], defer: bool) -> None:
-        started = time.perf_counter()
         queued = sum(len(chunk.frames) for chunk in chunks)
+        await self._commit_isolating(chunks, defer)
+        self._pending -= queued
+        if not self._pending:
+            self._drained.set()
+        self._metrics.queue.set(self._pending)
+        self._relieve()
+
+    async def _commit_isolating(self, chunks: list[PreparedChunk], defer: bool) -> None:
+        """Commit `chunks`; if the database refuses them, halve them until the refused
+        messages are alone, store each of those raw with the reason, and quarantine it to a
+        file if even that is refused. Ends once every message is stored or quarantined."""
+        refusal = await self._try_commit(chunks, defer)
+        if refusal is None:
+            return
+        count = sum(len(chunk.frames) for chunk in chunks)
+        if count > 1:
+            log.warning(
+                "the database refused a batch of %d messages (%s); halving it",
+                count,
+                _reason(refusal),
+            )
+            for half in _halves(chunks, count):
+                await self._commit_isolating(half, defer)
+            return
+        if count == 0:
+            log.error("the database refused an empty batch: %s", _reason(refusal))
+            return
+        (chunk,) = chunks
+        log.warning("the database refused a message; storing it raw: %s", _reason(refusal))
+        refusal = await self._try_commit([_as_raw(chunk, refusal)], defer=False)
+        if refusal is not None:
+            self._quarantine(chunk, refusal)
+
+    async def _try_commit(self, chunks: list[PreparedChunk], defer: bool) -> Exception | None:
+        """Commit `chunks` in one transaction, retrying while the database fails (the
+        readers stay paused meanwhile, so memory stays bounded and nothing read is given up
+        while the process lives); the error if the database refuses the rows themselves."""
+        started = time.perf_counter()
         delay = 0.1
         while True:
             try:
@@ -212,20 +286,50 @@ class BatchWriter:
                     batch, duplicates, found = await self._store(conn, chunks)
                     derived = await self._deriver.store(conn, batch.ids, found, defer)
                 break
-            except Exception:
-                # Keep the batch and retry: the readers stay paused meanwhile, so memory
-                # stays bounded and nothing read is given up while the process lives.
+            except Exception as exc:
                 self._deriver.rolled_back()
+                if refused(exc):
+                    return exc
                 self._metrics.write_errors.inc()
+                self._failure = _reason(exc)
+                queued = sum(len(chunk.frames) for chunk in chunks)
                 log.exception("commit of %d messages failed; retrying in %.1fs", queued, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self._pending -= queued
-        if not self._pending:
-            self._drained.set()
+        self._last_commit = time.monotonic()
+        self._failure = None
         self._deriver.committed(batch.ids, derived, defer)
         self._count(batch, duplicates, time.perf_counter() - started)
-        self._relieve()
+        return None
+
+    def _quarantine(self, chunk: PreparedChunk, refusal: Exception) -> None:
+        """Append a message the database refused even raw to the quarantine file (one JSON
+        object a line, the frame in base64); if that fails too, log it whole."""
+        (frame,) = chunk.frames
+        origin = chunk.origin
+        entry = {
+            "received_us": chunk.received_us,
+            "transport": origin.transport,
+            "peer_host": origin.peer_host,
+            "peer_port": origin.peer_port,
+            "tls_subject": origin.tls_subject,
+            "source": origin.source,
+            "reason": _reason(refusal),
+            "raw": base64.b64encode(frame.data).decode("ascii"),
+        }
+        try:
+            with open(self.quarantine_path, "a", encoding="utf-8") as file:
+                file.write(json.dumps(entry) + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError:
+            log.exception("quarantining a refused message failed; it is lost: %r", entry)
+            self._metrics.dropped.labels(origin.transport, "refused").inc()
+            return
+        log.error(
+            "the database refused a message even raw; quarantined to %s", self.quarantine_path
+        )
+        self._metrics.quarantined.labels(origin.transport).inc()
 
     async def _more_within(self, seconds: float) -> bool:
         """Whether frames arrive within `seconds`."""
@@ -238,7 +342,6 @@ class BatchWriter:
 
     def _count(self, batch: Batch, duplicates: Counter[str], seconds: float) -> None:
         metrics = self._metrics
-        metrics.queue.set(self._pending)
         metrics.batch_seconds.observe(seconds)
         metrics.batch_size.observe(len(batch.rows))
         for transport, tally in batch.transports.items():
@@ -318,3 +421,79 @@ class BatchWriter:
         self._metrics.paused.set(0)
         # The senders were quiet because we held them: their quiet starts only now.
         self._last_submit = time.monotonic()
+
+
+def refused(exc: Exception) -> bool:
+    """Whether the database refused the rows themselves (a value, a constraint: storing them
+    again fails again), rather than failed to take any (locked, read-only, full, gone: worth
+    retrying)."""
+    if isinstance(exc, (IntegrityError, DataError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return False
+        causes = (exc.orig, getattr(exc.orig, "__cause__", None))
+        if any(isinstance(cause, ValueError) for cause in causes):
+            return True  # asyncpg: a value it cannot encode (an int out of range)
+        for cause in causes:
+            state = getattr(cause, "sqlstate", None)
+            if isinstance(state, str):
+                # Data exception, integrity constraint violation, program limit exceeded.
+                return state[:2] in ("22", "23", "54")
+        return isinstance(exc, ProgrammingError)  # SQLite: a value it cannot bind
+    # Raised before the driver sent anything: a value Python cannot convert.
+    return isinstance(exc, (StatementError, ValueError, OverflowError, TypeError))
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of `exc`, short and storable (no NUL)."""
+    text = str(exc).split("\n", 1)[0] or type(exc).__name__
+    return text[:300].replace("\x00", NUL_REPLACEMENT)
+
+
+def _as_raw(chunk: PreparedChunk, refusal: Exception) -> PreparedChunk:
+    """A one-message chunk as a raw message, unparsed, with the database's reason."""
+    message = SyslogMessage(SyslogFormat.RAW, error=f"refused by the database: {_reason(refusal)}")
+    return PreparedChunk(
+        chunk.origin, chunk.received_us, chunk.frames, [message], chunk.digests, None
+    )
+
+
+def _halves(chunks: list[PreparedChunk], count: int) -> tuple[list[PreparedChunk], ...]:
+    """`chunks` (holding `count` messages) cut in two by messages."""
+    first: list[PreparedChunk] = []
+    second: list[PreparedChunk] = []
+    left = count // 2
+    for chunk in chunks:
+        size = len(chunk.frames)
+        if left >= size:
+            first.append(chunk)
+        elif left <= 0:
+            second.append(chunk)
+        else:
+            first.append(_part(chunk, 0, left))
+            second.append(_part(chunk, left, size))
+        left -= size
+    return first, second
+
+
+def _part(chunk: PreparedChunk, start: int, stop: int) -> PreparedChunk:
+    """The messages of `chunk` at positions `start` to `stop` (exclusive)."""
+    return PreparedChunk(
+        chunk.origin,
+        chunk.received_us,
+        chunk.frames[start:stop],
+        chunk.messages[start:stop],
+        None if chunk.digests is None else chunk.digests[start:stop],
+        None if chunk.found is None else chunk.found.part(start, stop),
+    )
+
+
+def beside_database(engine: AsyncEngine, suffix: str) -> Path:
+    """A file beside the SQLite database file (`<database>.<suffix>`); for a database
+    elsewhere, in the working directory (`cdrecon.<suffix>`)."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        path = Path(database)
+        return path.with_name(f"{path.name}.{suffix}")
+    return Path(f"cdrecon.{suffix}")

@@ -1,18 +1,39 @@
-"""Fixtures of the hostile tests: a database that refuses chosen rows, as a database might
-refuse a value nobody foresaw."""
+"""Fixtures of the hostile tests: a real serve, a database that refuses chosen rows (as a
+database might refuse a value nobody foresaw) or takes no writes for a while."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sqlite3
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
+from tests.conftest import Service
 
 # Makes the database refuse rows of `table` where the SQL condition on NEW/the row holds.
 Refuse = Callable[[str, str], Awaitable[None]]
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[Service]:
+    service = Service(tmp_path, env={"CDRECON_DATABASE_URL": database_url})
+    service.start()
+    yield service
+    if service.process is not None:
+        try:
+            service.stop()
+        except subprocess.TimeoutExpired:
+            # A writer stuck on a batch never finishes a SIGTERM: the test has failed already.
+            service.process.kill()
+            service.process.wait()
 
 
 @pytest.fixture
@@ -53,3 +74,31 @@ async def refuse(engine: AsyncEngine) -> AsyncIterator[Refuse]:
         async with engine.begin() as conn:
             for table, name in added:
                 await conn.execute(text(f"ALTER TABLE {table} DROP CONSTRAINT {name}"))
+
+
+@asynccontextmanager
+async def writes_blocked(database_url: str) -> AsyncIterator[None]:
+    """Hold the database's write lock (SQLite) or an exclusive lock on `messages`
+    (PostgreSQL) from another connection, as a stuck or failing database would."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        assert url.database is not None
+        lock = sqlite3.connect(url.database, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            lock.rollback()
+            lock.close()
+        return
+    conn = await asyncpg.connect(
+        url.set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute("LOCK TABLE messages IN EXCLUSIVE MODE")
+        yield
+        await transaction.rollback()
+    finally:
+        await conn.close()

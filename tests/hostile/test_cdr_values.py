@@ -15,7 +15,7 @@ from app.db.models import cdrs
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, JOIN, LEAVE, LINES, admin
 from tests.cdr.stored import legs
 from tests.conftest import CDRECON, Service
-from tests.hostile.test_header_limits import octet_counted, send_tcp, served  # noqa: F401
+from tests.hostile.test_header_limits import octet_counted, send_tcp
 
 
 def line(pid: str, message: str, fields: str, day: str = "2026-11-26") -> bytes:
@@ -71,7 +71,7 @@ async def stored_legs(database_url: str) -> dict[str, tuple[object, ...]]:
 
 
 def test_values_too_long_for_a_cdr_column_are_left_out_and_the_batch_derived(
-    served: Service,  # noqa: F811
+    served: Service,
     database_url: str,
 ) -> None:
     # One connection, one batch: the hostile lines share it with the conference.

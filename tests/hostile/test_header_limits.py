@@ -8,10 +8,7 @@ import asyncio
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from app.db.engine import create_engine
@@ -32,20 +29,6 @@ HOSTILE_DATAGRAMS = [
 ]
 # The hostile call event keeps its other keys, so it is one more (flagged) event.
 HOSTILE_EVENTS = 1
-
-
-@pytest.fixture
-def served(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    service = Service(tmp_path, env={"CDRECON_DATABASE_URL": database_url})
-    service.start()
-    yield service
-    if service.process is not None:
-        try:
-            service.stop()
-        except subprocess.TimeoutExpired:
-            # A writer stuck on a batch never finishes a SIGTERM: the test has failed already.
-            service.process.kill()
-            service.process.wait()
 
 
 def send_udp(service: Service, datagrams: list[bytes]) -> None:
