@@ -14,10 +14,7 @@ whether to derive it at once or later, and gives it its idle time to catch up.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -40,20 +37,23 @@ from parsers.framing import Frame
 from parsers.limits import NUL_REPLACEMENT
 from parsers.syslog import SyslogFormat, SyslogMessage
 
+from . import spill
 from .origin import Origin
 from .prepare import PreparedChunk, prepare_chunk
 from .repository import MessageRepository
 from .rows import Batch, add_frames
+from .spill import Chunk
 
 log = logging.getLogger(__name__)
 
-Chunk = tuple[Origin, int, list[Frame]]
 
 # Frames prepared between two turns of the event loop.
 YIELD_EVERY = 500
 # Seconds without a commit, messages queued, before the writer counts as stalled (/healthz):
 # longer than any healthy batch takes, short enough for an alert to mean something.
 HEALTH_GRACE = 10.0
+# Seconds a stop waits for a commit while messages are queued before it spills them.
+STOP_BOUND = 10.0
 
 
 class Pausable(Protocol):
@@ -79,6 +79,8 @@ class BatchWriter:
         udp_limit: int = 200000,
         defer_backlog: int | None = 5000,
         quarantine_path: Path | None = None,
+        spill_path: Path | None = None,
+        stop_bound: float = STOP_BOUND,
     ) -> None:
         self._engine = engine
         self._metrics = metrics
@@ -109,6 +111,13 @@ class BatchWriter:
         self._failure: str | None = None
         metrics.since_commit.set_function(lambda: time.monotonic() - self._last_commit)
         self.quarantine_path = quarantine_path or beside_database(engine, "quarantine.jsonl")
+        self.spill_path = spill_path or beside_database(engine, "spill.jsonl")
+        self.stop_bound = stop_bound
+        self._unspilled = 0  # messages read from the spill file and not yet committed
+        # The batch being stored, and how many of its first messages are settled (committed,
+        # stored raw or quarantined): the rest is what a stop must spill.
+        self._inflight: list[Chunk] = []
+        self._settled = 0
 
     @property
     def pending(self) -> int:
@@ -116,7 +125,20 @@ class BatchWriter:
         return self._pending
 
     def start(self) -> None:
-        """Start committing in the background."""
+        """Start committing in the background, first what an earlier stop spilled."""
+        if self.spill_path.exists():
+            chunks = spill.read(self.spill_path)
+            self._unspilled = sum(len(frames) for _, _, frames in chunks)
+            log.warning(
+                "storing %d messages an earlier stop spilled to %s first",
+                self._unspilled,
+                self.spill_path,
+            )
+            self._chunks.extendleft(reversed(chunks))
+            self._pending += self._unspilled
+            if self._pending:
+                self._drained.clear()
+                self._waiting_since = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="cdrecon-batch-writer")
         if self._checkpointer is not None:
             self._checkpointer.start()
@@ -125,15 +147,50 @@ class BatchWriter:
         """Commit everything queued, then end. Call after the receivers have stopped.
 
         With `finish_deriving`, first derive every deferred message too; without it, they
-        stay listed and the next writer on this database derives them."""
+        stay listed and the next writer on this database derives them. If messages wait
+        `stop_bound` seconds without a commit (the database takes no writes), what is not
+        committed is written to the spill file instead, which the next `start` stores first."""
         self._stopping = True
         self._finish_deriving = finish_deriving
         self._ready.set()
         if self._task is not None:
-            await self._task
-            self._task = None
+            task, self._task = self._task, None
+            stopped = time.monotonic()
+            while not task.done():
+                await asyncio.wait([task], timeout=0.1)
+                since = max(self._last_commit, self._waiting_since, stopped)
+                if self._pending and time.monotonic() - since >= self.stop_bound:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    self._spill()
+            if not task.cancelled() and task.exception() is not None:
+                await task  # a bug in the writer: raise it
         if self._checkpointer is not None:
             await self._checkpointer.stop()
+
+    def _spill(self) -> None:
+        """Write every message not committed to the spill file (replacing one read at start,
+        whose messages are among them if still uncommitted)."""
+        lines = []
+        settled = self._settled
+        for origin, received_us, frames in [*self._inflight, *self._chunks]:
+            for frame in frames:
+                if settled:
+                    settled -= 1  # the in-flight batch's first messages are stored
+                    continue
+                lines.append(spill.entry(origin, received_us, frame))
+        try:
+            spill.replace(self.spill_path, lines)
+        except OSError:
+            log.exception("spilling %d messages failed; they are lost", len(lines))
+            self._metrics.dropped.labels("all", "spill_failed").inc(len(lines))
+            return
+        log.error(
+            "the database took no writes for %.0fs: %d messages not committed, spilled to %s",
+            self.stop_bound,
+            len(lines),
+            self.spill_path,
+        )
 
     def submit(self, origin: Origin, frames: list[Frame], received_us: int | None = None) -> bool:
         """Queue frames read from `origin`. True means: over high water, stop reading."""
@@ -204,7 +261,10 @@ class BatchWriter:
             # Parsing the next batch while this one commits was measured and bought nothing:
             # sqlite3 takes the GIL back for every row and statement, so the database thread
             # waited on the parser as much as it ran beside it.
-            await self._commit(await self._prepare(self._take(), find=not defer), defer)
+            self._inflight = self._take()
+            self._settled = 0
+            await self._commit(await self._prepare(self._inflight, find=not defer), defer)
+            self._inflight = []
 
     def _take(self) -> list[Chunk]:
         taken: list[Chunk] = []
@@ -246,6 +306,12 @@ class BatchWriter:
         if not self._pending:
             self._drained.set()
         self._metrics.queue.set(self._pending)
+        if self._unspilled:
+            # Spilled messages were queued first: once as many have committed, all have.
+            self._unspilled = max(0, self._unspilled - queued)
+            if not self._unspilled:
+                self.spill_path.unlink(missing_ok=True)
+                log.info("the messages spilled by an earlier stop are stored")
         self._relieve()
 
     async def _commit_isolating(self, chunks: list[PreparedChunk], defer: bool) -> None:
@@ -298,32 +364,22 @@ class BatchWriter:
                 delay = min(delay * 2, 5.0)
         self._last_commit = time.monotonic()
         self._failure = None
+        self._settled += sum(len(chunk.frames) for chunk in chunks)
         self._deriver.committed(batch.ids, derived, defer)
         self._count(batch, duplicates, time.perf_counter() - started)
         return None
 
     def _quarantine(self, chunk: PreparedChunk, refusal: Exception) -> None:
-        """Append a message the database refused even raw to the quarantine file (one JSON
-        object a line, the frame in base64); if that fails too, log it whole."""
+        """Append a message the database refused even raw to the quarantine file; if that
+        fails too, log it whole."""
         (frame,) = chunk.frames
         origin = chunk.origin
-        entry = {
-            "received_us": chunk.received_us,
-            "transport": origin.transport,
-            "peer_host": origin.peer_host,
-            "peer_port": origin.peer_port,
-            "tls_subject": origin.tls_subject,
-            "source": origin.source,
-            "reason": _reason(refusal),
-            "raw": base64.b64encode(frame.data).decode("ascii"),
-        }
+        line = spill.entry(origin, chunk.received_us, frame, _reason(refusal))
+        self._settled += 1
         try:
-            with open(self.quarantine_path, "a", encoding="utf-8") as file:
-                file.write(json.dumps(entry) + "\n")
-                file.flush()
-                os.fsync(file.fileno())
+            spill.append(self.quarantine_path, [line])
         except OSError:
-            log.exception("quarantining a refused message failed; it is lost: %r", entry)
+            log.exception("quarantining a refused message failed; it is lost: %r", line)
             self._metrics.dropped.labels(origin.transport, "refused").inc()
             return
         log.error(
