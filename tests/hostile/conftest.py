@@ -3,6 +3,7 @@ database might refuse a value nobody foresaw) or takes no writes for a while."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import create_engine
-from tests.conftest import Service
+from tests.cdr.conftest import engine  # noqa: F401  (the same real database)
+from tests.conftest import CDRECON, Service
 
 # Makes the database refuse rows of `table` where the SQL condition on NEW/the row holds.
 Refuse = Callable[[str, str], Awaitable[None]]
@@ -37,14 +38,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Service]:
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def refuse(engine: AsyncEngine) -> AsyncIterator[Refuse]:
+async def refuse(engine: AsyncEngine) -> AsyncIterator[Refuse]:  # noqa: F811
     """On SQLite a trigger raising ABORT, on PostgreSQL a CHECK constraint: both an
     IntegrityError, as any constraint would be. PostgreSQL's are dropped after the test (its
     database serves the whole session)."""
@@ -102,3 +96,17 @@ async def writes_blocked(database_url: str) -> AsyncIterator[None]:
         await transaction.rollback()
     finally:
         await conn.close()
+
+
+def rebuild(database_url: str) -> str:
+    """Run `cdrecon rebuild` on the database; what it printed."""
+    rebuilt = subprocess.run(
+        [CDRECON, "rebuild"],
+        env={**os.environ, "CDRECON_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    return rebuilt.stdout

@@ -4,17 +4,14 @@ other leg of the batch is derived as without them, live and by `cdrecon rebuild`
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import create_engine
 from app.db.models import cdrs
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, JOIN, LEAVE, LINES, admin
 from tests.cdr.stored import legs
-from tests.conftest import CDRECON, Service
+from tests.conftest import Service
+from tests.hostile.conftest import rebuild
 from tests.hostile.test_header_limits import octet_counted, send_tcp
 
 
@@ -45,34 +42,21 @@ HOSTILE_LEGS = {
 }
 
 
-async def bounded_values(database_url: str) -> list[tuple[object, ...]]:
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as conn:
-            query = select(
-                cdrs.c.role,
-                cdrs.c.call_direction,
-                cdrs.c.remote_address,
-                cdrs.c.media_node,
-                cdrs.c.service_type,
-                cdrs.c.remote_port,
-            ).where(cdrs.c.id.in_(list(LONG)))
-            return [tuple(row) for row in await conn.execute(query)]
-    finally:
-        await engine.dispose()
+async def bounded_values(engine: AsyncEngine) -> list[tuple[object, ...]]:
+    async with engine.connect() as conn:
+        query = select(
+            cdrs.c.role,
+            cdrs.c.call_direction,
+            cdrs.c.remote_address,
+            cdrs.c.media_node,
+            cdrs.c.service_type,
+            cdrs.c.remote_port,
+        ).where(cdrs.c.id.in_(list(LONG)))
+        return [tuple(row) for row in await conn.execute(query)]
 
 
-async def stored_legs(database_url: str) -> dict[str, tuple[object, ...]]:
-    engine = create_engine(database_url)
-    try:
-        return await legs(engine)
-    finally:
-        await engine.dispose()
-
-
-def test_values_too_long_for_a_cdr_column_are_left_out_and_the_batch_derived(
-    served: Service,
-    database_url: str,
+async def test_values_too_long_for_a_cdr_column_are_left_out_and_the_batch_derived(
+    served: Service, database_url: str, engine: AsyncEngine
 ) -> None:
     # One connection, one batch: the hostile lines share it with the conference.
     send_tcp(served, octet_counted(HOSTILE + [line.rfc5424() for line in LINES]))
@@ -84,17 +68,8 @@ def test_values_too_long_for_a_cdr_column_are_left_out_and_the_batch_derived(
     assert served.stop() == 0
 
     expected = {**EXPECTED, **HOSTILE_LEGS}
-    assert asyncio.run(stored_legs(database_url)) == expected
-    assert set(asyncio.run(bounded_values(database_url))) == {(None,) * 6}
+    assert await legs(engine) == expected
+    assert set(await bounded_values(engine)) == {(None,) * 6}
 
-    rebuilt = subprocess.run(
-        [CDRECON, "rebuild"],
-        env={**os.environ, "CDRECON_DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert rebuilt.returncode == 0, rebuilt.stderr
-    assert f"events {events}," in rebuilt.stdout
-    assert asyncio.run(stored_legs(database_url)) == expected
+    assert f"events {events}," in rebuild(database_url)
+    assert await legs(engine) == expected

@@ -5,9 +5,7 @@ normal conference that must be stored and derived exactly as without them (issue
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
 
 from sqlalchemy import select
 
@@ -15,7 +13,8 @@ from app.db.engine import create_engine
 from app.db.models import events, messages
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, JOIN, LINES, Line, admin
 from tests.cdr.stored import legs
-from tests.conftest import CDRECON, Service
+from tests.conftest import Service
+from tests.hostile.conftest import rebuild
 
 # A PRI-less ISO line (Pexip's unified log shape): LF framing over TCP, not a bad count.
 ISO_LINE = b"2026-03-02T10:00:00Z conf-a pexip: hello"
@@ -104,14 +103,5 @@ def test_hostile_frames_leave_normal_traffic_stored_and_derived(
     assert asyncio.run(stored_legs(database_url)) == EXPECTED
 
     # The same store rebuilds without tripping over them.
-    rebuilt = subprocess.run(
-        [CDRECON, "rebuild"],
-        env={**os.environ, "CDRECON_DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert rebuilt.returncode == 0, rebuilt.stderr
-    assert f"events {CALL_EVENTS + HOSTILE_EVENTS}," in rebuilt.stdout
+    assert f"events {CALL_EVENTS + HOSTILE_EVENTS}," in rebuild(database_url)
     assert asyncio.run(stored_legs(database_url)) == EXPECTED

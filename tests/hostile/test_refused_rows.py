@@ -7,6 +7,7 @@ import base64
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,25 +27,46 @@ POISON = [
     Line("conf-a", "10:00:30,000", admin(JOIN, "p-poison", 'Participant="poison"')),
     Line("conf-a", "10:09:30,000", admin(LEAVE, "p-poison", 'Participant="poison"')),
 ]
+POISONED = [line.rfc5424() for line in POISON]
+SCENARIO = [line.rfc5424() for line in LINES]
 # Every batch is deferred (the queue always holds more than -1 messages), or none is.
 ALWAYS, NEVER = -1, None
 
 
-async def write(engine: AsyncEngine, metrics: Metrics, defer_backlog: int | None) -> None:
-    """The scenario with the poison leg in the middle, one batch, through the real writer."""
-    frames = [Frame(line.rfc5424()) for line in LINES[:3] + POISON + LINES[3:]]
-    writer = BatchWriter(engine, metrics, batch_size=100, linger=0, defer_backlog=defer_backlog)
+async def write(
+    engine: AsyncEngine,
+    metrics: Metrics,
+    middle: list[bytes],
+    *,
+    defer_backlog: int | None = NEVER,
+    quarantine: Path | None = None,
+) -> None:
+    """The scenario with `middle` after its third line, one batch, through the real writer."""
+    frames = [Frame(f) for f in [*SCENARIO[:3], *middle, *SCENARIO[3:]]]
+    writer = BatchWriter(
+        engine,
+        metrics,
+        batch_size=100,
+        linger=0,
+        defer_backlog=defer_backlog,
+        quarantine_path=quarantine,
+    )
     writer.start()
     writer.submit(ORIGIN, frames)
     await writer.stop()
 
 
-async def test_a_leg_the_database_refuses_costs_only_its_own_lines(
-    engine: AsyncEngine, refuse: Refuse
+@pytest.mark.parametrize(
+    ("table", "refused"),
+    [("cdrs", "{row}display_name = 'poison'"), ("events", "{row}participant_id = 'p-poison'")],
+    ids=["leg", "event"],
+)
+async def test_a_leg_or_event_the_database_refuses_costs_only_its_own_lines(
+    engine: AsyncEngine, refuse: Refuse, table: str, refused: str
 ) -> None:
-    await refuse("cdrs", "{row}display_name = 'poison'")
+    await refuse(table, refused)
     metrics = Metrics()
-    await write(engine, metrics, NEVER)
+    await write(engine, metrics, POISONED)
     assert await legs(engine) == EXPECTED
     assert metrics.registry.get_sample_value("cdrecon_events_total") == CALL_EVENTS
     assert metrics.registry.get_sample_value("cdrecon_derive_errors_total") == len(POISON)
@@ -58,28 +80,18 @@ async def test_deferred_deriving_isolates_a_refused_leg_too(
 ) -> None:
     await refuse("cdrs", "{row}display_name = 'poison'")
     metrics = Metrics()
-    await write(engine, metrics, ALWAYS)
+    await write(engine, metrics, POISONED, defer_backlog=ALWAYS)
     assert await legs(engine) == EXPECTED
     assert metrics.registry.get_sample_value("cdrecon_derive_errors_total") == len(POISON)
 
 
 async def test_rebuild_skips_and_reports_a_refused_leg(engine: AsyncEngine, refuse: Refuse) -> None:
-    await write(engine, Metrics(), NEVER)
+    await write(engine, Metrics(), POISONED)
     await refuse("cdrs", "{row}display_name = 'poison'")
     derived = await deriving.rebuild(engine, chunk=4)
     assert derived.failed == len(POISON)
     assert derived.events == CALL_EVENTS
     assert await legs(engine) == EXPECTED
-
-
-async def test_an_event_the_database_refuses_costs_only_its_line(
-    engine: AsyncEngine, refuse: Refuse
-) -> None:
-    await refuse("events", "{row}participant_id = 'p-poison'")
-    metrics = Metrics()
-    await write(engine, metrics, NEVER)
-    assert await legs(engine) == EXPECTED
-    assert metrics.registry.get_sample_value("cdrecon_derive_errors_total") == len(POISON)
 
 
 def frame_sql_contains(engine: AsyncEngine, needle: str) -> str:
@@ -89,25 +101,13 @@ def frame_sql_contains(engine: AsyncEngine, needle: str) -> str:
     return f"position(convert_to('{needle}', 'UTF8') in {{row}}raw) > 0"
 
 
-async def write_around(
-    engine: AsyncEngine, metrics: Metrics, hostile: bytes, quarantine: Path
-) -> None:
-    """The scenario with `hostile` in the middle of its one batch, through the real writer."""
-    frames = [Frame(line.rfc5424()) for line in LINES]
-    frames.insert(5, Frame(hostile))
-    writer = BatchWriter(engine, metrics, batch_size=100, linger=0, quarantine_path=quarantine)
-    writer.start()
-    writer.submit(ORIGIN, frames)
-    await writer.stop()
-
-
 async def test_a_message_the_database_refuses_parsed_is_stored_raw_with_the_reason(
     engine: AsyncEngine, refuse: Refuse, tmp_path: Path
 ) -> None:
     await refuse("messages", "{row}app_name = 'poison'")
     hostile = b"<134>1 2026-11-26T10:00:00Z conf-a poison - - - hello"
     metrics = Metrics()
-    await write_around(engine, metrics, hostile, tmp_path / "quarantine.jsonl")
+    await write(engine, metrics, [hostile], quarantine=tmp_path / "quarantine.jsonl")
     async with engine.connect() as conn:
         rows = (
             await conn.execute(select(messages.c.raw, messages.c.format, messages.c.error))
@@ -130,7 +130,7 @@ async def test_a_message_the_database_refuses_even_raw_is_quarantined_to_a_file(
     hostile = b"<134>1 2026-11-26T10:00:00Z conf-a app - - - poison"
     metrics = Metrics()
     quarantine = tmp_path / "quarantine.jsonl"
-    await write_around(engine, metrics, hostile, quarantine)
+    await write(engine, metrics, [hostile], quarantine=quarantine)
     async with engine.connect() as conn:
         raws = {bytes(raw) for (raw,) in await conn.execute(select(messages.c.raw))}
     assert raws == {line.rfc5424() for line in LINES}
