@@ -7,6 +7,8 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from app.ingest.origin import Origin
@@ -50,10 +52,21 @@ class SyslogStreamProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._origin = Origin(transport_name)
         self._first_data = True
+        # start_tls hands over bytes, EOF and even the loss of the connection as soon as the
+        # handshake ends, before it returns and connection_made is called: they wait here,
+        # in order, until the peer is known and admitted.
+        self._before_made: list[Callable[[], object]] | None = []
+        self._refused = False
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = self._transport = cast(asyncio.Transport, transport)
+        before_made, self._before_made = self._before_made or [], None
+        self._admit(cast(asyncio.Transport, transport))
+        for event in before_made:
+            event()
+
+    def _admit(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
         peername = transport.get_extra_info("peername") or ("unknown", None)
         host, port = str(peername[0]), peername[1]
         subject = None
@@ -65,15 +78,22 @@ class SyslogStreamProtocol(asyncio.Protocol):
                     "TLS peer %s:%s refused: certificate %s not allowed", host, port, subject
                 )
                 self._metrics.connections_rejected.labels("tls", "peer_not_allowed").inc()
+                self._refused = True
                 transport.abort()
                 return
         self._origin = Origin(self._transport_name, host, port, subject)
         if not self._receivers.admit(self, host):
+            self._refused = True
             transport.abort()
             return
         enable_keepalive(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._before_made is not None:
+            self._before_made.append(partial(self.data_received, data))
+            return
+        if self._refused:
+            return
         if self._first_data:
             self._first_data = False
             if self._transport_name == "tcp" and data.startswith(TLS_RECORD_START):
@@ -84,10 +104,16 @@ class SyslogStreamProtocol(asyncio.Protocol):
             self._writer.hold(self._transport)
 
     def eof_received(self) -> bool | None:
+        if self._before_made is not None:
+            self._before_made.append(self.eof_received)
+            return None
         self._flush_partial()
         return None  # let the transport close
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._before_made is not None:
+            self._before_made.append(partial(self.connection_lost, exc))
+            return
         self._flush_partial()
         if self._transport is not None:
             self._writer.release(self._transport)
