@@ -26,6 +26,9 @@ def create_app(state: ServiceState) -> FastAPI:
         title="cdrecon",
         summary="Rebuilds Pexip Infinity CDRs lost by a Management Node restore from syslog.",
         version="0.1.0",
+        # app.web serves /docs and /redoc from the installed assets, not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = state
     install_handlers(app)

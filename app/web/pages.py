@@ -19,6 +19,7 @@ from app.audit.service import record as audit
 from app.auth.deps import COOKIE
 from app.auth.tokens import authenticate
 
+from .explorer import router as explorer_router
 from .overview import SILENT_AFTER, load_overview, status_label
 
 HERE = Path(__file__).parent
@@ -26,6 +27,7 @@ STYLESHEET_URL = "/web/cdrecon.css"
 MAX_FORM_BYTES = 8 * 1024
 
 router = APIRouter(include_in_schema=False)
+router.include_router(explorer_router)
 
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),

@@ -89,6 +89,29 @@ class Browser:
             time.sleep(0.05)
         raise AssertionError(f"{name} was not downloaded; folder has {os.listdir(self.downloads)}")
 
+    def requested_urls(self) -> list[str]:
+        """Every URL the browser asked the network for since the last call, leaving out
+        requests the page's Content-Security-Policy stopped before they were sent (the
+        performance log is drained by reading it)."""
+        urls: dict[str, str] = {}
+        blocked: set[str] = set()
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            params = message["params"]
+            if message["method"] == "Network.requestWillBeSent":
+                urls[params["requestId"]] = str(params["request"]["url"])
+            elif message["method"] == "Network.loadingFailed" and params.get("blockedReason"):
+                blocked.add(params["requestId"])
+        return [url for request, url in urls.items() if request not in blocked]
+
+    def console_errors(self) -> list[str]:
+        """The page's console messages at level SEVERE since the last call."""
+        return [
+            str(entry["message"])
+            for entry in self.driver.get_log("browser")
+            if entry["level"] == "SEVERE"
+        ]
+
     def screenshot(self, path: Path) -> None:
         """The whole page, however long."""
         height = int(self.driver.execute_script("return document.documentElement.scrollHeight"))
@@ -122,6 +145,7 @@ def browser(tmp_path: Path, loaded: Loaded) -> Iterator[Browser]:
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     options.add_experimental_option(
         "prefs",
         {
