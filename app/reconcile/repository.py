@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import and_, func, select, true
+from sqlalchemy import Table, and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
@@ -146,3 +146,15 @@ class ReconcileRepository:
             query = query.where(reconciliation_items.c.status == status)
         query = query.order_by(reconciliation_items.c.seq).limit(limit)
         return [dict(row._mapping) for row in await conn.execute(query)]
+
+    async def legs_by_id(
+        self, conn: AsyncConnection, table: Table, ids: Iterable[str], columns: Iterable[str]
+    ) -> dict[str, dict[str, Any]]:
+        """`columns` of the rows of `table` (cdrs or mn_participants) with these ids, by id."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        query = select(table.c.id, *(table.c[name] for name in columns)).where(
+            table.c.id.in_(wanted)
+        )
+        return {row.id: dict(row._mapping) for row in await conn.execute(query)}

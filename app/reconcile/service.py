@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.cdr.deriving import derive_pending
+from app.db.models import cdrs, mn_participants
 from app.errors import InvalidInputError, NotFoundError
 from app.history import coverage as history_coverage
 from app.paging import cut_page, decode_cursor
@@ -186,3 +187,27 @@ async def page_items(
         row["differences"] = json.loads(row["differences"]) if row["differences"] else None
         row.pop("run_id", None)
     return rows, next_cursor
+
+
+# What a person needs to recognise an item's legs: who, dialled how, when, how long.
+SHOWN_LEG = ("display_name", "local_alias", "remote_alias", "start_us", "end_us", "duration")
+
+
+async def page_items_with_legs(
+    conn: AsyncConnection, run_id: int, status: str | None, cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of `page_items`, each item with the syslog CDR (`cdr`) and the MN record (`mn`)
+    it names: their `SHOWN_LEG` fields, times as ISO 8601, or None for a side it lacks."""
+    items, next_cursor = await page_items(conn, run_id, status, cursor, limit)
+    repository = ReconcileRepository()
+    found = {}
+    for side, table in (("cdr", cdrs), ("mn", mn_participants)):
+        ids = [item[f"{side}_id"] for item in items if item[f"{side}_id"]]
+        found[side] = await repository.legs_by_id(conn, table, ids, SHOWN_LEG)
+    for item in items:
+        for side, legs in found.items():
+            leg = legs.get(item[f"{side}_id"] or "")
+            if leg is not None:
+                leg["start"], leg["end"] = iso(leg.pop("start_us")), iso(leg.pop("end_us"))
+            item[side] = leg
+    return items, next_cursor

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -80,6 +80,8 @@ class GapRow:
     until: Moment | None
     count: int
     nodes: list[str]
+    last_kept_before: Moment | None = None  # the MN's records either side of the gap
+    first_kept_after: Moment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,9 @@ class RunCard:
     missing_in_mn: int
     counts: list[tuple[str, int]]
     gaps: list[GapRow]
-    missing_url: str
+    missing_url: str  # the JSON list
+    page_url: str
+    missing_page_url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,14 @@ def hms(seconds: int) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
+def run_url(
+    run_id: int, status: str | None = None, cursor: str | None = None, limit: int | None = None
+) -> str:
+    """The run page, filtered to `status`, at `cursor`, `limit` records a page."""
+    query = {k: v for k, v in (("status", status), ("cursor", cursor), ("limit", limit)) if v}
+    return f"/runs/{run_id}" + (f"?{urlencode(query)}" if query else "")
+
+
 def download_url(export_id: str, fmt: ExportFormat) -> str:
     """The API's download route for a batch; the session cookie authorises it."""
     return f"/api/v1/exports/{quote(export_id, safe='')}/download?format={fmt.value}"
@@ -185,10 +197,14 @@ def run_card(summary: dict[str, Any]) -> RunCard:
                 until=Moment.of(gap.get("until")),
                 count=_count(gap.get("count")),
                 nodes=[str(node) for node in gap.get("nodes") or []],
+                last_kept_before=Moment.of(gap.get("last_kept_before")),
+                first_kept_after=Moment.of(gap.get("first_kept_after")),
             )
             for gap in summary.get("gaps") or []
         ],
         missing_url=f"/api/v1/reconciliations/{run_id}/items?status={Status.MISSING_IN_MN.value}",
+        page_url=run_url(run_id),
+        missing_page_url=run_url(run_id, Status.MISSING_IN_MN.value),
     )
 
 
