@@ -213,21 +213,21 @@ async def logout(request: Request) -> Response:
     return response
 
 
+def _asset(body: bytes, media_type: str) -> Response:
+    return Response(
+        body,
+        media_type=media_type,
+        headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
 @router.get(STYLESHEET_URL)
 async def stylesheet() -> Response:
     """The pages' stylesheet."""
-    return Response(
-        _stylesheet,
-        media_type="text/css; charset=utf-8",
-        headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"},
-    )
+    return _asset(_stylesheet, "text/css; charset=utf-8")
 
 
 @router.get(ICON_URL)
 async def icon() -> Response:
     """The pages' icon (without one the browser asks for /favicon.ico and logs a 404)."""
-    return Response(
-        _icon,
-        media_type="image/svg+xml",
-        headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
-    )
+    return _asset(_icon, "image/svg+xml")
