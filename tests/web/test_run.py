@@ -79,7 +79,7 @@ def test_coverage_shows_whatever_the_summary_holds() -> None:
 def test_the_page_lists_a_status_it_does_not_know_and_escapes_everything() -> None:
     hostile = '<script>alert("x")</script>'
     card = run_card(
-        {"id": 3, "counts": {"matched": 1, "after_history": 2}, "gaps": [], "from": hostile}
+        {"id": 3, "counts": {"matched": 1, "brand_new": 2}, "gaps": [], "from": hostile}
     )
     view = RunPage(
         id=3,
@@ -94,19 +94,19 @@ def test_the_page_lists_a_status_it_does_not_know_and_escapes_everything() -> No
         status_urls={status: run_url(3, status) for status, _ in card.counts}
         | {"missing_in_mn": run_url(3, "missing_in_mn")},
         page_url=run_url(3),
-        status="after_history",
+        status="brand_new",
         limit=50,
         items=[],
         differences=False,
         total=2,
         next_url=None,
         first_url=None,
-        json_url="/api/v1/reconciliations/3/items?status=after_history",
+        json_url="/api/v1/reconciliations/3/items?status=brand_new",
     )
     html = render("run.html", principal=Principal(hostile, Scope.BILLING), view=view).body
     text = html.decode()
     assert "<script>" not in text and "&lt;script&gt;" in text
-    assert 'data-status="after_history"' in text and "after history" in text
-    assert 'href="/runs/3?status=after_history"' in text
+    assert 'data-status="brand_new"' in text and "brand new" in text
+    assert 'href="/runs/3?status=brand_new"' in text
     assert 'id="coverage"' in text
-    assert "This run has no record after history" in text
+    assert "This run has no record brand new" in text

@@ -43,6 +43,8 @@ def test_the_lost_records_are_listed_with_conference_participant_and_start(
     assert set(shown) >= set(run["counts"])  # every status the run lists
     for status, n in run["counts"].items():
         assert shown[status].find_element("css selector", ".n").text == f"{n:,}"
+    # The summary's coverage block, whatever it holds.
+    assert run["coverage"]["as_of"]["time"][:19] in browser.text("#coverage")
     [gap] = run["gaps"]
     cells = browser.all("#gaps tbody tr td")
     for cell, moment in zip(
