@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./cdrecon.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class StartupError(Exception):
@@ -59,6 +62,20 @@ class ListenAddress:
         return f"{host}:{self.port}"
 
 
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """Parse comma-separated networks (`10.0.0.0/8,192.0.2.7`; a bare address is one host)."""
+    networks = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError as exc:
+            raise ValueError(f"not a network (such as 10.0.0.0/8): {exc}") from None
+    return tuple(networks)
+
+
 def parse_listen_address(text: str) -> ListenAddress | None:
     """Parse `host:port`, `[v6]:port` or `:port`; `off` (or empty) disables the listener."""
     text = text.strip()
@@ -93,7 +110,17 @@ class Settings(BaseSettings):
     # Comma-separated certificate names (CN or DNS SAN) allowed to send; empty allows any
     # certificate that the client CA verified.
     tls_allowed_peers: str = ""
+    # Comma-separated source networks allowed to send plain TCP and UDP syslog; empty allows
+    # everyone. Not authentication (source addresses are easy to forge over UDP): TLS with
+    # client certificates is.
+    syslog_allow: str = ""
+    # The UDP socket's receive buffer (SO_RCVBUF) in bytes; the kernel caps it at
+    # net.core.rmem_max. 0 keeps the kernel's default.
+    udp_receive_buffer: int = Field(default=8 * 1024 * 1024, ge=0)
     http: str = "127.0.0.1:8080"
+    # Comma-separated proxy addresses or networks whose X-Forwarded-For / X-Forwarded-Proto
+    # are believed; empty (the default) believes none, so the audit log records the peer.
+    trusted_proxies: str = ""
     # /metrics without a token (Prometheus scrapers usually have none); false: admin only.
     metrics_public: bool = True
 
@@ -129,6 +156,12 @@ class Settings(BaseSettings):
     def _valid_address(cls, value: str) -> str:
         if value.strip():
             parse_listen_address(value)
+        return value
+
+    @field_validator("syslog_allow", "trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        parse_networks(value)
         return value
 
     @field_validator("log_level")
@@ -183,3 +216,13 @@ class Settings(BaseSettings):
     def allowed_peers(self) -> frozenset[str]:
         """Certificate names allowed to send over TLS (empty: any verified certificate)."""
         return frozenset(p.strip().lower() for p in self.tls_allowed_peers.split(",") if p.strip())
+
+    @property
+    def syslog_allow_networks(self) -> tuple[Network, ...]:
+        """Source networks allowed to send TCP and UDP syslog (empty: everyone)."""
+        return parse_networks(self.syslog_allow)
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        """Proxies whose forwarding headers name the client (empty: none)."""
+        return parse_networks(self.trusted_proxies)

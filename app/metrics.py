@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 TRANSPORTS = ("tcp", "tls", "udp", "file")
 
@@ -145,7 +149,42 @@ class Metrics:
             "Batches whose commit failed and was retried.",
             registry=r,
         )
+        self.source_refused = Counter(
+            "cdrecon_syslog_source_refused",
+            "TCP connections and UDP datagrams refused: source outside CDRECON_SYSLOG_ALLOW.",
+            ["transport"],
+            registry=r,
+        )
+        self.udp_receive_buffer = Gauge(
+            "cdrecon_udp_receive_buffer_bytes",
+            "The UDP socket's receive buffer as the kernel granted it.",
+            registry=r,
+        )
+        for transport in ("tcp", "udp"):
+            self.source_refused.labels(transport)
         for transport in TRANSPORTS:
             # Pre-create the series so dashboards see zeros rather than absent series.
             for family in (self.received, self.stored, self.parse_failures, self.oversize):
                 family.labels(transport)
+
+    def count_udp_kernel_drops(self, read: Callable[[], int | None]) -> None:
+        """Export the datagrams the kernel dropped on our UDP socket (its buffer was full),
+        calling `read` when /metrics is scraped; None means unknown and exports nothing."""
+        self.registry.register(_KernelDrops(read))
+
+
+class _KernelDrops(Collector):
+    """cdrecon_udp_kernel_drops_total, read from the kernel at each scrape."""
+
+    def __init__(self, read: Callable[[], int | None]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        drops = self._read()
+        if drops is not None:
+            yield CounterMetricFamily(
+                "cdrecon_udp_kernel_drops",
+                "UDP datagrams the kernel dropped before cdrecon read them (receive buffer "
+                "full): raise CDRECON_UDP_RECEIVE_BUFFER and net.core.rmem_max.",
+                value=drops,
+            )

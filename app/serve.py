@@ -55,6 +55,10 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
             log_level=settings.log_level.lower(),
             access_log=False,
             lifespan="off",
+            # The client address the audit log records: X-Forwarded-For is believed only
+            # from the proxies named in the settings (uvicorn would believe any local one).
+            proxy_headers=bool(settings.trusted_proxy_networks),
+            forwarded_allow_ips=[str(n) for n in settings.trusted_proxy_networks],
         )
     )
     settle_garbage_collector()

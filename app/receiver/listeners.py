@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Callable
@@ -13,7 +14,8 @@ from app.config import ListenAddress, Settings, cannot_listen
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 
-from .datagram import SyslogDatagramProtocol
+from .datagram import SyslogDatagramProtocol, kernel_drops_reader, set_receive_buffer
+from .sources import SourceFilter
 from .stream import SyslogStreamProtocol, TlsAcceptor
 from .tls import server_context
 
@@ -27,6 +29,7 @@ class Receivers:
         self.settings = settings
         self.writer = writer
         self.metrics = metrics
+        self.sources = SourceFilter(settings.syslog_allow_networks)
         self._servers: list[asyncio.Server] = []
         self._udp: asyncio.DatagramTransport | None = None
         self._connections: set[SyslogStreamProtocol] = set()
@@ -56,17 +59,36 @@ class Receivers:
             await self._start_stream("tls", settings.tls_address, context)
         if settings.udp_address is not None:
             address = settings.udp_address
-            try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: SyslogDatagramProtocol(self.writer, settings.max_frame_size),
-                    local_addr=(address.host, address.port),
-                )
-            except OSError as exc:
-                raise cannot_listen("syslog UDP", "CDRECON_SYSLOG_UDP", address, exc) from exc
+            sock = self._bind_udp(address)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: SyslogDatagramProtocol(
+                    self.writer, settings.max_frame_size, self.sources, self.metrics
+                ),
+                sock=sock,
+            )
             self._udp = transport
-            sockname = transport.get_extra_info("sockname")
+            sockname = sock.getsockname()
             self.bound["udp"] = (str(sockname[0]), int(sockname[1]))
             log.info("syslog UDP listening on %s:%d", *self.bound["udp"])
+
+    def _bind_udp(self, address: ListenAddress) -> socket.socket:
+        """The UDP socket, its receive buffer sized before the first datagram arrives."""
+        try:
+            family, kind, proto, _, sockaddr = socket.getaddrinfo(
+                address.host, address.port, type=socket.SOCK_DGRAM
+            )[0]
+            sock = socket.socket(family, kind, proto)
+        except OSError as exc:
+            raise cannot_listen("syslog UDP", "CDRECON_SYSLOG_UDP", address, exc) from exc
+        try:
+            granted = set_receive_buffer(sock, self.settings.udp_receive_buffer)
+            sock.bind(sockaddr)
+        except OSError as exc:
+            sock.close()
+            raise cannot_listen("syslog UDP", "CDRECON_SYSLOG_UDP", address, exc) from exc
+        self.metrics.udp_receive_buffer.set(granted)
+        self.metrics.count_udp_kernel_drops(kernel_drops_reader(sock))
+        return sock
 
     async def _start_stream(
         self, name: str, address: ListenAddress, context: ssl.SSLContext | None

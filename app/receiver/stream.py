@@ -81,6 +81,11 @@ class SyslogStreamProtocol(asyncio.Protocol):
                 self._refused = True
                 transport.abort()
                 return
+        elif self._transport_name == "tcp" and not self._receivers.sources.allows(host):
+            self._metrics.source_refused.labels("tcp").inc()
+            self._metrics.connections_rejected.labels("tcp", "source_not_allowed").inc()
+            transport.abort()
+            return
         self._origin = Origin(self._transport_name, host, port, subject)
         if not self._receivers.admit(self, host):
             self._refused = True
