@@ -144,7 +144,8 @@ class Service:
 
     def cli(self, *args: str, stdin: bytes | None = None, check: bool = True) -> str:
         """Run a `cdrecon` command against this service's database; its stdout."""
-        done = cdrecon(f"sqlite+aiosqlite:///{self.db_path}", *args, stdin=stdin)
+        url = self.env.get("CDRECON_DATABASE_URL", f"sqlite+aiosqlite:///{self.db_path}")
+        done = cdrecon(url, *args, stdin=stdin)
         if check and done.returncode != 0:
             raise AssertionError(f"cdrecon {' '.join(args)} failed:\n{done.stderr.decode()}")
         return done.stdout.decode()
