@@ -52,7 +52,7 @@ def test_huge_integers_in_parameters_and_cursors_answer_422(served: Service) -> 
     parameters = integer_parameters(served)
     # The probe must find the parameters it is about; a renamed route must not empty it.
     assert {name for _, _, name, _ in parameters} >= {"limit", "run_id"}
-    run = served.post("/api/v1/reconciliations", json=WINDOW)
+    run = served.post("/api/v1/reconciliations", json={**WINDOW, "force": True})
     assert run.status_code == 201, run.text
     paged = set()
     for method, path, name, operation in parameters:

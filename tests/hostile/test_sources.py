@@ -75,7 +75,7 @@ def test_a_bad_network_stops_the_start_with_one_line(tmp_path: Path, setting: st
 
 def audited_client(service: Service, headers: dict[str, str]) -> str | None:
     """Run a reconciliation with `headers`; the client address its audit entry records."""
-    window = {"from": "2026-03-02T00:00:00Z", "until": "2026-03-03T00:00:00Z"}
+    window = {"from": "2026-03-02T00:00:00Z", "until": "2026-03-03T00:00:00Z", "force": True}
     assert service.post("/api/v1/reconciliations", json=window, headers=headers).status_code == 201
     (entry,) = [
         item
