@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trustme
 
@@ -46,6 +48,63 @@ async def pull(
 
 def ids(pages: list[list[dict[str, Any]]]) -> list[str]:
     return [record["id"] for page in pages for record in page]
+
+
+@dataclass
+class Answered:
+    """One request the scripted MN answered: its offset, status and monotonic arrival time."""
+
+    offset: int
+    status: int
+    at: float
+
+
+@dataclass
+class ScriptedMN:
+    """An in-process MN behind `httpx.MockTransport`, for tests of status codes, paging and
+    Retry-After only: it pages `records` by `limit`/`offset` and answers each offset in
+    `fail_once` with `fail_status` (and `Retry-After`) the first time it is asked for."""
+
+    records: list[dict[str, Any]]
+    fail_once: set[int] = field(default_factory=set)
+    fail_status: int = 503
+    retry_after: str | None = None
+    answered: list[Answered] = field(default_factory=list)
+    url: str = "https://mn.example.com"
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        offset, limit = int(params.get("offset", "0")), int(params["limit"])
+        if offset in self.fail_once:
+            self.fail_once.discard(offset)
+            self.answered.append(Answered(offset, self.fail_status, time.monotonic()))
+            headers = {} if self.retry_after is None else {"Retry-After": self.retry_after}
+            return httpx.Response(self.fail_status, headers=headers)
+        self.answered.append(Answered(offset, 200, time.monotonic()))
+        more = offset + limit < len(self.records)
+        link = httpx.URL(request.url.path, params=params | {"offset": str(offset + limit)})
+        meta = {"next": str(link) if more else None, "total_count": len(self.records)}
+        envelope = {"meta": meta, "objects": self.records[offset : offset + limit]}
+        return httpx.Response(200, json=envelope)
+
+    def offsets(self) -> list[int]:
+        return [seen.offset for seen in self.answered]
+
+    def connection(self, **overrides: Any) -> MNConnection:
+        settings: dict[str, Any] = {"page_size": 100, "backoff": 0.01, "timeout": 5.0}
+        settings |= {"requests_per_second": 1000.0}
+        return MNConnection(self.url, "admin", "secret", **(settings | overrides))
+
+    async def pull(self, **overrides: Any) -> tuple[list[list[dict[str, Any]]], HistoryClient]:
+        transport = httpx.MockTransport(self.handle)
+        async with HistoryClient(self.connection(**overrides), transport=transport) as client:
+            pages = [page async for page in client.pages("participant", BY_END)]
+        return pages, client
+
+
+@pytest.fixture
+def scripted() -> ScriptedMN:
+    return ScriptedMN(PARTICIPANTS)
 
 
 @pytest.fixture
@@ -212,14 +271,16 @@ async def test_filters_may_not_take_over_paging_parameters(mn: FakeMN) -> None:
 # -- retries ------------------------------------------------------------------------------
 
 
-async def test_a_503_is_retried_without_losing_or_repeating_records(mn: FakeMN) -> None:
-    mn.fail_once = {100}
+async def test_a_503_is_retried_without_losing_or_repeating_records(
+    scripted: ScriptedMN,
+) -> None:
+    scripted.fail_once = {100}
 
-    pages, client = await pull(connection(mn))
+    pages, client = await scripted.pull()
 
     assert ids(pages) == [p["id"] for p in PARTICIPANTS]
-    assert mn.offsets() == [0, 100, 100, 200, 300]
-    assert [seen.status for seen in mn.requests] == [200, 503, 200, 200, 200]
+    assert scripted.offsets() == [0, 100, 100, 200, 300]
+    assert [seen.status for seen in scripted.answered] == [200, 503, 200, 200, 200]
     assert (client.requests, client.retries) == (5, 1)
 
 
@@ -233,36 +294,36 @@ async def test_a_page_slower_than_the_timeout_is_asked_for_again(mn: FakeMN) -> 
     assert client.retries == 1
 
 
-async def test_retry_after_is_honoured(mn: FakeMN) -> None:
-    mn.fail_once, mn.fail_status, mn.retry_after = {0}, 429, "1"
+async def test_retry_after_is_honoured(scripted: ScriptedMN) -> None:
+    scripted.fail_once, scripted.fail_status, scripted.retry_after = {0}, 429, "1"
 
-    pages, client = await pull(connection(mn))
+    pages, client = await scripted.pull()
 
     assert len(ids(pages)) == 350
-    refused, retried = mn.requests[0], mn.requests[1]
+    refused, retried = scripted.answered[0], scripted.answered[1]
     assert refused.status == 429
     assert retried.at - refused.at >= 0.95  # our backoff alone would be about 0.01 s
     assert client.retries == 1
 
 
-async def test_a_retry_after_beyond_reason_ends_the_pull_at_once(mn: FakeMN) -> None:
-    mn.fail_once, mn.fail_status, mn.retry_after = {0}, 503, "3600"
+async def test_a_retry_after_beyond_reason_ends_the_pull_at_once(scripted: ScriptedMN) -> None:
+    scripted.fail_once, scripted.fail_status, scripted.retry_after = {0}, 503, "3600"
 
     with pytest.raises(MNError, match="Retry-After 3600") as caught:
-        await pull(connection(mn))
+        await scripted.pull()
 
     assert caught.value.status == 503
-    assert len(mn.requests) == 1
+    assert len(scripted.answered) == 1
 
 
-async def test_retries_run_out(mn: FakeMN) -> None:
-    mn.fail_once = {100}
+async def test_retries_run_out(scripted: ScriptedMN) -> None:
+    scripted.fail_once = {100}
 
     with pytest.raises(MNError, match=r"gave up after 1 attempt\(s\); last: HTTP 503") as caught:
-        await pull(connection(mn, max_retries=0))
+        await scripted.pull(max_retries=0)
 
     assert caught.value.status == 503
-    assert caught.value.url.startswith(f"{mn.url}{API_ROOT}participant/?")
+    assert caught.value.url.startswith(f"{scripted.url}{API_ROOT}participant/?")
     assert "offset=100" in caught.value.url
 
 
