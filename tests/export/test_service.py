@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import create_engine
 from app.db.models import exports
 from app.errors import InvalidInputError, NotFoundError
 from app.export.service import (
@@ -28,17 +27,15 @@ from app.export.service import (
 )
 from app.reconcile import service as reconcile_service
 from tests.reconcile.generator import generate
-from tests.reconcile.loading import load, us
+from tests.reconcile.loading import loaded_engine, us
 
 SCENARIO = generate(seed=5, days=2, calls_per_day=60)
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await load(engine, SCENARIO)
-    yield engine
-    await engine.dispose()
+    async with loaded_engine(database_url, SCENARIO) as engine:
+        yield engine
 
 
 async def run_id(engine: AsyncEngine) -> int:

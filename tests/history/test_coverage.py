@@ -23,7 +23,7 @@ from app.times import iso
 from tests.conftest import Service, cdrecon
 from tests.history.fake_mn import FakeMN, make_conferences, make_participants
 from tests.reconcile.generator import generate
-from tests.reconcile.loading import load_syslog, us
+from tests.reconcile.loading import loaded_engine, us
 
 SCENARIO = generate(seed=13, days=2, calls_per_day=50)
 WINDOW = ("--from", iso(us(SCENARIO.window[0])), "--until", iso(us(SCENARIO.window[1])))
@@ -34,10 +34,8 @@ AFTER = sorted(pid for pid, status in SCENARIO.expected.items() if status == "af
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     """The scenario's syslog, and no MN history yet."""
-    engine = create_engine(database_url)
-    await load_syslog(engine, SCENARIO)
-    yield engine
-    await engine.dispose()
+    async with loaded_engine(database_url, SCENARIO, history=False) as engine:
+        yield engine
 
 
 async def cli(database_url: str, *args: str) -> tuple[int, str, str]:

@@ -9,23 +9,20 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import create_engine
 from app.errors import InvalidInputError
 from app.history.service import HistoryImportError, import_document
 from app.reconcile import service
 from app.times import FIRST_US
 from tests.reconcile.generator import generate
-from tests.reconcile.loading import load, us
+from tests.reconcile.loading import loaded_engine, us
 
 SCENARIO = generate(seed=11, days=2, calls_per_day=80)
 
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await load(engine, SCENARIO)
-    yield engine
-    await engine.dispose()
+    async with loaded_engine(database_url, SCENARIO) as engine:
+        yield engine
 
 
 @pytest.mark.parametrize("slice_minutes", [360, 1])
