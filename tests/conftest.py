@@ -201,6 +201,19 @@ def service(tmp_path: Path) -> Iterator[Service]:
         svc.stop()
 
 
+def send_with_logger(logger: str, service: Service, lines: Path, timeout: float) -> None:
+    """Send each line of `lines` to the service over TCP as the nodes do: util-linux
+    `logger`, RFC 5424, octet-counted, tagged `pexip`."""
+    subprocess.run(
+        [
+            *(logger, "-n", "127.0.0.1", "-P", str(service.tcp_port), "--tcp"),
+            *("--octet-count", "--rfc5424", "-t", "pexip", "-f", str(lines)),
+        ],
+        check=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="session")
 def logger_path() -> str:
     """util-linux `logger`, the real sender used by the end-to-end tests."""

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, LINES
-from tests.conftest import Service
+from tests.conftest import Service, send_with_logger
 
 
 def import_syslog(service: Service, *files: str, stdin: bytes | None = None) -> str:
@@ -21,24 +21,7 @@ def test_live_and_backfilled_conference_gives_each_cdr_once(
     live = tmp_path / "live.txt"
     # The first line twice: a resent duplicate.
     live.write_text("\n".join([LINES[0].body] + [line.body for line in LINES]) + "\n")
-    subprocess.run(
-        [
-            logger_path,
-            "-n",
-            "127.0.0.1",
-            "-P",
-            str(service.tcp_port),
-            "--tcp",
-            "--octet-count",
-            "--rfc5424",
-            "-t",
-            "pexip",
-            "-f",
-            str(live),
-        ],
-        check=True,
-        timeout=30,
-    )
+    send_with_logger(logger_path, service, live, timeout=30)
     assert service.wait_for("cdrecon_messages_stored_total", len(LINES) + 1) == len(LINES) + 1
 
     backfill = tmp_path / "pexip.log.1.gz"

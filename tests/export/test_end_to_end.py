@@ -23,7 +23,7 @@ from app.auth.tokens import Scope, create_token
 from app.db.engine import create_engine
 from app.db.models import export_records, exports
 from app.reconcile.service import reconcile
-from tests.conftest import CDRECON, Service
+from tests.conftest import CDRECON, Service, send_with_logger
 from tests.reconcile.generator import generate
 from tests.reconcile.loading import load, us
 
@@ -41,24 +41,7 @@ def test_billing_recovers_exactly_the_records_the_mn_lost(
     # 1. The nodes' syslog arrives live.
     lines = tmp_path / "syslog.txt"
     lines.write_text("".join(body + "\n" for _, _, body in SCENARIO.lines))
-    subprocess.run(
-        [
-            logger_path,
-            "-n",
-            "127.0.0.1",
-            "-P",
-            str(service.tcp_port),
-            "--tcp",
-            "--octet-count",
-            "--rfc5424",
-            "-t",
-            "pexip",
-            "-f",
-            str(lines),
-        ],
-        check=True,
-        timeout=60,
-    )
+    send_with_logger(logger_path, service, lines, timeout=60)
     assert service.wait_for("cdrecon_messages_stored_total", len(SCENARIO.lines)) == len(
         SCENARIO.lines
     )
