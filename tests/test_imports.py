@@ -81,9 +81,9 @@ def reachable(start: str) -> set[str]:
 
 def _is_http_side(name: str) -> bool:
     return (
-        name.startswith("app.api.")
+        name.startswith(("app.api.", "app.web."))
         or name.endswith(".endpoints")
-        or name in ("app.web.pages", "app.auth.deps")
+        or name == "app.auth.deps"
     )
 
 

@@ -16,7 +16,7 @@ from app.web.overview import (
     run_card,
     silence,
 )
-from app.web.pages import render
+from app.web.render import render
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
