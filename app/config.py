@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     queue_low_water: int = Field(default=5000, ge=0)
     # UDP cannot be paused; past this many waiting messages datagrams are dropped and counted.
     queue_udp_limit: int = Field(default=200000, ge=1)
+    # The same marks in bytes of queued frames (whichever is passed first stops reading):
+    # what bounds memory when frames are large.
+    queue_high_water_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    queue_low_water_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    queue_udp_limit_bytes: int = Field(default=128 * 1024 * 1024, ge=1)
     # Messages waiting above which batches are stored raw and their events and CDRs derived
     # once the senders pause (-1: always defer, a test setting). One batch: a burst.
     defer_backlog: int = Field(default=5000, ge=-1)

@@ -109,6 +109,11 @@ class Metrics:
             "Messages read and waiting for the database.",
             registry=r,
         )
+        self.queue_bytes = Gauge(
+            "cdrecon_ingest_queue_bytes",
+            "Bytes of the messages read and waiting for the database (their frames).",
+            registry=r,
+        )
         self.derive_pending = Gauge(
             "cdrecon_derive_pending_messages",
             "Messages stored whose call events and CDRs are still to be derived: deriving "

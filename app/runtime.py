@@ -39,6 +39,9 @@ class Runtime:
             high_water=settings.queue_high_water,
             low_water=settings.queue_low_water,
             udp_limit=settings.queue_udp_limit,
+            high_water_bytes=settings.queue_high_water_bytes,
+            low_water_bytes=settings.queue_low_water_bytes,
+            udp_limit_bytes=settings.queue_udp_limit_bytes,
             defer_backlog=settings.defer_backlog if defer_deriving else None,
         )
         return cls(settings, engine, metrics, writer)

@@ -3,8 +3,9 @@
 Durability point: a message counts as stored when its batch's transaction has committed.
 The loss window after a hard kill is therefore what is queued plus the batch in flight:
 at most `queue_high_water` + one chunk per connection, and in steady state one batch.
-When the database falls behind, the queue passes the high-water mark and the writer
-pauses the readers (TCP back-pressure) until it drains below the low-water mark.
+When the database falls behind, the queue passes a high-water mark (in messages or in bytes,
+whichever comes first) and the writer pauses the readers (TCP back-pressure) until it drains
+below both low-water marks.
 
 Deriving call events and CDRs costs about three times what storing the raw messages does.
 The writer hands each batch it stores to its `Deriver` (app/cdr/deriving.py), which decides
@@ -54,6 +55,7 @@ YIELD_EVERY = 500
 HEALTH_GRACE = 10.0
 # Seconds a stop waits for a commit while messages are queued before it spills them.
 STOP_BOUND = 10.0
+MIB = 1024 * 1024
 
 
 class Pausable(Protocol):
@@ -77,6 +79,9 @@ class BatchWriter:
         high_water: int = 20000,
         low_water: int = 5000,
         udp_limit: int = 200000,
+        high_water_bytes: int = 64 * MIB,
+        low_water_bytes: int = 16 * MIB,
+        udp_limit_bytes: int = 128 * MIB,
         defer_backlog: int | None = 5000,
         quarantine_path: Path | None = None,
         spill_path: Path | None = None,
@@ -89,9 +94,13 @@ class BatchWriter:
         self.high_water = high_water
         self.low_water = min(low_water, high_water)
         self.udp_limit = max(udp_limit, high_water)
+        self.high_water_bytes = high_water_bytes
+        self.low_water_bytes = min(low_water_bytes, high_water_bytes)
+        self.udp_limit_bytes = max(udp_limit_bytes, high_water_bytes)
         self._deriver = Deriver(engine, metrics, defer_backlog)
         self._chunks: deque[Chunk] = deque()
         self._pending = 0
+        self._pending_bytes = 0  # the frames' bytes of the messages in `_pending`
         self._held: set[Pausable] = set()
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
@@ -136,6 +145,7 @@ class BatchWriter:
             )
             self._chunks.extendleft(reversed(chunks))
             self._pending += self._unspilled
+            self._pending_bytes += sum(_size(frames) for _, _, frames in chunks)
             if self._pending:
                 self._drained.clear()
                 self._waiting_since = time.monotonic()
@@ -195,9 +205,12 @@ class BatchWriter:
     def submit(self, origin: Origin, frames: list[Frame], received_us: int | None = None) -> bool:
         """Queue frames read from `origin`. True means: over high water, stop reading."""
         if not frames:
-            return self._pending >= self.high_water
+            return self._over_high_water()
         count = len(frames)
-        if origin.transport == "udp" and self._pending >= self.udp_limit:
+        size = _size(frames)
+        if origin.transport == "udp" and (
+            self._pending >= self.udp_limit or self._pending_bytes + size > self.udp_limit_bytes
+        ):
             # UDP cannot be slowed down; past the hard limit, drop visibly rather than grow.
             self._metrics.dropped.labels("udp", "queue_full").inc(count)
             return False
@@ -209,13 +222,18 @@ class BatchWriter:
         if not self._pending:
             self._waiting_since = self._last_submit
         self._pending += count
+        self._pending_bytes += size
         self._drained.clear()
         self._metrics.queue.set(self._pending)
+        self._metrics.queue_bytes.set(self._pending_bytes)
         self._ready.set()
-        if self._pending >= self.high_water:
+        if self._over_high_water():
             self._room.clear()
             return True
         return False
+
+    def _over_high_water(self) -> bool:
+        return self._pending >= self.high_water or self._pending_bytes >= self.high_water_bytes
 
     def hold(self, reader: Pausable) -> None:
         """Pause `reader` until the queue drains below the low-water mark."""
@@ -303,9 +321,11 @@ class BatchWriter:
         queued = sum(len(chunk.frames) for chunk in chunks)
         await self._commit_isolating(chunks, defer)
         self._pending -= queued
+        self._pending_bytes -= sum(_size(chunk.frames) for chunk in chunks)
         if not self._pending:
             self._drained.set()
         self._metrics.queue.set(self._pending)
+        self._metrics.queue_bytes.set(self._pending_bytes)
         if self._unspilled:
             # Spilled messages were queued first: once as many have committed, all have.
             self._unspilled = max(0, self._unspilled - queued)
@@ -465,10 +485,11 @@ class BatchWriter:
         return self._repository
 
     def _relieve(self) -> None:
-        if self._pending >= self.high_water:
+        if self._over_high_water():
             return
         self._room.set()
-        if self._pending > self.low_water or not self._held:
+        below = self._pending <= self.low_water and self._pending_bytes <= self.low_water_bytes
+        if not below or not self._held:
             return
         for reader in self._held:
             if not reader.is_closing():
@@ -477,6 +498,11 @@ class BatchWriter:
         self._metrics.paused.set(0)
         # The senders were quiet because we held them: their quiet starts only now.
         self._last_submit = time.monotonic()
+
+
+def _size(frames: list[Frame]) -> int:
+    """The bytes of `frames`: what queueing them costs beyond a small cost per message."""
+    return sum(len(frame.data) for frame in frames)
 
 
 def refused(exc: Exception) -> bool:
