@@ -177,6 +177,24 @@ def db_upgrade(**flags: Any) -> None:
     click.echo("database is at the newest schema")
 
 
+@db.command("recount")
+@_DATABASE_OPTION
+def db_recount(**flags: Any) -> None:
+    """Count the rows of the big tables again (COUNT(*)) and store the counts /stats reads."""
+    from app.db import counts
+
+    async def run(_settings: Settings, engine: AsyncEngine) -> dict[str, tuple[int, int]]:
+        async with engine.begin() as conn:
+            before = await counts.recount(conn)
+            after = await counts.read(conn)
+        changed = {table: (before[table], after[table]) for table in before}
+        await _audit(engine, "db.recount", None, {t: n for t, (_, n) in changed.items()})
+        return changed
+
+    for table, (was, now) in _run(flags, run).items():
+        click.echo(f"{table} {now}" + ("" if was == now else f" (was {was})"))
+
+
 @main.command("import-syslog")
 @_DATABASE_OPTION
 @click.argument(

@@ -165,6 +165,13 @@ class Metrics:
             "The UDP socket's receive buffer as the kernel granted it.",
             registry=r,
         )
+        self.rows = Gauge(
+            "cdrecon_rows",
+            "Rows in the big tables (messages, events, cdrs, mn_participants), from the "
+            "maintained counts read at each scrape, not a scan.",
+            ["table"],
+            registry=r,
+        )
         for transport in ("tcp", "udp"):
             self.source_refused.labels(transport)
         for transport in TRANSPORTS:

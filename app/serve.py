@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.app import create_app
 from app.config import ListenAddress, Settings, cannot_listen
+from app.db import counts
 from app.receiver.listeners import Receivers
 from app.runtime import Runtime, settle_garbage_collector
 
@@ -41,6 +42,7 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
     runtime = Runtime.build(settings, engine)
     # Bound here, not by uvicorn, so that a taken port is a clear start-up error.
     http_socket = _bind_http(settings.http_address)
+    await _fold_counts(engine)
     runtime.writer.start()
     receivers = Receivers(settings, runtime.writer, runtime.metrics)
     stop = asyncio.Event()
@@ -87,6 +89,16 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
     finally:
         await runtime.writer.stop(finish_deriving=False)
         http_socket.close()
+
+
+async def _fold_counts(engine: AsyncEngine) -> None:
+    """Gather the row counts earlier server processes left (PostgreSQL); storing must not
+    wait on it, so a failure is only logged."""
+    try:
+        async with engine.begin() as conn:
+            await counts.fold(conn)
+    except Exception:
+        log.exception("folding the row counts failed; they stay correct, in more rows")
 
 
 def _bind_http(address: ListenAddress) -> socket.socket:

@@ -12,6 +12,7 @@ from app.api.state import ServiceState
 from app.audit.endpoints import router as audit_router
 from app.auth.deps import admin, current_principal
 from app.cdr.endpoints import router as cdr_router
+from app.db import counts
 from app.errors import API_ERRORS, install_handlers
 from app.export.endpoints import router as export_router
 from app.history.endpoints import router as history_router
@@ -54,6 +55,13 @@ def create_app(state: ServiceState) -> FastAPI:
         when CDRECON_METRICS_PUBLIC is false)."""
         if not state.settings.metrics_public:
             await admin(await current_principal(request, state))
+        try:
+            async with state.engine.connect() as conn:
+                rows = await counts.read(conn)
+        except Exception:  # a scrape still answers the process's figures without the database
+            rows = {}
+        for table, n in rows.items():
+            state.metrics.rows.labels(table).set(n)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     v1 = APIRouter(prefix="/api/v1", responses=API_ERRORS)

@@ -185,7 +185,8 @@ async def _update_legs(
             cache.put(leg.id, legs[leg.id])
         else:
             cache.forget(leg.id)
-    await repository.upsert_legs(conn, ((leg, legs[leg.id]) for leg in assembled))
+    created = sum(1 for leg in assembled if leg.id not in stored)
+    await repository.upsert_legs(conn, ((leg, legs[leg.id]) for leg in assembled), created)
     return len(legs)
 
 

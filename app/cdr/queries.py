@@ -1,4 +1,4 @@
-"""Read queries on CDRs, their events and conferences: pages, one leg, instances, counts."""
+"""Read queries on CDRs, their events and conferences: pages, one leg, instances."""
 
 from __future__ import annotations
 
@@ -54,9 +54,3 @@ async def list_conferences(
     """Conference instances whose first leg started in the window."""
     legs = await CdrRepository.for_connection(conn).legs_between(conn, from_us, until_us)
     return group_instances(legs)
-
-
-async def counts(conn: AsyncConnection) -> tuple[int, int]:
-    """(events, CDRs) stored."""
-    repository = CdrRepository.for_connection(conn)
-    return await repository.count_events(conn), await repository.count_cdrs(conn)

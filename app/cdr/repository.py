@@ -10,6 +10,7 @@ from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import counts
 from app.db.models import cdrs, event_messages, events, messages
 from app.db.sql import insert_sql, placeholders
 
@@ -70,6 +71,7 @@ class CdrRepository:
         """Insert new event rows in EVENT_COLUMNS order (their digests must be new)."""
         if rows:
             await conn.exec_driver_sql(self._insert_events, rows)
+            await counts.adjust(conn, "events", len(rows))
 
     async def insert_new_events(
         self, conn: AsyncConnection, rows: list[tuple[object, ...]]
@@ -83,6 +85,7 @@ class CdrRepository:
                 await conn.exec_driver_sql(self._insert_events, rows)
         except IntegrityError:
             return False
+        await counts.adjust(conn, "events", len(rows))
         return True
 
     async def link_messages(self, conn: AsyncConnection, links: list[tuple[bytes, int]]) -> None:
@@ -141,29 +144,26 @@ class CdrRepository:
         return legs
 
     async def upsert_legs(
-        self, conn: AsyncConnection, legs: Iterable[tuple[Leg, Iterable[LegEvent]]]
+        self,
+        conn: AsyncConnection,
+        legs: Iterable[tuple[Leg, Iterable[LegEvent]]],
+        created: int,
     ) -> None:
         """Store assembled CDRs with the events they were assembled from, replacing older
-        versions of the same legs."""
+        versions of the same legs; `created` of them are new (for the row count)."""
         rows = [
             (*leg.as_tuple(), ",".join(str(i) for i in sorted(e.message_id for e in events)))
             for leg, events in legs
         ]
         if rows:
             await conn.exec_driver_sql(self._upsert_legs, rows)
+            await counts.adjust(conn, "cdrs", created)
 
     async def clear(self, conn: AsyncConnection) -> None:
         """Forget all derived data (events, links, CDRs): before a rebuild."""
         for table in (cdrs, event_messages, events):
             await conn.execute(delete(table))
-
-    async def count_events(self, conn: AsyncConnection) -> int:
-        """Stored call events."""
-        return int((await conn.execute(select(func.count()).select_from(events))).scalar_one())
-
-    async def count_cdrs(self, conn: AsyncConnection) -> int:
-        """Stored participant CDRs."""
-        return int((await conn.execute(select(func.count()).select_from(cdrs))).scalar_one())
+        await counts.recount(conn, ("events", "cdrs"))
 
     async def page_legs(
         self,

@@ -140,6 +140,16 @@ pending_derivations = Table(
     Column("last_id", BigInteger, nullable=False),
 )
 
+# Maintained row counts of the big tables (app/db/counts.py): one row per table on SQLite,
+# per table and PostgreSQL server process (`slot`, its pid; 0 is shared) on PostgreSQL.
+row_counts = Table(
+    "row_counts",
+    metadata,
+    Column("table_name", String(32), primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("n", BigInteger, nullable=False),
+)
+
 
 def _mn_columns(declared: Iterable[MNField]) -> list[Column[Any]]:
     """The columns of declared MN fields, in the declaration's order: text of a known length

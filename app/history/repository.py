@@ -9,6 +9,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import counts
 from app.db.models import history_coverage, mn_conferences, mn_participants, pull_checkpoints
 
 
@@ -40,7 +41,15 @@ class HistoryRepository:
         self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]
     ) -> None:
         """Store participant records; a newer copy of a record replaces the older one."""
+        ids = {row["id"] for row in rows}
+        known: set[str] = set()
+        listed = sorted(ids)
+        for start in range(0, len(listed), 500):
+            chunk = listed[start : start + 500]
+            query = select(mn_participants.c.id).where(mn_participants.c.id.in_(chunk))
+            known.update(str(i) for i in (await conn.execute(query)).scalars())
         await self._upsert(conn, mn_participants, rows)
+        await counts.adjust(conn, "mn_participants", len(ids - known))
 
     async def upsert_conferences(
         self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]

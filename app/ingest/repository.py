@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db.models import messages, nodes
+from app.db import counts
+from app.db.models import nodes
 from app.db.sql import insert_sql, placeholders
 
 from .rows import MESSAGE_COLUMNS, NodeTally, Row
@@ -35,6 +36,7 @@ class MessageRepository:
         """Insert raw-store rows (columns in `MESSAGE_COLUMNS` order); their ids, in order."""
         if not rows:
             return []
+        await counts.adjust(conn, "messages", len(rows))
         if self._dialect_name == "sqlite":
             await conn.exec_driver_sql(self._insert_sql, rows)
             # The transaction holds SQLite's write lock, so its rows were numbered
@@ -103,10 +105,6 @@ class MessageRepository:
             },
         )
         await conn.execute(statement, values)
-
-    async def count_messages(self, conn: AsyncConnection) -> int:
-        """Rows in the raw store."""
-        return int((await conn.execute(select(func.count()).select_from(messages))).scalar_one())
 
     async def list_nodes(self, conn: AsyncConnection) -> list[dict[str, Any]]:
         """Every sending host with its counters, most recently seen first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.cdr import pending
-from app.cdr.queries import counts as cdr_counts
+from app.db import counts
 from app.times import to_time
 
 from .repository import MessageRepository
@@ -13,15 +13,16 @@ from .schemas import Node, Stats
 
 
 async def get_stats(conn: AsyncConnection, queued: int) -> Stats:
-    """Totals of the raw store and what was derived from it."""
+    """Totals of the raw store and what was derived from it: maintained counts, so the cost
+    does not grow with the store."""
     repository = MessageRepository.for_connection(conn)
     nodes = await repository.list_nodes(conn)
-    events, cdrs = await cdr_counts(conn)
+    rows = await counts.read(conn)
     return Stats(
-        messages=await repository.count_messages(conn),
+        messages=rows["messages"],
         parse_failures=sum(int(n["parse_failures"]) for n in nodes),
-        events=events,
-        cdrs=cdrs,
+        events=rows["events"],
+        cdrs=rows["cdrs"],
         nodes=len(nodes),
         queued=queued,
         derive_pending=await pending.count(conn),

@@ -99,6 +99,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("first_id", name="pk_pending_derivations"),
     )
     op.create_table(
+        "row_counts",
+        sa.Column("table_name", sa.String(32), nullable=False),
+        sa.Column("slot", sa.Integer, autoincrement=False, nullable=False),
+        sa.Column("n", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("table_name", "slot", name="pk_row_counts"),
+    )
+    op.create_table(
         "cdrs",
         sa.Column("id", sa.String(128), nullable=False),
         sa.Column("call_uuid", sa.Text, nullable=True),
@@ -306,6 +313,7 @@ def downgrade() -> None:
         "mn_conferences",
         "mn_participants",
         "cdrs",
+        "row_counts",
         "pending_derivations",
         "event_messages",
         "events",
