@@ -20,6 +20,7 @@ from .render import router as assets_router
 from .run import ITEMS_PER_PAGE, UnknownStatus, load_run_page
 from .session import router as session_router
 from .session import signed_in
+from .tokens import router as tokens_router
 
 router = APIRouter(include_in_schema=False)
 
@@ -32,7 +33,7 @@ async def overview(request: Request, state: StateDep) -> HTMLResponse:
         if isinstance(principal, HTMLResponse):
             return principal
         view = await load_overview(conn, principal, state.queued())
-    return render("overview.html", view=view)
+    return render("overview.html", view=view, current="overview")
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
@@ -77,3 +78,4 @@ def _run_error(principal: Principal, run_id: int, error: str, status_code: int) 
 router.include_router(session_router)
 router.include_router(assets_router)
 router.include_router(explorer_router)
+router.include_router(tokens_router)

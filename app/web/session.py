@@ -25,11 +25,11 @@ MAX_FORM_BYTES = 8 * 1024
 router = APIRouter(include_in_schema=False)
 
 
-def _login_form(error: str | None = None, status_code: int = 200) -> HTMLResponse:
+def login_form(error: str | None = None, status_code: int = 200) -> HTMLResponse:
     return render("login.html", status_code=status_code, error=error)
 
 
-def _forget_token(response: Response, request: Request) -> None:
+def forget_token(response: Response, request: Request) -> None:
     response.delete_cookie(
         COOKIE,
         path="/",
@@ -76,13 +76,13 @@ async def signed_in(
     may do everything)."""
     token = request.cookies.get(COOKIE)
     if not token:
-        return _login_form(status_code=status_code)
+        return login_form(status_code=status_code)
     principal = await authenticate(conn, token)
     if principal is None:
-        response = _login_form(
+        response = login_form(
             "The saved token is no longer valid (revoked?). Sign in with another.", 401
         )
-        _forget_token(response, request)
+        forget_token(response, request)
         return response
     if scope is not None and principal.scope not in (scope, Scope.ADMIN):
         return render(
@@ -98,7 +98,7 @@ async def signed_in(
 async def login(request: Request, state: StateDep) -> Response:
     """Check a pasted API token; keep it in the session cookie and go to the overview."""
     if cross_site(request):
-        return _login_form("Sign-in must come from this site's own form.", 403)
+        return login_form("Sign-in must come from this site's own form.", 403)
     token = (await posted_form(request)).get("token", "").strip()
     principal = None
     if token:
@@ -108,7 +108,7 @@ async def login(request: Request, state: StateDep) -> Response:
                 client = request.client.host if request.client else None
                 await audit(conn, principal.name, "web.login", None, None, client)
     if principal is None:
-        return _login_form(
+        return login_form(
             "That token is not valid: it is mistyped, revoked, or from another cdrecon.", 401
         )
     response = RedirectResponse("/", status_code=303)
@@ -127,7 +127,7 @@ async def login(request: Request, state: StateDep) -> Response:
 async def logout(request: Request) -> Response:
     """Forget the session cookie and go back to the sign-in form."""
     if cross_site(request):
-        return _login_form("Sign-out must come from this site's own page.", 403)
+        return login_form("Sign-out must come from this site's own page.", 403)
     response = RedirectResponse("/", status_code=303)
-    _forget_token(response, request)
+    forget_token(response, request)
     return response

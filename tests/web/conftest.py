@@ -244,3 +244,26 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
 def sha256(content: bytes) -> str:
     """Hex SHA-256."""
     return hashlib.sha256(content).hexdigest()
+
+
+NARROW = 400  # px: the narrowest window the pages are made for
+
+
+def no_sideways_scroll(browser: Browser) -> None:
+    """The page is no wider than the window: wide tables scroll in their own box."""
+    widths = browser.driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert widths[0] <= widths[1], widths
+
+
+def keep_screenshot(browser: Browser, tmp_path: Path, name: str) -> Path:
+    """A whole-page screenshot in the test's folder, copied to $CDRECON_SCREENSHOTS when
+    set (the artefacts CI keeps)."""
+    shot = tmp_path / name
+    browser.screenshot(shot)
+    assert shot.stat().st_size > 10_000
+    shots = os.environ.get("CDRECON_SCREENSHOTS")
+    if shots:
+        shutil.copy(shot, Path(shots) / name)
+    return shot
