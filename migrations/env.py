@@ -27,6 +27,12 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite" and _empty(connection):
+        # Must precede the first table (SQLite fixes it when the file is created): retention
+        # hands pruned pages back to the file system with PRAGMA incremental_vacuum, while
+        # ingest goes on; without it only a full VACUUM, which stops every writer, could.
+        # Only on an empty file: on a database in use the pragma would wait for the writer.
+        connection.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -34,6 +40,10 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _empty(connection: Connection) -> bool:
+    return connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar() == 0
 
 
 async def _run_async() -> None:
