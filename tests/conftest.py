@@ -60,7 +60,11 @@ class PortTaken(Exception):
 
 @dataclass
 class Service:
-    """A `cdrecon serve` subprocess on free loopback ports with its own SQLite file."""
+    """A `cdrecon serve` subprocess on free loopback ports with its own SQLite file.
+
+    Its HTTP calls pass `verify=False`: they are plain HTTP on loopback, and without it every
+    call loads the system CA bundle, which dominates polling loops such as `wait_for`.
+    """
 
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
@@ -127,7 +131,7 @@ class Service:
                     raise PortTaken()
                 raise RuntimeError(f"cdrecon serve exited early:\n{self.log}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1, verify=False).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -160,14 +164,14 @@ class Service:
         """GET with an admin token unless another is given ("" sends none)."""
         token = self.token() if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.get(f"{self.url}{path}", headers=headers, timeout=30)
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=30, verify=False)
 
     def post(self, path: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
         """POST with an admin token unless another is given ("" sends none)."""
         token = self.token() if token is None else token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         headers.update(kwargs.pop("headers", {}))
-        return httpx.post(f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
+        return httpx.post(f"{self.url}{path}", headers=headers, timeout=60, verify=False, **kwargs)
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels`."""
