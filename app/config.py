@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # Comma-separated certificate names (CN or DNS SAN) allowed to send; empty allows any
     # certificate that the client CA verified.
     tls_allowed_peers: str = ""
+    # TLS handshakes in progress at once (each costs some 300 KB until it ends; at the cap
+    # the oldest is given up), and how long one may take.
+    tls_max_handshakes: int = Field(default=32, ge=1)
+    tls_handshake_timeout: float = Field(default=10.0, gt=0)
     # Comma-separated source networks allowed to send plain TCP and UDP syslog; empty allows
     # everyone. Not authentication (source addresses are easy to forge over UDP): TLS with
     # client certificates is.

@@ -98,6 +98,11 @@ class Metrics:
             ["transport", "reason"],
             registry=r,
         )
+        self.tls_handshakes = Gauge(
+            "cdrecon_tls_handshakes_in_progress",
+            "TLS connections accepted whose handshake has not ended yet.",
+            registry=r,
+        )
         self.incomplete_at_close = Counter(
             "cdrecon_connections_partial_frame",
             "Connections that closed in the middle of a frame (the part is stored, flagged).",

@@ -15,11 +15,13 @@ from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 
 from .datagram import SyslogDatagramProtocol, kernel_drops_reader, set_receive_buffer
+from .logging_limit import LimitedLog
 from .sources import SourceFilter
 from .stream import SyslogStreamProtocol, TlsAcceptor
 from .tls import server_context
 
 log = logging.getLogger(__name__)
+_refusals = LimitedLog(log)
 
 
 class Receivers:
@@ -35,6 +37,9 @@ class Receivers:
         self._connections: set[SyslogStreamProtocol] = set()
         self._per_host: Counter[str] = Counter()
         self._transport_of: dict[SyslogStreamProtocol, str] = {}
+        # TLS connections whose handshake is in progress, oldest first, with their peer
+        # address: they count against the connection limits from accept.
+        self._handshakes: dict[TlsAcceptor, str] = {}
         # Where each listener actually bound (port 0 in the settings picks a free one).
         self.bound: dict[str, tuple[str, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -114,20 +119,58 @@ class Receivers:
     def admit(self, connection: SyslogStreamProtocol, host: str) -> bool:
         """Count a new connection in, unless it is over a limit (then it is refused)."""
         name = connection.transport_name
-        if len(self._connections) >= self.settings.max_connections:
+        if self._refused(name, host):
+            return False
+        self._connections.add(connection)
+        self._per_host[host] += 1
+        self._transport_of[connection] = name
+        self.metrics.connections.labels(name).inc()
+        self.metrics.connections_open.labels(name).inc()
+        return True
+
+    def admit_handshake(self, acceptor: TlsAcceptor, host: str) -> bool:
+        """Count a TLS connection in as it is accepted, before its handshake, unless it is
+        over a connection limit. At `CDRECON_TLS_MAX_HANDSHAKES` handshakes in progress the
+        oldest is given up: a peer holding idle handshakes cannot keep good senders out, and
+        what handshakes cost in memory stays bounded."""
+        if self._refused("tls", host):
+            return False
+        if len(self._handshakes) >= self.settings.tls_max_handshakes:
+            oldest = next(iter(self._handshakes))
+            self.handshake_ended(oldest)
+            _refusals.warning("TLS handshake with %s given up: max_handshakes", oldest.peer)
+            self.metrics.connections_rejected.labels("tls", "max_handshakes").inc()
+            oldest.abort()
+        self._handshakes[acceptor] = host
+        self._per_host[host] += 1
+        self.metrics.tls_handshakes.set(len(self._handshakes))
+        return True
+
+    def handshake_ended(self, acceptor: TlsAcceptor) -> None:
+        """Count a handshake out (it succeeded, failed or was given up); a connection that
+        follows is counted in by `admit`."""
+        host = self._handshakes.pop(acceptor, None)
+        if host is None:
+            return
+        self._uncount_host(host)
+        self.metrics.tls_handshakes.set(len(self._handshakes))
+
+    def _refused(self, name: str, host: str) -> bool:
+        """Whether a new connection from `host` is over a limit (then logged and counted)."""
+        if len(self._connections) + len(self._handshakes) >= self.settings.max_connections:
             reason = "max_connections"
         elif self._per_host[host] >= self.settings.max_connections_per_host:
             reason = "max_connections_per_host"
         else:
-            self._connections.add(connection)
-            self._per_host[host] += 1
-            self._transport_of[connection] = name
-            self.metrics.connections.labels(name).inc()
-            self.metrics.connections_open.labels(name).inc()
-            return True
-        log.warning("%s connection from %s refused: %s", name.upper(), host, reason)
+            return False
+        _refusals.warning("%s connection from %s refused: %s", name.upper(), host, reason)
         self.metrics.connections_rejected.labels(name, reason).inc()
-        return False
+        return True
+
+    def _uncount_host(self, host: str) -> None:
+        self._per_host[host] -= 1
+        if self._per_host[host] <= 0:
+            del self._per_host[host]
 
     def forget(self, connection: SyslogStreamProtocol) -> None:
         """Count a closed connection out."""
@@ -135,10 +178,7 @@ class Receivers:
         if name is None:
             return
         self._connections.discard(connection)
-        host = connection.host or ""
-        self._per_host[host] -= 1
-        if self._per_host[host] <= 0:
-            del self._per_host[host]
+        self._uncount_host(connection.host or "")
         self.metrics.connections_open.labels(name).dec()
 
     @property

@@ -7,7 +7,10 @@ import logging
 
 from app.config import Network
 
+from .logging_limit import LimitedLog
+
 log = logging.getLogger(__name__)
+_refusals = LimitedLog(log)
 
 # Senders are a few nodes; the bound only guards against a flood of forged sources.
 _CACHE_LIMIT = 10000
@@ -36,7 +39,7 @@ class SourceFilter:
                 self._seen.clear()
             allowed = self._seen[host] = self._inside(host)
             if not allowed:
-                log.warning("syslog from %s refused: not in CDRECON_SYSLOG_ALLOW", host)
+                _refusals.warning("syslog from %s refused: not in CDRECON_SYSLOG_ALLOW", host)
         return allowed
 
     def _inside(self, host: str) -> bool:

@@ -14,12 +14,16 @@ from typing import TYPE_CHECKING, cast
 from app.ingest.origin import Origin
 from parsers.framing import Framer
 
+from .logging_limit import LimitedLog
 from .tls import certificate_subject, peer_allowed
 
 if TYPE_CHECKING:
     from .listeners import Receivers
 
 log = logging.getLogger(__name__)
+_peer_refusals = LimitedLog(log)
+_handshake_failures = LimitedLog(log)
+_tls_on_tcp = LimitedLog(log)
 
 TLS_RECORD_START = b"\x16\x03"
 
@@ -74,7 +78,7 @@ class SyslogStreamProtocol(asyncio.Protocol):
             peercert = transport.get_extra_info("peercert")
             subject = certificate_subject(peercert)
             if not peer_allowed(peercert, self._receivers.settings.allowed_peers):
-                log.warning(
+                _peer_refusals.warning(
                     "TLS peer %s:%s refused: certificate %s not allowed", host, port, subject
                 )
                 self._metrics.connections_rejected.labels("tls", "peer_not_allowed").inc()
@@ -102,7 +106,9 @@ class SyslogStreamProtocol(asyncio.Protocol):
         if self._first_data:
             self._first_data = False
             if self._transport_name == "tcp" and data.startswith(TLS_RECORD_START):
-                log.warning("TLS handshake on the plain TCP port from %s", self._origin.peer)
+                _tls_on_tcp.warning(
+                    "TLS handshake on the plain TCP port from %s", self._origin.peer
+                )
         frames = self._framer.feed(data)
         if frames and self._writer.submit(self._origin, frames, time.time_ns() // 1000):
             assert self._transport is not None
@@ -153,32 +159,59 @@ class SyslogStreamProtocol(asyncio.Protocol):
 
 class TlsAcceptor(asyncio.Protocol):
     """Accepts a TCP connection and does the TLS handshake itself, so that every failed
-    handshake (no certificate, untrusted certificate, plain text on the TLS port) is logged
-    with the peer and reason and counted; asyncio alone would swallow them."""
+    handshake (no certificate, untrusted certificate, plain text on the TLS port, too slow)
+    is logged with the peer and reason and counted; asyncio alone would swallow them. The
+    connection counts against the limits from accept (`Receivers.admit_handshake`)."""
 
     def __init__(self, receivers: Receivers, context: ssl.SSLContext) -> None:
         self._receivers = receivers
         self._context = context
+        self._transport: asyncio.Transport | None = None
+        self.peer: object = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        cast(asyncio.Transport, transport).pause_reading()
-        task = asyncio.ensure_future(self._handshake(cast(asyncio.Transport, transport)))
-        self._receivers.track(task)
+        self._transport = raw = cast(asyncio.Transport, transport)
+        raw.pause_reading()
+        self.peer = peername = raw.get_extra_info("peername")
+        host = str(peername[0]) if peername else "unknown"
+        if not self._receivers.admit_handshake(self, host):
+            raw.abort()
+            return
+        self._receivers.track(asyncio.ensure_future(self._handshake(raw)))
+
+    def abort(self) -> None:
+        """Give up on the handshake (too many in progress): close the connection."""
+        if self._transport is not None:
+            self._transport.abort()
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
-        peer = transport.get_extra_info("peername")
+        settings = self._receivers.settings
         protocol = SyslogStreamProtocol(self._receivers, "tls")
         try:
-            tls_transport = await loop.start_tls(
-                transport, protocol, self._context, server_side=True, ssl_handshake_timeout=30
-            )
+            async with asyncio.timeout(settings.tls_handshake_timeout):
+                tls_transport = await loop.start_tls(
+                    transport,
+                    protocol,
+                    self._context,
+                    server_side=True,
+                    # Ours above gives up first, and says so.
+                    ssl_handshake_timeout=settings.tls_handshake_timeout + 60,
+                )
         except (TimeoutError, OSError, EOFError) as exc:
-            reason = getattr(exc, "reason", None) or type(exc).__name__
-            log.warning("TLS handshake with %s failed: %s (%s)", peer, reason, exc)
-            self._receivers.metrics.connections_rejected.labels("tls", "handshake_failed").inc()
+            self._failed(exc)
             transport.abort()
             return
-        if tls_transport is None:  # the peer went away as the handshake ended
+        finally:
+            self._receivers.handshake_ended(self)
+        if tls_transport is None:  # the peer went away as the handshake ended, or given up
             return
         protocol.connection_made(tls_transport)
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, TimeoutError):
+            reason, label = "no handshake within CDRECON_TLS_HANDSHAKE_TIMEOUT", "handshake_timeout"
+        else:
+            reason, label = getattr(exc, "reason", None) or type(exc).__name__, "handshake_failed"
+        _handshake_failures.warning("TLS handshake with %s failed: %s (%s)", self.peer, reason, exc)
+        self._receivers.metrics.connections_rejected.labels("tls", label).inc()

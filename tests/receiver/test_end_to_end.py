@@ -14,6 +14,7 @@ import pytest
 import trustme
 
 from tests.conftest import Service
+from tests.receiver.tls import send_tls, tls_client, tls_service
 
 
 def rows(service: Service, sql: str) -> list[tuple[object, ...]]:
@@ -152,41 +153,6 @@ def test_bad_input_is_kept_raw_and_the_service_keeps_running(service: Service) -
     # The partial frame of the closed connection is stored too, flagged.
     assert service.wait_for("cdrecon_messages_stored_total", 8) == 8
     assert "incomplete" in str(rows(service, "select error from messages order by id")[-1][0])
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-def tls_service(service: Service, ca: trustme.CA, tmp_path: Path, allowed: str = "") -> None:
-    server_cert = ca.issue_cert("localhost", "127.0.0.1")
-    server_cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    service.env.update(
-        CDRECON_TLS_CERT=str(tmp_path / "server.pem"),
-        CDRECON_TLS_CLIENT_CA=str(tmp_path / "ca.pem"),
-        CDRECON_TLS_ALLOWED_PEERS=allowed,
-    )
-    service.start()
-
-
-def tls_client(ca: trustme.CA, tmp_path: Path, name: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-    if name is not None:
-        cert = ca.issue_cert(name, common_name=name)
-        cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / f"{name}.pem"))
-        context.load_cert_chain(str(tmp_path / f"{name}.pem"))
-    return context
-
-
-def send_tls(service: Service, context: ssl.SSLContext, payload: bytes) -> None:
-    with (
-        socket.create_connection(("127.0.0.1", service.tls_port)) as raw,
-        context.wrap_socket(raw, server_hostname="localhost") as sock,
-    ):
-        sock.sendall(payload)
-        sock.unwrap()
 
 
 def test_tls_with_client_certificate_stores_subject(

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from tests.conftest import Service
 
 FRAME = 64_000  # bytes of each message: Pexip lines are ~500, a hostile sender's are not
-READ = 256 * 1024  # asyncio reads a socket this much at a time: the overshoot per connection
+# asyncio reads a socket 256 KiB at a time; the frames one read completes may have begun in
+# earlier reads: what one connection can add after the mark, before it is paused.
+OVERSHOOT = 256 * 1024 + FRAME
 
 
 def big_frames(count: int, sender: int) -> bytes:
@@ -61,9 +63,10 @@ def test_four_senders_of_large_frames_stop_at_the_byte_high_water(service: Servi
         for thread in threads:
             thread.start()
         # Every sender still has bytes to send, so each is read until the writer holds it.
-        assert service.wait_for("cdrecon_ingest_paused_connections", senders, timeout=30) == senders
+        paused = service.wait_for("cdrecon_ingest_paused_connections", senders, timeout=60)
         queued = service.metric("cdrecon_ingest_queue_bytes")
-        assert high_water <= queued <= high_water + senders * READ
+        assert paused == senders, (paused, queued)
+        assert high_water <= queued <= high_water + senders * OVERSHOOT
         # The message mark (20,000 by default) is far away: the bytes stopped them.
         assert service.metric("cdrecon_ingest_queue_messages") < 100
         assert service.metric("cdrecon_messages_stored_total") == 0
