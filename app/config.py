@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     mn_ca_bundle: Path | None = None
     mn_pull_interval: float = Field(default=900.0, ge=10)
 
+    # History uploads over HTTP larger than this are refused (413) before they are read whole.
+    history_upload_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
     log_level: str = "INFO"
 
     @field_validator("syslog_tcp", "syslog_udp", "syslog_tls", "http")

@@ -68,6 +68,13 @@ class ConflictError(CdreconError):
     code = "conflict"
 
 
+class PayloadTooLargeError(CdreconError):
+    """The request body is larger than the service takes; none of it was used."""
+
+    status = 413
+    code = "payload_too_large"
+
+
 def error_response(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:

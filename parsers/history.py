@@ -176,6 +176,8 @@ def parse_history_time(value: object) -> datetime | None:
 
 _DECIMAL: Final = re.compile(r"[+-]?\d+(?:\.\d*)?", re.ASCII)
 _TRUE: Final = frozenset({"true", "1"})
+# The id column of both record tables.
+ID_MAX: Final = next(f.spec.length for f in PARTICIPANT_FIELDS if f.name == "id") or 128
 _FALSE: Final = frozenset({"false", "0"})
 
 
@@ -187,7 +189,11 @@ class _Fields:
     def __init__(self, record: Mapping[str, Any]) -> None:
         self.record = record
         record_id = record.get("id")
-        usable = isinstance(record_id, str) and record_id.strip() not in ("", "None")
+        usable = (
+            isinstance(record_id, str)
+            and record_id.strip() not in ("", "None")
+            and _fits(record_id, ID_MAX) is None
+        )
         self.record_id = record_id if usable else None
         self.errors: list[RecordError] = []
 
@@ -204,16 +210,21 @@ class _Fields:
             self.fail("id", "missing" if value is None else f"no value: {show(value)}")
         elif not isinstance(value, str):
             self.fail("id", f"expected text, got {type_name(value)} {show(value)}")
+        elif problem := _fits(value, ID_MAX):
+            self.fail("id", problem)
         else:
             return value
         return ""
 
-    def text(self, name: str) -> str | None:
+    def text(self, name: str, length: int | None = None) -> str | None:
         value = self.record.get(name)
         if value is None:
             return None
         if not isinstance(value, str):
             self.fail(name, f"expected text, got {type_name(value)} {show(value)}")
+            return None
+        if problem := _fits(value, length):
+            self.fail(name, problem)
             return None
         # "" and "None" both mean "no value" (see the module docstring).
         return None if value in ("", "None") else value
@@ -284,6 +295,17 @@ class _Fields:
             self.fail("resource_uri", f"a {kind} record, not a {expected} record")
 
 
+def _fits(value: str, length: int | None) -> str | None:
+    """Why a text value cannot be stored as it is, or None: a stored record keeps every
+    value whole, and both databases must take what one takes (PostgreSQL holds no NUL in
+    text and refuses a value longer than its column)."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    if length is not None and len(value) > length:
+        return f"longer than {length} characters ({len(value)})"
+    return None
+
+
 def _resource_of(record: Mapping[str, Any]) -> str | None:
     uri = record.get("resource_uri")
     if not isinstance(uri, str):
@@ -304,12 +326,19 @@ def _conference_id(fields: _Fields, uri: str | None) -> str | None:
         # The snapshot database carries the id itself; a record may too.
         return fields.text("conference_id")
     if "/" not in uri:
-        return uri  # a bare id
-    match = _CONFERENCE_URI.search(uri)
-    if match is None or match.end() != len(uri):
-        fields.fail("conference", f"expected /api/admin/history/v1/conference/<id>/, got {uri!r}")
+        conference_id = uri  # a bare id
+    else:
+        match = _CONFERENCE_URI.search(uri)
+        if match is None or match.end() != len(uri):
+            fields.fail(
+                "conference", f"expected /api/admin/history/v1/conference/<id>/, got {show(uri)}"
+            )
+            return None
+        conference_id = match.group(1)
+    if problem := _fits(conference_id, ID_MAX):
+        fields.fail("conference", f"its id is {problem}")
         return None
-    return match.group(1)
+    return conference_id
 
 
 def _typed(fields: _Fields, declared: Sequence[MNField]) -> dict[str, Any]:
@@ -318,7 +347,7 @@ def _typed(fields: _Fields, declared: Sequence[MNField]) -> dict[str, Any]:
     for item in declared[1:]:
         name, spec = item.name, item.spec
         if spec.kind is Kind.TEXT:
-            values[name] = fields.text(name)
+            values[name] = fields.text(name, spec.length)
         elif spec.kind is Kind.INTEGER:
             values[name] = fields.integer(name, spec.maximum)
         elif spec.kind is Kind.BOOLEAN:

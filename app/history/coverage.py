@@ -77,7 +77,7 @@ def decide(
     return AsOf(newest_end_us, Basis.NEWEST_END)
 
 
-async def _record(
+async def record_coverage(
     conn: AsyncConnection, kind: Kind, source: str, as_of: AsOf, records: int
 ) -> None:
     await HistoryRepository.for_connection(conn).add_coverage(
@@ -107,7 +107,7 @@ async def import_export(
     stored = await import_document(conn, document, source)
     as_of = decide(stored.newest_end_us, operator_us=as_of_us, mtime_us=mtime_us)
     if as_of is not None:
-        await _record(conn, kind, source, as_of, stored.participants + stored.conferences)
+        await record_coverage(conn, kind, source, as_of, stored.participants + stored.conferences)
     return stored, as_of
 
 
@@ -116,7 +116,7 @@ async def record_pull(
 ) -> AsOf:
     """Record a finished pull: the MN's history is complete up to when the pull started."""
     as_of = AsOf(started_us, Basis.PULL_START)
-    await _record(conn, Kind.PULL, url, as_of, stored.participants + stored.conferences)
+    await record_coverage(conn, Kind.PULL, url, as_of, stored.participants + stored.conferences)
     return as_of
 
 

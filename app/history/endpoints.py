@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 
-from app.api.deps import ConnectionDep
+from app.api.deps import StateDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep
-from app.errors import InvalidInputError
+from app.errors import ErrorBody, InvalidInputError, PayloadTooLargeError
 from app.times import iso, to_us
 
-from .coverage import Kind, import_export
-from .schemas import HistoryImported, HistoryRejected
+from .schemas import DUPLICATES_SHOWN, HistoryImported, HistoryRejected
+from .upload import import_upload
 
 router = APIRouter(tags=["history"])
 
-MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 READ_BYTES = 1024 * 1024
+# A file name (from the form or `filename`) becomes the records' source.
+NAME_MAX = 255
 
 # The route reads its body itself (a raw document or a multipart form), so its accepted
 # shapes are declared here for the OpenAPI document.
@@ -42,50 +45,86 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def _too_large() -> InvalidInputError:
-    return InvalidInputError(f"upload larger than {MAX_UPLOAD_BYTES} bytes")
+class _Spool:
+    """The upload written to a temporary file as it arrives, never held whole in memory;
+    refused (413) as soon as it passes the cap."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.blank = True  # nothing but white space so far
+        self.file = tempfile.NamedTemporaryFile(prefix="cdrecon-upload-", delete=False)  # noqa: SIM115
+        self.path = Path(self.file.name)
+
+    def too_large(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"upload larger than {self.limit} bytes (CDRECON_HISTORY_UPLOAD_MAX_BYTES); "
+            "import large exports with `cdrecon import-history FILE`"
+        )
+
+    def check_declared(self, request: Request) -> None:
+        """Refuse, before reading anything, a body that says it is too big."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            raise self.too_large()
+
+    def write(self, part: bytes) -> None:
+        self.size += len(part)
+        if self.size > self.limit:
+            raise self.too_large()
+        self.file.write(part)
+        self.blank = self.blank and not part.strip()
+
+    def close(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
 
 
-async def _raw_document(request: Request) -> bytes:
+async def _spool_raw(request: Request, spool: _Spool) -> None:
     """The request body as the document."""
-    document = bytearray()
     async for part in request.stream():
-        document += part
-        if len(document) > MAX_UPLOAD_BYTES:
-            raise _too_large()
-    return bytes(document)
+        spool.write(part)
 
 
-async def _form_document(request: Request) -> tuple[bytes, str | None]:
-    """The `file` field of a multipart form (`curl -F file=@participants.json`), and the
-    name it was sent with."""
-    # The form is parsed whole before it can be measured: refuse what says it is too big.
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-        raise _too_large()
+async def _spool_form(request: Request, spool: _Spool) -> str | None:
+    """The `file` field of a multipart form (`curl -F file=@participants.json`); the name it
+    was sent with."""
     async with request.form(max_files=1, max_fields=10) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInputError("a multipart upload needs a `file` field: -F file=@mn.json")
-        document = bytearray()
         while part := await upload.read(READ_BYTES):
-            document += part
-            if len(document) > MAX_UPLOAD_BYTES:
-                raise _too_large()
-        return bytes(document), upload.filename
+            spool.write(part)
+        return upload.filename
+
+
+def _source_name(name: str) -> str:
+    """`upload:<name>`, for a name both databases can store."""
+    if "\x00" in name or len(name) > NAME_MAX:
+        raise InvalidInputError(
+            f"the upload's file name must be at most {NAME_MAX} characters, without NUL"
+        )
+    return f"upload:{name}"
 
 
 @router.post(
     "/history",
     response_model=HistoryImported,
     summary="Upload MN history (JSON or CSV)",
-    responses={422: {"model": HistoryRejected, "description": "Rejected whole; nothing stored"}},
+    responses={
+        413: {"model": ErrorBody, "description": "Larger than CDRECON_HISTORY_UPLOAD_MAX_BYTES"},
+        422: {"model": HistoryRejected, "description": "Rejected whole; nothing stored"},
+        503: {
+            "model": ErrorBody,
+            "description": "The database failed part way; upload again (records are replaced)",
+        },
+    },
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_history(
     request: Request,
     principal: AdminDep,
-    conn: ConnectionDep,
+    state: StateDep,
     filename: Annotated[
         str | None,
         Query(description="Name recorded as the records' source (default: the form's file name)"),
@@ -97,36 +136,53 @@ async def upload_history(
 ) -> HistoryImported:
     """Store an MN participant/conference history export: the API's JSON (Tastypie envelope,
     list, or JSON lines) or a CSV with the API field names, as the raw body or as the `file`
-    field of a multipart form. All or nothing. Records when the history is complete up to
-    ("as of"): calls that ended after it are not counted lost."""
-    sent_name = None
-    if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        document, sent_name = await _form_document(request)
-    else:
-        document = await _raw_document(request)
-    if not document.strip():
-        raise InvalidInputError("empty upload")
-    name = filename or sent_name or "upload"
-    stored, complete = await import_export(
-        conn, document, f"upload:{name}", Kind.UPLOAD, as_of_us=to_us(as_of)
-    )
+    field of a multipart form, up to CDRECON_HISTORY_UPLOAD_MAX_BYTES (413 beyond). Every
+    record or, if any is bad, none. An id found more than once is stored once (its last
+    copy) and listed in `duplicate_ids`. Records when the history is complete up to ("as
+    of"): calls that ended after it are not counted lost."""
+    spool = _Spool(state.settings.history_upload_max_bytes)
+    try:
+        spool.check_declared(request)
+        sent_name = None
+        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            sent_name = await _spool_form(request, spool)
+        else:
+            await _spool_raw(request, spool)
+        spool.file.close()
+        source = _source_name(filename or sent_name or "upload")
+        if spool.blank:
+            raise InvalidInputError("empty upload")
+        stored, complete = await import_upload(
+            state.engine,
+            state.settings.database_url,
+            spool.path,
+            spool.size,
+            source,
+            as_of_us=to_us(as_of),
+        )
+    finally:
+        spool.close()
     as_of_us = None if complete is None else complete.us
-    await audit(
-        conn,
-        principal.name,
-        "history.import",
-        stored.source,
-        {
-            "participants": stored.participants,
-            "conferences": stored.conferences,
-            "as_of": iso(as_of_us),
-        },
-        request.client.host if request.client else None,
-    )
+    async with state.engine.begin() as conn:
+        await audit(
+            conn,
+            principal.name,
+            "history.import",
+            stored.source,
+            {
+                "participants": stored.participants,
+                "conferences": stored.conferences,
+                "duplicates": len(stored.duplicate_ids),
+                "as_of": iso(as_of_us),
+            },
+            request.client.host if request.client else None,
+        )
     return HistoryImported(
         source=stored.source,
         participants=stored.participants,
         conferences=stored.conferences,
+        duplicate_ids=stored.duplicate_ids[:DUPLICATES_SHOWN],
+        duplicates=len(stored.duplicate_ids),
         as_of=iso(as_of_us),
         as_of_basis=None if complete is None else complete.basis.value,
     )

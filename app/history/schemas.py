@@ -6,13 +6,24 @@ from pydantic import BaseModel, Field
 
 from app.errors import ErrorBody
 
+# The most repeated ids an answer lists (`duplicates` counts them all).
+DUPLICATES_SHOWN = 100
+
 
 class HistoryImported(BaseModel):
     """What an upload stored."""
 
     source: str
-    participants: int
-    conferences: int
+    participants: int = Field(description="Participant records stored (each id once).")
+    conferences: int = Field(description="Conference records stored (each id once).")
+    duplicates: int = Field(
+        default=0,
+        description="Ids found more than once in the document; each was stored once, its "
+        "last copy.",
+    )
+    duplicate_ids: list[str] = Field(
+        default_factory=list, description=f"The first {DUPLICATES_SHOWN} of those ids."
+    )
     as_of: str | None = Field(
         description='When the history is known complete up to ("as of"); null when nothing '
         "tells (no end_time in it: give `as_of`)."

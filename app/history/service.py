@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -67,6 +67,28 @@ class HistoryImport:
     conferences: int = 0
     errors: list[RecordError] = field(default_factory=list)
     newest_end_us: int | None = None  # the newest end_time among the records
+    # Ids found more than once in the document: each is stored once, its last copy.
+    duplicate_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRows:
+    """A document's records as rows to store, each id once (its last copy)."""
+
+    participants: list[dict[str, Any]]
+    conferences: list[dict[str, Any]]
+    duplicate_ids: list[str]
+    newest_end_us: int | None
+
+    def stored(self, source: str) -> HistoryImport:
+        """What storing every row stores."""
+        return HistoryImport(
+            source,
+            len(self.participants),
+            len(self.conferences),
+            newest_end_us=self.newest_end_us,
+            duplicate_ids=self.duplicate_ids,
+        )
 
 
 def _us(moment: datetime | None) -> int | None:
@@ -114,30 +136,53 @@ def conference_row(record: MNConference, source: str, now_us: int) -> dict[str, 
     return _row(record, _CONFERENCE, source, now_us)
 
 
-async def import_document(
-    conn: AsyncConnection, document: bytes | str, source: str
-) -> HistoryImport:
-    """Store every record of one MN export, or none: a document with any bad record is
-    rejected whole (HistoryImportError lists each), so nothing is ever half-imported."""
+_Record = TypeVar("_Record", MNParticipant, MNConference)
+
+
+def _last_copies(records: list[_Record], duplicate_ids: list[str]) -> list[_Record]:
+    """Each id's last copy, in the order ids first appear; adds repeated ids to
+    `duplicate_ids` (once each)."""
+    by_id: dict[str, _Record] = {}
+    for record in records:
+        if record.id in by_id and record.id not in duplicate_ids:
+            duplicate_ids.append(record.id)
+        by_id[record.id] = record
+    return list(by_id.values())
+
+
+def read_export(document: bytes | str, source: str) -> ExportRows:
+    """The rows of one MN export, ready to store; pure CPU work (a caller may run it in a
+    thread or process). A document with any bad record is rejected whole
+    (HistoryImportError lists each), so nothing is ever half-imported."""
     try:
         parsed = parse_document(document, filename=source)
     except HistoryFormatError as exc:
         raise InvalidInputError(f"{source}: not MN history: {exc}") from exc
     if parsed.errors:
         raise HistoryImportError(source, parsed.errors)
-    now_us = time.time_ns() // 1000
-    repository = HistoryRepository.for_connection(conn)
-    await repository.upsert_participants(
-        conn, [participant_row(p, source, now_us) for p in parsed.participants]
-    )
-    await repository.upsert_conferences(
-        conn, [conference_row(c, source, now_us) for c in parsed.conferences]
-    )
-    ends = [p.end_time for p in parsed.participants] + [c.end_time for c in parsed.conferences]
+    duplicate_ids: list[str] = []
+    participants = _last_copies(parsed.participants, duplicate_ids)
+    conferences = _last_copies(parsed.conferences, duplicate_ids)
+    ends = [p.end_time for p in participants] + [c.end_time for c in conferences]
     newest_end = max((end for end in ends if end is not None), default=None)
-    return HistoryImport(
-        source, len(parsed.participants), len(parsed.conferences), newest_end_us=_us(newest_end)
+    now_us = time.time_ns() // 1000
+    return ExportRows(
+        [participant_row(p, source, now_us) for p in participants],
+        [conference_row(c, source, now_us) for c in conferences],
+        duplicate_ids,
+        _us(newest_end),
     )
+
+
+async def import_document(
+    conn: AsyncConnection, document: bytes | str, source: str
+) -> HistoryImport:
+    """Store every record of one MN export in `conn`'s transaction, or none (`read_export`)."""
+    rows = read_export(document, source)
+    repository = HistoryRepository.for_connection(conn)
+    await repository.upsert_participants(conn, rows.participants)
+    await repository.upsert_conferences(conn, rows.conferences)
+    return rows.stored(source)
 
 
 # The MN client's page reader: (resource, filters, a `meta.next` link or None for the first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -9,7 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from app.db.engine import create_engine
+from app.history.upload import IN_PROCESS_BYTES
 from tests.conftest import Service
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "history"
@@ -57,6 +61,8 @@ def test_curl_form_upload_is_stored_under_the_sent_file_name(
         "source": "upload:participants.json",
         "participants": 1,
         "conferences": 0,
+        "duplicates": 0,
+        "duplicate_ids": [],
         # No `as_of` given: the history is complete up to the record's end_time.
         "as_of": "2015-04-02T09:55:33.141261Z",
         "as_of_basis": "newest end_time",
@@ -100,3 +106,132 @@ def test_bad_form_uploads_are_refused_in_the_error_shape(
     body = response.json()
     assert set(body) == {"error", "detail"} and body["detail"]
     assert _imports(running) == before
+
+
+def _participants(count: int, *, first: int = 0) -> list[dict[str, object]]:
+    """`count` copies of the documented participant record, with ids first.. on."""
+    record = json.loads(PARTICIPANT.read_text())
+    return [{**record, "id": f"upload-{first + n:08d}"} for n in range(count)]
+
+
+def _count(database_url: str, table: str) -> int:
+    async def count() -> int:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
+CAP = 4_000_000
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Service, str]]:
+    """A real serve on each database, with a small upload cap; its tests count what they add."""
+    workdir = tmp_path_factory.mktemp("upload-limits")
+    if request.param == "sqlite":
+        database_url = f"sqlite+aiosqlite:///{workdir / 'cdrecon.db'}"
+    else:
+        database_url = request.getfixturevalue("postgres_database")
+    service = Service(
+        workdir,
+        env={"CDRECON_DATABASE_URL": database_url, "CDRECON_HISTORY_UPLOAD_MAX_BYTES": str(CAP)},
+    )
+    service.start()
+    yield service, database_url
+    service.stop()
+
+
+def test_values_postgresql_cannot_hold_are_refused_on_both_databases(
+    served: tuple[Service, str],
+) -> None:
+    on_each_database, database_url = served
+    service = on_each_database
+    before = _count(database_url, "mn_participants")
+    header = "id,display_name,end_time\r\n"
+    refused = [
+        {"content": (header + "p1,Al\x00ice,2026-01-01T10:00:00\r\n").encode()},
+        {"content": json.dumps([{"id": "x" * 10_000, "display_name": "A"}]).encode()},
+        {
+            "content": b'--b\r\nContent-Disposition: form-data; name="file"; '
+            b'filename="bad\x00name.json"\r\n\r\n' + PARTICIPANT.read_bytes() + b"\r\n--b--\r\n",
+            "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+        },
+        {"content": PARTICIPANT.read_bytes(), "params": {"filename": "bad\x00name"}},
+        {"content": PARTICIPANT.read_bytes(), "params": {"filename": "n" * 256}},
+    ]
+    for send in refused:
+        response = service.post("/api/v1/history", **send)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "invalid_input"
+    assert _count(database_url, "mn_participants") == before
+
+
+def test_an_id_twice_is_stored_once_and_reported(
+    served: tuple[Service, str],
+) -> None:
+    on_each_database, database_url = served
+    before = _count(database_url, "mn_participants")
+    records = _participants(3, first=10_000) + _participants(1, first=10_001)
+    response = on_each_database.post("/api/v1/history", json=records)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["participants"], body["duplicates"], body["duplicate_ids"]) == (
+        3,
+        1,
+        ["upload-00010001"],
+    )
+    assert _count(database_url, "mn_participants") == before + 3
+
+
+def test_a_large_upload_is_stored_whole_or_not_at_all(
+    served: tuple[Service, str],
+) -> None:
+    on_each_database, database_url = served
+    # Past IN_PROCESS_BYTES, so parsed in a worker process and stored in many transactions.
+    before = _count(database_url, "mn_participants")
+    coverage = _count(database_url, "history_coverage")
+    records = _participants(1500, first=20_000)
+    document = json.dumps(records).encode()
+    assert IN_PROCESS_BYTES < len(document) < CAP
+    bad = json.dumps([*records, {"id": "broken", "duration": "long"}]).encode()
+    refused = on_each_database.post("/api/v1/history", content=bad)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["id"] == "broken"
+    assert _count(database_url, "mn_participants") == before
+
+    stored = on_each_database.post("/api/v1/history", content=document)
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["participants"] == 1500
+    assert stored.json()["as_of"] == "2015-04-02T09:55:33.141261Z"
+    assert _count(database_url, "mn_participants") == before + 1500
+    assert _count(database_url, "history_coverage") == coverage + 1
+
+
+def test_an_upload_over_the_cap_is_refused_before_it_is_read(
+    served: tuple[Service, str],
+) -> None:
+    on_each_database, database_url = served
+    before = _count(database_url, "mn_participants")
+    too_large = b" " * (CAP + 1)
+    declared = on_each_database.post("/api/v1/history", content=too_large)
+    assert declared.status_code == 413, declared.text
+    assert "CDRECON_HISTORY_UPLOAD_MAX_BYTES" in declared.json()["detail"]
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(CAP // 65536 + 2):
+            yield b" " * 65536
+
+    streamed = on_each_database.post("/api/v1/history", content=chunked())
+    assert streamed.status_code == 413, streamed.text
+    form = on_each_database.post("/api/v1/history", files={"file": ("big.json", too_large)})
+    assert form.status_code == 413, form.text
+    assert _count(database_url, "mn_participants") == before
