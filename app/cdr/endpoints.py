@@ -31,6 +31,14 @@ async def list_cdrs(
     conference: str | None = None,
     protocol: str | None = None,
     state: Annotated[str | None, Query(pattern="^(open|closed|failed|excluded)$")] = None,
+    alias: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=255,
+            description="remote or local alias contains this (case-insensitive)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> Page[Cdr]:
@@ -45,6 +53,7 @@ async def list_cdrs(
         conference=conference,
         protocol=protocol,
         state=state,
+        alias=alias,
     )
     return Page[Cdr](items=[Cdr.from_row(row) for row in rows], next_cursor=next_cursor)
 

@@ -1,4 +1,5 @@
-"""Read queries on CDRs, their events and conferences: pages, one leg, instances."""
+"""Read queries on CDRs, their events and conferences: pages, one leg, the raw messages
+behind it, instances."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ async def page_cdrs(
     conference: str | None = None,
     protocol: str | None = None,
     state: str | None = None,
+    alias: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of CDRs and the cursor of the next page (None on the last)."""
     rows = await CdrRepository.for_connection(conn).page_legs(
@@ -33,6 +35,7 @@ async def page_cdrs(
         conference=conference,
         protocol=protocol,
         state=state,
+        alias=alias,
     )
     return cut_page(rows, limit, lambda row: (row["first_seen_us"], row["id"]))
 
@@ -46,6 +49,11 @@ async def get_cdr(
     if leg is None:
         return None
     return leg, await repository.events_of_leg(conn, participant_id)
+
+
+async def received_messages(conn: AsyncConnection, message_ids: list[int]) -> list[dict[str, Any]]:
+    """The raw syslog messages behind a CDR's events (their `message_ids`), as received."""
+    return await CdrRepository.for_connection(conn).received_messages(conn, message_ids)
 
 
 async def list_conferences(

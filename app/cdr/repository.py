@@ -176,8 +176,10 @@ class CdrRepository:
         conference: str | None,
         protocol: str | None,
         state: str | None,
+        alias: str | None = None,
     ) -> list[dict[str, Any]]:
-        """CDRs in (first seen, id) order after the keyset `after`, filtered."""
+        """CDRs in (first seen, id) order after the keyset `after`, filtered; `alias` is
+        looked for (case-insensitively) inside the remote and the local alias."""
         query: Select[Any] = select(cdrs)
         if after is not None:
             seen, pid = after
@@ -198,6 +200,13 @@ class CdrRepository:
             query = query.where(func.lower(cdrs.c.protocol) == protocol.lower())
         if state is not None:
             query = query.where(cdrs.c.state == state)
+        if alias is not None:
+            query = query.where(
+                or_(
+                    cdrs.c.remote_alias.icontains(alias, autoescape=True),
+                    cdrs.c.local_alias.icontains(alias, autoescape=True),
+                )
+            )
         query = query.order_by(cdrs.c.first_seen_us, cdrs.c.id).limit(limit)
         return [dict(row._mapping) for row in await conn.execute(query)]
 
@@ -239,6 +248,31 @@ class CdrRepository:
         for values in rows:
             further = sources.get(bytes(values["digest"]), set())
             values["message_ids"] = sorted(further | {int(values["message_id"])})
+        return rows
+
+    async def received_messages(
+        self, conn: AsyncConnection, message_ids: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        """The raw messages `message_ids` as received (frame, time, transport, peer, host),
+        in id order."""
+        rows: list[dict[str, Any]] = []
+        for chunk in _chunks(sorted(set(message_ids))):
+            result = await conn.execute(
+                select(
+                    messages.c.id,
+                    messages.c.received_us,
+                    messages.c.transport,
+                    messages.c.peer_host,
+                    messages.c.peer_port,
+                    messages.c.tls_subject,
+                    messages.c.hostname,
+                    messages.c.source,
+                    messages.c.truncated,
+                    messages.c.raw,
+                ).where(messages.c.id.in_(chunk))
+            )
+            rows += [dict(row._mapping) for row in result]
+        rows.sort(key=lambda row: int(row["id"]))
         return rows
 
     async def legs_between(

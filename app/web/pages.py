@@ -13,6 +13,7 @@ from app.auth.tokens import Principal
 from app.paging import InvalidCursor
 from app.reconcile.service import RunNotFound
 
+from .cdrs import router as cdrs_router
 from .explorer import router as explorer_router
 from .overview import load_overview, run_url
 from .render import render
@@ -79,3 +80,4 @@ router.include_router(session_router)
 router.include_router(assets_router)
 router.include_router(explorer_router)
 router.include_router(tokens_router)
+router.include_router(cdrs_router)

@@ -39,3 +39,29 @@ async def test_cdr_pages_follow_a_stable_cursor(ingested: AsyncEngine) -> None:
     assert seen == [row["id"] for row in everything]
     assert len(seen) == len(EXPECTED)
     assert {row["id"] for row in closed} == {k for k, v in EXPECTED.items() if v[0] == "closed"}
+
+
+async def test_cdrs_are_found_by_part_of_an_alias_in_any_case(ingested: AsyncEngine) -> None:
+    async def ids(alias: str) -> set[str]:
+        async with ingested.connect() as conn:
+            rows, _ = await queries.page_cdrs(conn, limit=100, cursor=None, alias=alias)
+        return {row["id"] for row in rows}
+
+    assert await ids("ALICE@example") == {"p-alice"}  # the remote alias
+    assert await ids("meet.weekly") == {"p-eve"}  # the local alias
+    assert await ids("%") == set()  # a LIKE wildcard is looked for as itself
+    assert await ids("_") == set()
+
+
+async def test_the_raw_messages_behind_a_leg_come_with_how_they_arrived(
+    ingested: AsyncEngine,
+) -> None:
+    async with ingested.connect() as conn:
+        found = await queries.get_cdr(conn, "p-carol")
+        assert found is not None
+        ids = [i for event in found[1] for i in event["message_ids"]]
+        received = await queries.received_messages(conn, ids)
+    assert [row["id"] for row in received] == sorted(ids)
+    assert all(row["transport"] == "tcp" and row["peer_host"] == "h" for row in received)
+    assert all(row["hostname"] == "conf-b" for row in received)
+    assert all(b'Participant-id="p-carol"' in bytes(row["raw"]) for row in received)
