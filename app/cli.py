@@ -240,6 +240,33 @@ def db_verify(file: Path) -> None:
     click.echo(f"{file}: sound")
 
 
+@main.command("prune")
+@_DATABASE_OPTION
+@click.option("--dry-run", is_flag=True, help="count what would go; change nothing")
+def prune_command(dry_run: bool, **flags: Any) -> None:
+    """Delete what the retention settings let go (CDRECON_RETAIN_*_DAYS), as `serve` does
+    every CDRECON_PRUNE_INTERVAL; never the evidence of unexported lost records."""
+    from app.retention.service import Pass, policy_of, prune, summary
+
+    async def run(settings: Settings, engine: AsyncEngine) -> Pass:
+        done = await prune(engine, policy_of(settings), dry_run=dry_run, rest=False)
+        if not dry_run:
+            await _audit(engine, "retention.prune", None, summary(done))
+        return done
+
+    done = _run(flags, run)
+    verb = "would delete" if dry_run else "deleted"
+    for table, count in sorted(done.tally.rows.items()):
+        click.echo(f"{table}\t{count}")
+    click.echo(f"{verb} {done.tally.total} rows in {done.seconds:.1f} s", err=True)
+    if not dry_run and not done.can_return_space:
+        click.echo(
+            "the SQLite file was created without auto_vacuum=INCREMENTAL: freed pages are "
+            "reused but the file does not shrink (VACUUM, with serve stopped, shrinks it)",
+            err=True,
+        )
+
+
 @main.command("import-syslog")
 @_DATABASE_OPTION
 @click.argument(

@@ -163,6 +163,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Retention (app/retention): days to keep, 0 keeps forever. Raw messages that carry no
+    # call event are most of a support log and no bill depends on them: two weeks is time
+    # to notice and investigate a problem. Everything billing may ask about (the messages
+    # behind CDRs, CDRs, MN records, runs, batches, the audit log) stays past a yearly
+    # billing cycle and its disputes. Unexported lost records are never pruned.
+    retain_messages_days: float = Field(default=14.0, ge=0)
+    retain_billing_days: float = Field(default=400.0, ge=0)
+    # Seconds between pruning passes inside `serve`; 0 turns pruning off there.
+    prune_interval: float = Field(default=3600.0, ge=0)
+
     @field_validator("syslog_tcp", "syslog_udp", "syslog_tls", "http")
     @classmethod
     def _valid_address(cls, value: str) -> str:

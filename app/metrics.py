@@ -177,6 +177,12 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.pruned = Counter(
+            "cdrecon_rows_pruned",
+            "Rows deleted by retention (CDRECON_RETAIN_*_DAYS), by table.",
+            ["table"],
+            registry=r,
+        )
         for transport in ("tcp", "udp"):
             self.source_refused.labels(transport)
         for transport in TRANSPORTS:

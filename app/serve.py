@@ -75,9 +75,12 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
             raise RuntimeError("the HTTP server stopped during start-up")
         log.info("cdrecon serving; HTTP on %s", settings.http_address)
         puller = _start_history_pulls(settings, engine)
+        pruner = _start_pruning(settings, engine, runtime)
         await stop.wait()
         if puller is not None:
             puller.cancel()
+        if pruner is not None:
+            pruner.cancel()
         log.info("stopping: draining syslog connections")
         await receivers.stop(settings.drain_timeout)
         # Deferred deriving may be long; it is listed in the database and the next start
@@ -128,4 +131,21 @@ def _start_history_pulls(settings: Settings, engine: AsyncEngine) -> asyncio.Tas
             settings.mn_pull_interval,
         ),
         name="cdrecon-history-pull",
+    )
+
+
+def _start_pruning(
+    settings: Settings, engine: AsyncEngine, runtime: Runtime
+) -> asyncio.Task[None] | None:
+    """Retention's passes, unless CDRECON_PRUNE_INTERVAL is 0."""
+    if not settings.prune_interval:
+        return None
+    from app.retention.service import policy_of, prune_forever
+
+    def counted(table: str, rows: int) -> None:
+        runtime.metrics.pruned.labels(table).inc(rows)
+
+    return asyncio.create_task(
+        prune_forever(engine, policy_of(settings), settings.prune_interval, counted),
+        name="cdrecon-retention",
     )

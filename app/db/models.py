@@ -127,6 +127,8 @@ event_messages = Table(
     metadata,
     Column("digest", LargeBinary(16), primary_key=True),
     Column("message_id", BigInteger, primary_key=True),
+    # Which messages carry an event: what retention asks before pruning a message.
+    Index("ix_event_messages_message_id", "message_id"),
 )
 
 # Messages stored while deriving was deferred (the database fell behind the senders), as
@@ -214,6 +216,7 @@ mn_conferences = Table(
     Column("record", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("imported_us", BigInteger, nullable=False),
+    Index("ix_mn_conferences_end_us", "end_us"),
 )
 
 # How far `pull-history` has read each resource, by end time (records are written when a

@@ -92,6 +92,7 @@ def upgrade() -> None:
         sa.Column("message_id", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("digest", "message_id", name="pk_event_messages"),
     )
+    op.create_index("ix_event_messages_message_id", "event_messages", ["message_id"])
     op.create_table(
         "pending_derivations",
         sa.Column("first_id", sa.BigInteger, autoincrement=False, nullable=False),
@@ -191,6 +192,7 @@ def upgrade() -> None:
         sa.Column("imported_us", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_mn_conferences"),
     )
+    op.create_index("ix_mn_conferences_end_us", "mn_conferences", ["end_us"])
     op.create_table(
         "pull_checkpoints",
         sa.Column("resource", sa.String(32), nullable=False),
