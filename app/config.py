@@ -172,6 +172,11 @@ class Settings(BaseSettings):
     retain_billing_days: float = Field(default=400.0, ge=0)
     # Seconds between pruning passes inside `serve`; 0 turns pruning off there.
     prune_interval: float = Field(default=3600.0, ge=0)
+    # The disk budget: crossing either is a warning on /healthz, /metrics and the console
+    # before anything stops. 2 GiB leaves a day of a busy estate's messages and SQLite room
+    # for its log; the database size limit is off (0) unless set.
+    disk_min_free_bytes: int = Field(default=2 * 1024**3, ge=0)
+    database_max_bytes: int = Field(default=0, ge=0)
 
     @field_validator("syslog_tcp", "syslog_udp", "syslog_tls", "http")
     @classmethod

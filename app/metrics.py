@@ -183,6 +183,24 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.database_bytes = Gauge(
+            "cdrecon_database_bytes",
+            "Bytes the database takes: the SQLite file with its log, or PostgreSQL's "
+            "pg_database_size; measured at each scrape.",
+            registry=r,
+        )
+        self.disk_free_bytes = Gauge(
+            "cdrecon_disk_free_bytes",
+            "Bytes free to cdrecon on the SQLite database's file system (-1 on PostgreSQL, "
+            "whose disk is the server's); measured at each scrape.",
+            registry=r,
+        )
+        self.disk_budget_exceeded = Gauge(
+            "cdrecon_disk_budget_exceeded",
+            "1 when free space is under CDRECON_DISK_MIN_FREE_BYTES or the database is over "
+            "CDRECON_DATABASE_MAX_BYTES (a warning: nothing stops), else 0.",
+            registry=r,
+        )
         for transport in ("tcp", "udp"):
             self.source_refused.labels(transport)
         for transport in TRANSPORTS:
@@ -211,3 +229,12 @@ class _KernelDrops(Collector):
                 "full): raise CDRECON_UDP_RECEIVE_BUFFER and net.core.rmem_max.",
                 value=drops,
             )
+
+
+def show_disk(
+    metrics: Metrics, database_bytes: int, free_bytes: int | None, exceeded: bool
+) -> None:
+    """Set the disk budget's gauges from one measurement."""
+    metrics.database_bytes.set(database_bytes)
+    metrics.disk_free_bytes.set(-1 if free_bytes is None else free_bytes)
+    metrics.disk_budget_exceeded.set(1 if exceeded else 0)

@@ -17,7 +17,9 @@ from app.errors import API_ERRORS, install_handlers
 from app.export.endpoints import router as export_router
 from app.history.endpoints import router as history_router
 from app.ingest.endpoints import router as ingest_router
+from app.metrics import show_disk
 from app.reconcile.endpoints import router as reconcile_router
+from app.retention.budget import measure
 from app.web.pages import router as web_router
 
 
@@ -47,7 +49,11 @@ def create_app(state: ServiceState) -> FastAPI:
         if stalled := state.stalled():
             # It answers reads but takes no writes: read-only, full, locked.
             return JSONResponse({"status": "unavailable", "writer": stalled}, status_code=503)
-        return JSONResponse({"status": "ok", "queued": state.queued()})
+        disk = await measure(state.engine, state.settings)
+        show_disk(state.metrics, disk.database_bytes, disk.free_bytes, disk.exceeded)
+        # Still 200: the service works; the warning is for whoever watches, before it stops.
+        status = "warning" if disk.exceeded else "ok"
+        return JSONResponse({"status": status, "queued": state.queued(), "disk": disk.as_json()})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics(request: Request, state: StateDep) -> Response:
@@ -62,6 +68,11 @@ def create_app(state: ServiceState) -> FastAPI:
             rows = {}
         for table, n in rows.items():
             state.metrics.rows.labels(table).set(n)
+        try:
+            disk = await measure(state.engine, state.settings)
+            show_disk(state.metrics, disk.database_bytes, disk.free_bytes, disk.exceeded)
+        except Exception:  # as above: the last measurement stays
+            pass
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     v1 = APIRouter(prefix="/api/v1", responses=API_ERRORS)
