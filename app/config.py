@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     mn_user: str = ""
     mn_password_file: Path | None = None
     mn_ca_bundle: Path | None = None
-    mn_pull_interval: float = Field(default=900.0, ge=10)
+    mn_pull_interval: float = Field(default=900.0, ge=1)
 
     # History uploads over HTTP larger than this are refused (413) before they are read whole.
     history_upload_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -177,6 +177,20 @@ class Settings(BaseSettings):
     # for its log; the database size limit is off (0) unless set.
     disk_min_free_bytes: int = Field(default=2 * 1024**3, ge=0)
     database_max_bytes: int = Field(default=0, ge=0)
+
+    # Continuous reconciliation inside `serve` (app/watch): after each scheduled pull, look
+    # for records the MN lost. Off by default; needs CDRECON_MN_URL.
+    watch: bool = False
+    # Seconds between the watch's reconciliation runs (each over the whole window); 0: after
+    # every pull. The restore check runs after every pull whatever this says.
+    watch_interval: float = Field(default=3600.0, ge=0)
+    # Legs that ended less than this before the history's "as of" are not judged yet: the
+    # MN writes a record when the call ends, sometimes a little later.
+    watch_settle: float = Field(default=900.0, ge=0)
+    # How far back each watch run (and the restore check) looks, in seconds.
+    watch_window: float = Field(default=86400.0, gt=0)
+    watch_webhook_url: str = ""
+    watch_webhook_secret_file: Path | None = None
 
     @field_validator("syslog_tcp", "syslog_udp", "syslog_tls", "http")
     @classmethod
@@ -212,6 +226,23 @@ class Settings(BaseSettings):
             for name, value in (("KEY", self.tls_key), ("CLIENT_CA", self.tls_client_ca)):
                 if value is not None:
                     raise ValueError(f"CDRECON_TLS_{name} is set but CDRECON_TLS_CERT is not")
+        return self
+
+    @model_validator(mode="after")
+    def _watch_needs_a_pull(self) -> Settings:
+        # A watch with nothing to pull would reconcile stale history and stay silent.
+        if self.watch and not self.mn_url:
+            raise ValueError(
+                "CDRECON_WATCH needs the MN history it watches: set CDRECON_MN_URL "
+                "(and CDRECON_MN_USER, CDRECON_MN_PASSWORD_FILE)"
+            )
+        url = self.watch_webhook_url.strip()
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"CDRECON_WATCH_WEBHOOK_URL must be http(s)://..., got {url!r}")
+        if self.watch_webhook_secret_file is not None and not url:
+            raise ValueError(
+                "CDRECON_WATCH_WEBHOOK_SECRET_FILE is set but CDRECON_WATCH_WEBHOOK_URL is not"
+            )
         return self
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -201,12 +202,61 @@ class Metrics:
             "CDRECON_DATABASE_MAX_BYTES (a warning: nothing stops), else 0.",
             registry=r,
         )
+        self._watch_metrics()
         for transport in ("tcp", "udp"):
             self.source_refused.labels(transport)
         for transport in TRANSPORTS:
             # Pre-create the series so dashboards see zeros rather than absent series.
             for family in (self.received, self.stored, self.parse_failures, self.oversize):
                 family.labels(transport)
+
+    def _watch_metrics(self) -> None:
+        r = self.registry
+        # Unknown until the first pull of this process (NaN), then the age at each scrape.
+        self._last_pull: float | None = None
+        self.history_pull_age = Gauge(
+            "cdrecon_history_pull_age_seconds",
+            "Seconds since the last successful scheduled MN history pull (NaN before one).",
+            registry=r,
+        )
+        self.history_pull_age.set_function(
+            lambda: float("nan") if self._last_pull is None else time.time() - self._last_pull
+        )
+        self.missing_in_mn = Gauge(
+            "cdrecon_missing_in_mn",
+            "Records syslog saw that the MN lacks, in open gap alerts (not yet exported or "
+            "acknowledged).",
+            registry=r,
+        )
+        self.gap_open = Gauge(
+            "cdrecon_gap_open",
+            "Open gap alerts: restore gaps a watch run found, not yet exported or acknowledged.",
+            registry=r,
+        )
+        self.restore_open = Gauge(
+            "cdrecon_mn_restore_open",
+            "Open restore alerts: the MN no longer returns records it held at an earlier pull.",
+            registry=r,
+        )
+        self.restore_records = Gauge(
+            "cdrecon_mn_records_vanished",
+            "MN records held at an earlier pull and no longer returned, in open restore alerts.",
+            registry=r,
+        )
+        self.restore_first_seen = Gauge(
+            "cdrecon_mn_restore_first_seen_timestamp_seconds",
+            "When the oldest open restore alert was first seen (Unix time; 0 when none).",
+            registry=r,
+        )
+        self.webhook_failures = Counter(
+            "cdrecon_alert_webhook_failures",
+            "Alert changes the webhook could not deliver after its retries.",
+            registry=r,
+        )
+
+    def history_pulled(self) -> None:
+        """A scheduled pull just succeeded: its age restarts from zero."""
+        self._last_pull = time.time()
 
     def count_udp_kernel_drops(self, read: Callable[[], int | None]) -> None:
         """Export the datagrams the kernel dropped on our UDP socket (its buffer was full),

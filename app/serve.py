@@ -13,15 +13,20 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.app import create_app
-from app.config import ListenAddress, Settings, cannot_listen
+from app.config import ListenAddress, Settings, StartupError, cannot_listen
 from app.db import counts
+from app.metrics import Metrics
 from app.receiver.listeners import Receivers
 from app.runtime import Runtime, settle_garbage_collector
+
+if TYPE_CHECKING:
+    from app.watch.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +79,7 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
             await http_task  # re-raise a bind failure
             raise RuntimeError("the HTTP server stopped during start-up")
         log.info("cdrecon serving; HTTP on %s", settings.http_address)
-        puller = _start_history_pulls(settings, engine)
+        puller = _start_history_pulls(settings, engine, runtime.metrics)
         pruner = _start_pruning(settings, engine, runtime)
         await stop.wait()
         if puller is not None:
@@ -112,15 +117,25 @@ def _bind_http(address: ListenAddress) -> socket.socket:
         raise cannot_listen("HTTP", "CDRECON_HTTP", address, exc) from exc
 
 
-def _start_history_pulls(settings: Settings, engine: AsyncEngine) -> asyncio.Task[None] | None:
-    """The scheduled MN history pull, when an MN is configured."""
+def _start_history_pulls(
+    settings: Settings, engine: AsyncEngine, metrics: Metrics
+) -> asyncio.Task[None] | None:
+    """The scheduled MN history pull, when an MN is configured, and the watch after it."""
     if not settings.mn_url:
         return None
+    from app.history.coverage import AsOf
     from app.history.pulling import pull_forever
 
     password = ""
     if settings.mn_password_file is not None:
         password = settings.mn_password_file.read_text().strip()
+    watcher = _watcher(settings, engine, metrics, password) if settings.watch else None
+
+    async def after_pull(as_of: AsOf) -> None:
+        metrics.history_pulled()
+        if watcher is not None:
+            await watcher.after_pull(as_of.us)
+
     return asyncio.create_task(
         pull_forever(
             engine,
@@ -129,6 +144,7 @@ def _start_history_pulls(settings: Settings, engine: AsyncEngine) -> asyncio.Tas
             password,
             settings.mn_ca_bundle,
             settings.mn_pull_interval,
+            after_pull,
         ),
         name="cdrecon-history-pull",
     )
@@ -149,3 +165,25 @@ def _start_pruning(
         prune_forever(engine, policy_of(settings), settings.prune_interval, counted),
         name="cdrecon-retention",
     )
+
+
+def _watcher(settings: Settings, engine: AsyncEngine, metrics: Metrics, password: str) -> Watcher:
+    """The continuous watch (app/watch), its webhook secret read now: a wrong path is a
+    start-up error, not a webhook that signs nothing."""
+    from app.watch.watcher import Watcher
+
+    secret = None
+    if settings.watch_webhook_secret_file is not None:
+        path = settings.watch_webhook_secret_file
+        try:
+            secret = path.read_bytes().strip()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot read the webhook secret {path} (CDRECON_WATCH_WEBHOOK_SECRET_FILE): "
+                f"{exc.strerror or exc}"
+            ) from exc
+        if not secret:
+            raise StartupError(
+                f"the webhook secret file {path} (CDRECON_WATCH_WEBHOOK_SECRET_FILE) is empty"
+            )
+    return Watcher.from_settings(settings, engine, metrics, password, secret)

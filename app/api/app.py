@@ -20,6 +20,7 @@ from app.ingest.endpoints import router as ingest_router
 from app.metrics import show_disk
 from app.reconcile.endpoints import router as reconcile_router
 from app.retention.budget import measure
+from app.watch.endpoints import router as watch_router
 from app.web.pages import router as web_router
 
 
@@ -82,6 +83,7 @@ def create_app(state: ServiceState) -> FastAPI:
     v1.include_router(reconcile_router)
     v1.include_router(export_router)
     v1.include_router(audit_router)
+    v1.include_router(watch_router)
     app.include_router(v1)
     app.include_router(web_router)
     return app

@@ -347,3 +347,44 @@ audit_log = Table(
     Column("client", String(128), nullable=True),
     Index("ix_audit_log_at_us", "at_us"),
 )
+
+# Alerts of the continuous watch (app/watch): a restore gap a watch run found (`kind` gap:
+# records syslog saw that the MN lacks) or records the MN held at an earlier pull and no
+# longer returns (`kind` restore). Opened once, updated as it grows, cleared when its
+# records are exported or an admin acknowledges it; `from_us`/`until_us` bound its records
+# in the MN's write order (call end), `before_us`/`after_us` the records kept either side.
+watch_alerts = Table(
+    "watch_alerts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("first_seen_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("cleared_us", BigInteger, nullable=True),
+    Column("cleared_by", String(128), nullable=True),
+    Column("from_us", BigInteger, nullable=False),
+    Column("until_us", BigInteger, nullable=False),
+    Column("before_us", BigInteger, nullable=True),
+    Column("after_us", BigInteger, nullable=True),
+    # How far the gap may reach without passing a kept record the runs saw (its identity
+    # across runs: app/watch/policy.py).
+    Column("reach_from_us", BigInteger, nullable=False),
+    Column("reach_until_us", BigInteger, nullable=False),
+    Column("record_count", Integer, nullable=False),
+    Column("nodes", Text, nullable=False),
+    Column("run_id", BigInteger, nullable=True),
+    Column("source", Text, nullable=True),
+    Index("ix_watch_alerts_state", "state", "id"),
+)
+
+# The records an alert is about (a CDR id for a gap, an MN record id for a restore): what
+# clears it once exported, and what retention must keep while it is open.
+watch_alert_records = Table(
+    "watch_alert_records",
+    metadata,
+    Column("alert_id", BigInteger, primary_key=True),
+    Column("record_id", String(128), primary_key=True),
+    Column("time_us", BigInteger, nullable=False),
+    Index("ix_watch_alert_records_record_id", "record_id"),
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -38,9 +39,16 @@ async def pull_once(
 
 
 async def pull_forever(
-    engine: AsyncEngine, url: str, user: str, password: str, ca_bundle: Path | None, interval: float
+    engine: AsyncEngine,
+    url: str,
+    user: str,
+    password: str,
+    ca_bundle: Path | None,
+    interval: float,
+    after_pull: Callable[[AsOf], Awaitable[None]] | None = None,
 ) -> None:
-    """Pull every `interval` seconds until cancelled; a failed pull is logged and retried."""
+    """Pull every `interval` seconds until cancelled; a failed pull is logged and retried.
+    `after_pull` is awaited after each successful pull with its "as of" (the watch)."""
     while True:
         try:
             result, as_of = await pull_once(engine, url, user, password, ca_bundle)
@@ -53,4 +61,7 @@ async def pull_forever(
             )
         except Exception:
             log.exception("pulling MN history from %s failed; next try in %.0fs", url, interval)
+        else:
+            if after_pull is not None:
+                await after_pull(as_of)
         await asyncio.sleep(interval)

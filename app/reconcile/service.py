@@ -57,13 +57,16 @@ async def reconcile(
     tolerance_us: int = 2_000_000,
     created_by: str | None = None,
     force: bool = False,
+    as_of_cap_us: int | None = None,
 ) -> dict[str, Any]:
     """Run a reconciliation over [from, until), store it, and return its summary.
 
     Derives what a busy writer deferred first, in transactions of its own: call it before
     `conn` has read anything, so that it reads complete CDRs. Refused (HistoryNotCovered)
     when no MN history covers the window, unless `force`: then the operator vouches for the
-    history, and no call is held back as `after_history`.
+    history, and no call is held back as `after_history`. `as_of_cap_us` trusts the history
+    no further than that instant (the watch's settle time: the MN may write a record a
+    little after the call ended).
     """
     if until_us <= from_us:
         raise InvalidInputError("the window is empty: `until` must be after `from`")
@@ -76,6 +79,8 @@ async def reconcile(
     if uncovered is not None and not force:
         raise history_coverage.HistoryNotCovered(uncovered)
     history_as_of = None if uncovered is not None else coverage.as_of_us
+    if history_as_of is not None and as_of_cap_us is not None:
+        history_as_of = min(history_as_of, as_of_cap_us)
     repository = ReconcileRepository()
     retention_from = coverage.oldest_us
     now_us = time.time_ns() // 1000

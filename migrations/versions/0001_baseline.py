@@ -298,11 +298,43 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
     )
     op.create_index("ix_audit_log_at_us", "audit_log", ["at_us"])
+    op.create_table(
+        "watch_alerts",
+        sa.Column("id", _ID, nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("first_seen_us", sa.BigInteger, nullable=False),
+        sa.Column("updated_us", sa.BigInteger, nullable=False),
+        sa.Column("cleared_us", sa.BigInteger, nullable=True),
+        sa.Column("cleared_by", sa.String(128), nullable=True),
+        sa.Column("from_us", sa.BigInteger, nullable=False),
+        sa.Column("until_us", sa.BigInteger, nullable=False),
+        sa.Column("before_us", sa.BigInteger, nullable=True),
+        sa.Column("after_us", sa.BigInteger, nullable=True),
+        sa.Column("reach_from_us", sa.BigInteger, nullable=False),
+        sa.Column("reach_until_us", sa.BigInteger, nullable=False),
+        sa.Column("record_count", sa.Integer, nullable=False),
+        sa.Column("nodes", sa.Text, nullable=False),
+        sa.Column("run_id", sa.BigInteger, nullable=True),
+        sa.Column("source", sa.Text, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_watch_alerts"),
+    )
+    op.create_index("ix_watch_alerts_state", "watch_alerts", ["state", "id"])
+    op.create_table(
+        "watch_alert_records",
+        sa.Column("alert_id", sa.BigInteger, nullable=False),
+        sa.Column("record_id", sa.String(128), nullable=False),
+        sa.Column("time_us", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("alert_id", "record_id", name="pk_watch_alert_records"),
+    )
+    op.create_index("ix_watch_alert_records_record_id", "watch_alert_records", ["record_id"])
 
 
 def downgrade() -> None:
     # Dropping a table drops its indexes.
     for table in (
+        "watch_alert_records",
+        "watch_alerts",
         "audit_log",
         "first_exports",
         "export_records",
