@@ -39,6 +39,7 @@ from app.db.models import (
     reconciliation_items,
     reconciliations,
 )
+from app.watch.repository import open_alert_records
 
 from .policy import Tally, listed_ids
 
@@ -156,7 +157,9 @@ async def prune_cdrs(
     it), except unexported lost records, with their events and messages. The cursor is
     ("started", start, id), then ("unstarted", first seen, id)."""
     tally = Tally()
-    kept = cdrs.c.id.not_in(unexported_lost())
+    # An open alert's records (a restore's are MN ids, which name the CDR syslog saw) are
+    # what its responder needs to look at.
+    kept = and_(cdrs.c.id.not_in(unexported_lost()), cdrs.c.id.not_in(open_alert_records()))
     if cursor is None or cursor[0] == "started":
         scan = _Scan(cdrs, and_(cdrs.c.start_us < cutoff_us, kept), (cdrs.c.start_us, cdrs.c.id))
         phase, position = "started", None if cursor is None else cursor[1:]
@@ -278,15 +281,17 @@ async def prune_mn_participants(
     conn: AsyncConnection, cutoff_us: int, cursor: Cursor | None, limit: int, dry_run: bool
 ) -> tuple[Cursor | None, Tally]:
     """MN participant records that ended before the cut-off (never ended: started before
-    it). The cursor is ("ended", end, id), then ("unended", start, id)."""
+    it), except those an open alert names (a restore: the MN's own record of what it lost).
+    The cursor is ("ended", end, id), then ("unended", start, id)."""
     table = mn_participants
+    kept = table.c.id.not_in(open_alert_records())
     if cursor is None or cursor[0] == "ended":
-        scan = _Scan(table, table.c.end_us < cutoff_us, (table.c.end_us, table.c.id))
+        scan = _Scan(table, and_(table.c.end_us < cutoff_us, kept), (table.c.end_us, table.c.id))
         phase, position = "ended", None if cursor is None else cursor[1:]
     else:
         scan = _Scan(
             table,
-            and_(table.c.end_us.is_(None), table.c.start_us < cutoff_us),
+            and_(table.c.end_us.is_(None), table.c.start_us < cutoff_us, kept),
             (table.c.start_us, table.c.id),
         )
         phase, position = "unended", cursor[1:] or None
