@@ -160,6 +160,9 @@ class Settings(BaseSettings):
 
     # History uploads over HTTP larger than this are refused (413) before they are read whole.
     history_upload_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Seconds an HTTP request waits for a database connection or lock before answering 503
+    # (`database_busy`, with Retry-After): the ingest writer keeps priority.
+    request_database_wait: float = Field(default=2.0, gt=0, le=60)
 
     log_level: str = "INFO"
 

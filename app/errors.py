@@ -10,7 +10,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
+
+from app.db.engine import is_busy
 
 
 class ErrorBody(BaseModel):
@@ -27,6 +30,12 @@ API_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "The token's scope does not allow this"},
     422: {"model": ErrorBody, "description": "The request is invalid; nothing was changed"},
     "4XX": {"model": ErrorBody, "description": "Another refusal (unknown id, bad cursor, …)"},
+    503: {
+        "model": ErrorBody,
+        "description": "`database_busy`: no database connection or lock came in time (ingest "
+        "has priority); nothing was changed. Retry after the `Retry-After` seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
     "5XX": {"model": ErrorBody, "description": "The service failed; the reason is in its log"},
 }
 
@@ -75,6 +84,14 @@ class PayloadTooLargeError(CdreconError):
     code = "payload_too_large"
 
 
+class DatabaseBusyError(CdreconError):
+    """No database connection or lock came within CDRECON_REQUEST_DATABASE_WAIT: the ingest
+    writer has priority. Nothing was changed; the same request later may well work."""
+
+    status = 503
+    code = "database_busy"
+
+
 def error_response(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -91,12 +108,14 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(problems) or "invalid request"
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Answer every error, ours, FastAPI's and Starlette's, in the one shape."""
+def install_handlers(app: FastAPI, *, retry_after: int = 2) -> None:
+    """Answer every error, ours, FastAPI's and Starlette's, in the one shape; a busy
+    database with 503 and `Retry-After: <retry_after>` seconds."""
 
     async def cdrecon_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, CdreconError)
-        return JSONResponse(exc.detail(), status_code=exc.status)
+        headers = {"Retry-After": str(retry_after)} if isinstance(exc, DatabaseBusyError) else None
+        return JSONResponse(exc.detail(), status_code=exc.status, headers=headers)
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -112,6 +131,16 @@ def install_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return error_response(422, InvalidInputError.code, _validation_detail(exc))
 
+    async def database_error(_request: Request, exc: Exception) -> JSONResponse:
+        if not is_busy(exc):
+            raise exc  # a real failure: the 500 below, with its traceback in the log
+        return error_response(
+            DatabaseBusyError.status,
+            DatabaseBusyError.code,
+            "the database is busy with ingest; nothing was changed: try again shortly",
+            {"Retry-After": str(retry_after)},
+        )
+
     async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
         # Starlette logs the traceback itself after this answer.
         return error_response(500, "internal_error", "internal error; see the service log")
@@ -119,4 +148,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CdreconError, cdrecon_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(SQLAlchemyError, database_error)
     app.add_exception_handler(Exception, internal_error)

@@ -46,11 +46,16 @@ class Runtime:
         )
         return cls(settings, engine, metrics, writer)
 
-    def service_state(self) -> ServiceState:
-        """What the HTTP side may use: no writer, only its queue length and whether it stalls."""
+    def service_state(self, request_engine: AsyncEngine | None = None) -> ServiceState:
+        """What the HTTP side may use: no writer, only its queue length and whether it stalls;
+        `request_engine` (short waits, see app/db/engine.py) instead of the writer's."""
         writer = self.writer
         return ServiceState(
-            self.settings, self.engine, self.metrics, lambda: writer.pending, writer.stalled
+            self.settings,
+            request_engine or self.engine,
+            self.metrics,
+            lambda: writer.pending,
+            writer.stalled,
         )
 
 

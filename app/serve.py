@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.api.app import create_app
 from app.config import ListenAddress, Settings, StartupError, cannot_listen
 from app.db import counts
+from app.db.engine import create_engine
 from app.metrics import Metrics
 from app.receiver.listeners import Receivers
 from app.runtime import Runtime, settle_garbage_collector
@@ -54,9 +55,16 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # Requests have an engine of their own that waits briefly: they never hold up the writer
+    # for long, nor wait long behind it.
+    request_engine = create_engine(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        request_wait=settings.request_database_wait,
+    )
     http = _HttpServer(
         uvicorn.Config(
-            create_app(runtime.service_state()),
+            create_app(runtime.service_state(request_engine)),
             host=settings.http_address.host,
             port=settings.http_address.port,
             log_level=settings.log_level.lower(),
@@ -97,6 +105,7 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
     finally:
         await runtime.writer.stop(finish_deriving=False)
         http_socket.close()
+        await request_engine.dispose()
 
 
 async def _fold_counts(engine: AsyncEngine) -> None:

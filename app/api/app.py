@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,7 +37,7 @@ def create_app(state: ServiceState) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = state
-    install_handlers(app)
+    install_handlers(app, retry_after=max(1, math.ceil(state.settings.request_database_wait)))
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     async def healthz(state: StateDep) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -60,11 +61,30 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> AsyncEngine:
-    """An async engine for `url`; SQLite gets WAL so that readers never block the writer."""
+# How long the process's own work waits for a lock or a connection.
+WAIT = 30.0
+
+
+def create_engine(
+    url: str, *, sqlite_synchronous: str = "NORMAL", request_wait: float | None = None
+) -> AsyncEngine:
+    """An async engine for `url`; SQLite gets WAL so that readers never block the writer.
+
+    With `request_wait`, the engine of HTTP requests: a request waits at most that long for
+    a pooled connection or a lock (SQLite's busy timeout, PostgreSQL's lock_timeout), then
+    fails with an error `is_busy` recognises, so that the ingest writer keeps priority and
+    the client hears at once to come back later."""
+    wait = WAIT if request_wait is None else request_wait
     if not is_sqlite(url):
-        return create_async_engine(url, pool_pre_ping=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+        if request_wait is None:
+            return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,
+            pool_timeout=wait,
+            connect_args={"server_settings": {"lock_timeout": str(round(wait * 1000))}},
+        )
+    engine = create_async_engine(url, pool_timeout=wait, connect_args={"timeout": wait})
 
     @event.listens_for(engine.sync_engine, "connect")
     def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -74,7 +94,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> AsyncEngin
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={round(wait * 1000)}")
         # 32 MiB of page cache (the default is 2 MiB): the CDR table is keyed by random
         # participant ids, and with a small cache every upsert reads pages back. (64 MiB
         # bought no speed once events were indexed in time order, and cost 35 MB of RSS.)
@@ -91,3 +111,20 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> AsyncEngin
         conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+# SQLite's "database is locked" / "database table is locked"; PostgreSQL's lock_not_available.
+_BUSY_SQLITE = ("database is locked", "database table is locked")
+_BUSY_SQLSTATE = "55P03"
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True for a failure that only says the database is busy: no pooled connection came
+    in time, or a lock was not granted within the wait. Trying again later may well work."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        return True
+    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return False
+    original = exc.orig
+    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    return code == _BUSY_SQLSTATE or any(text in str(original) for text in _BUSY_SQLITE)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import create_engine
-from app.errors import CdreconError, InvalidInputError
+from app.db.engine import create_engine, is_busy
+from app.errors import CdreconError, DatabaseBusyError, InvalidInputError
 from parsers.history import RecordError
 
 from .coverage import AsOf, Kind, decide, record_coverage
@@ -64,6 +64,8 @@ async def store_in_chunks(
     except Exception as exc:
         if isinstance(exc, CdreconError):
             raise
+        if written == 0 and is_busy(exc):
+            raise DatabaseBusyError(f"{source}: the database is busy; nothing was stored") from exc
         raise HistoryStoreFailed(
             f"{source}: the database failed after {written} of "
             f"{stored.participants + stored.conferences} records were stored ({exc}); "
