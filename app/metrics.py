@@ -212,11 +212,13 @@ class Metrics:
 
     def _watch_metrics(self) -> None:
         r = self.registry
-        # Unknown until the first pull of this process (NaN), then the age at each scrape.
+        # NaN without scheduled pulls; from the start until the first succeeds, so that a
+        # pull that never succeeds shows as an age that grows.
         self._last_pull: float | None = None
         self.history_pull_age = Gauge(
             "cdrecon_history_pull_age_seconds",
-            "Seconds since the last successful scheduled MN history pull (NaN before one).",
+            "Seconds since the last successful scheduled MN history pull (since the start "
+            "before one succeeds; NaN when no pulls are scheduled).",
             registry=r,
         )
         self.history_pull_age.set_function(
@@ -253,6 +255,11 @@ class Metrics:
             "Alert changes the webhook could not deliver after its retries.",
             registry=r,
         )
+
+    def history_pulls_scheduled(self) -> None:
+        """Pulls are scheduled: their age counts from now until one succeeds."""
+        if self._last_pull is None:
+            self._last_pull = time.time()
 
     def history_pulled(self) -> None:
         """A scheduled pull just succeeded: its age restarts from zero."""

@@ -139,6 +139,7 @@ def _start_history_pulls(
     if settings.mn_password_file is not None:
         password = settings.mn_password_file.read_text().strip()
     watcher = _watcher(settings, engine, metrics, password) if settings.watch else None
+    metrics.history_pulls_scheduled()
 
     async def after_pull(as_of: AsOf) -> None:
         metrics.history_pulled()

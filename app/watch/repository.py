@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import (
@@ -14,6 +14,7 @@ from app.db.models import (
     first_exports,
     mn_participants,
     reconciliation_items,
+    reconciliations,
     watch_alert_records,
     watch_alerts,
 )
@@ -235,3 +236,48 @@ async def held_records(
         _held(url, low_us, high_us)
     )
     return {str(i): int(end) for i, end in await conn.execute(query)}
+
+
+async def superseded_runs(
+    conn: AsyncConnection, created_by: str, before_us: int, limit: int
+) -> list[int]:
+    """Runs by `created_by` made before `before_us` that hold no lost record still to export
+    and that no open alert names: later runs have judged their window again."""
+    item = reconciliation_items
+    holds_unexported = exists().where(
+        item.c.run_id == reconciliations.c.id,
+        item.c.status == "missing_in_mn",
+        item.c.cdr_id.is_not(None),
+        ~exists().where(first_exports.c.cdr_id == item.c.cdr_id),
+    )
+    named = select(watch_alerts.c.run_id).where(
+        watch_alerts.c.state == State.OPEN.value, watch_alerts.c.run_id.is_not(None)
+    )
+    query = (
+        select(reconciliations.c.id)
+        .where(
+            reconciliations.c.created_by == created_by,
+            reconciliations.c.created_us < before_us,
+            ~holds_unexported,
+            reconciliations.c.id.not_in(named),
+        )
+        .order_by(reconciliations.c.id)
+        .limit(limit)
+    )
+    return [int(run_id) for (run_id,) in await conn.execute(query)]
+
+
+async def delete_run_items(conn: AsyncConnection, run_id: int, after_seq: int, count: int) -> int:
+    """Delete a run's items numbered (after_seq, after_seq + count]; how many went."""
+    item = reconciliation_items
+    result = await conn.execute(
+        delete(item).where(
+            item.c.run_id == run_id, item.c.seq > after_seq, item.c.seq <= after_seq + count
+        )
+    )
+    return int(result.rowcount)
+
+
+async def delete_run(conn: AsyncConnection, run_id: int) -> None:
+    """Delete a run whose items are gone."""
+    await conn.execute(delete(reconciliations).where(reconciliations.c.id == run_id))

@@ -218,6 +218,28 @@ async def record_vanished(
         return await apply(conn, Kind.RESTORE, decide(alerts, [gap]), now_us, source=url)
 
 
+# Items a pruning transaction deletes at most: a few milliseconds of the one SQLite writer.
+PRUNE_ITEMS = 2000
+
+
+async def prune_superseded(engine: AsyncEngine, before_us: int) -> int:
+    """Delete the watch's own runs made before `before_us` that later runs superseded (see
+    `repository.superseded_runs`), a few thousand items a transaction; how many went. Each
+    run judges the whole window again, so without this a day's window run hourly would
+    store every leg 24 times."""
+    async with engine.connect() as conn:
+        runs = await repository.superseded_runs(conn, WATCH, before_us, 100)
+    for run_id in runs:
+        done = 0
+        while True:
+            async with engine.begin() as conn:
+                if not await repository.delete_run_items(conn, run_id, done, PRUNE_ITEMS):
+                    await repository.delete_run(conn, run_id)
+                    break
+            done += PRUNE_ITEMS
+    return len(runs)
+
+
 async def clear_exported(engine: AsyncEngine, now_us: int) -> list[Notice]:
     """Clear the open alerts whose every record is in an export batch."""
     notices = []

@@ -17,7 +17,14 @@ from app.metrics import Metrics
 
 from .policy import Kind
 from .restore import ClientProbe, HistoryProbe, vanished
-from .service import Notice, WatchConfig, clear_exported, publish, reconcile_settled
+from .service import (
+    Notice,
+    WatchConfig,
+    clear_exported,
+    prune_superseded,
+    publish,
+    reconcile_settled,
+)
 from .service import record_vanished as record_vanished_records
 from .webhook import Webhook, body
 
@@ -102,6 +109,14 @@ class Watcher:
             )
             if found is not None:
                 notices += found[1]
+            pruned = await self._step(
+                "pruning superseded watch runs",
+                prune_superseded(self.engine, now_us - self.config.window_us),
+            )
+            if pruned:
+                log.info(
+                    "watch: deleted %d earlier watch run(s) that later runs superseded", pruned
+                )
         notices += (
             await self._step("clearing exported alerts", clear_exported(self.engine, now_us)) or []
         )

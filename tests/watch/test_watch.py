@@ -3,10 +3,12 @@ alerts fire once, grow and clear; a restore is seen at the next pull; the webhoo
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
@@ -17,7 +19,13 @@ from app.ingest.origin import Origin
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 from app.watch.restore import ClientProbe, vanished
-from app.watch.service import Notice, WatchConfig, acknowledge, page_records
+from app.watch.service import (
+    Notice,
+    WatchConfig,
+    acknowledge,
+    page_records,
+    prune_superseded,
+)
 from app.watch.watcher import Watcher
 from app.watch.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, Webhook, body, verify
 from parsers.framing import Frame
@@ -65,6 +73,15 @@ async def cycle(engine: AsyncEngine, mn: FakeMN, watch: Watcher) -> list[Notice]
     """One scheduled pull and the watch after it, as `serve` runs them."""
     _, as_of = await pull_once(engine, mn.url, mn.username, mn.password)
     return await watch.after_pull(as_of.us)
+
+
+async def run_ids(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as conn:
+        found = await conn.execute(text("SELECT id FROM reconciliations ORDER BY id"))
+        items = await conn.execute(text("SELECT count(*) FROM reconciliation_items"))
+        ids = [int(i) for (i,) in found]
+        assert ids or items.scalar_one() == 0
+        return ids
 
 
 def gauge(metrics: Metrics, name: str) -> float:
@@ -117,6 +134,9 @@ async def test_a_gap_alert_fires_once_with_its_window_grows_and_clears_when_expo
         await ingest(engine, calls[25:])
         assert await cycle(engine, mn, watch) == []
 
+        # Every run holds lost records still to export: none is superseded yet.
+        assert await prune_superseded(engine, time.time_ns() // 1000) == 0
+
         # Billing gets the lost records from the newest run that grew the alert: it clears.
         async with engine.begin() as conn:
             manifest, _ = await create_export(
@@ -133,6 +153,10 @@ async def test_a_gap_alert_fires_once_with_its_window_grows_and_clears_when_expo
         assert gauge(metrics, "cdrecon_missing_in_mn") == 0
         assert await cycle(engine, mn, watch) == []
         receiver.wait_for(3)
+        # Exported, with the alert cleared: later runs supersede every earlier watch run.
+        runs = await run_ids(engine)
+        assert await prune_superseded(engine, time.time_ns() // 1000) == len(runs) > 5
+        assert await run_ids(engine) == []
 
     assert [(event, a["id"], a["count"]) for event, a in receiver.events()] == [
         ("alert.opened", alert["id"], 5),
