@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -22,6 +23,7 @@ from app.api.app import create_app
 from app.config import ListenAddress, Settings, StartupError, cannot_listen
 from app.db import counts
 from app.db.engine import create_engine
+from app.db.location import DatabaseFile
 from app.metrics import Metrics
 from app.receiver.listeners import Receivers
 from app.runtime import Runtime, settle_garbage_collector
@@ -55,6 +57,7 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    database_file = DatabaseFile.of(settings.database_url)
     # Requests have an engine of their own that waits briefly: they never hold up the writer
     # for long, nor wait long behind it.
     request_engine = create_engine(
@@ -64,7 +67,12 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
     )
     http = _HttpServer(
         uvicorn.Config(
-            create_app(runtime.service_state(request_engine)),
+            create_app(
+                dataclasses.replace(
+                    runtime.service_state(request_engine),
+                    database_file=_nothing if database_file is None else database_file.problem,
+                )
+            ),
             host=settings.http_address.host,
             port=settings.http_address.port,
             log_level=settings.log_level.lower(),
@@ -89,11 +97,16 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
         log.info("cdrecon serving; HTTP on %s", settings.http_address)
         puller = _start_history_pulls(settings, engine, runtime.metrics)
         pruner = _start_pruning(settings, engine, runtime)
+        file_watch = None
+        if database_file is not None:
+            file_watch = asyncio.create_task(database_file.watch(), name="cdrecon-database-file")
         await stop.wait()
         if puller is not None:
             puller.cancel()
         if pruner is not None:
             pruner.cancel()
+        if file_watch is not None:
+            file_watch.cancel()
         log.info("stopping: draining syslog connections")
         await receivers.stop(settings.drain_timeout)
         # Deferred deriving may be long; it is listed in the database and the next start
@@ -116,6 +129,10 @@ async def _fold_counts(engine: AsyncEngine) -> None:
             await counts.fold(conn)
     except Exception:
         log.exception("folding the row counts failed; they stay correct, in more rows")
+
+
+def _nothing() -> None:
+    return None
 
 
 def _bind_http(address: ListenAddress) -> socket.socket:

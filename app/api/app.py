@@ -42,6 +42,9 @@ def create_app(state: ServiceState) -> FastAPI:
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     async def healthz(state: StateDep) -> Response:
         """200 when the database answers and takes the writer's batches, 503 otherwise."""
+        if gone := state.database_file():
+            # Checked first: a new connection would create an empty file at the path.
+            return JSONResponse({"status": "unavailable", "database": gone}, status_code=503)
         try:
             async with state.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))

@@ -26,3 +26,5 @@ class ServiceState:
     queued: Callable[[], int]
     # Why the writer has committed nothing for a while with messages queued; None if it keeps up.
     stalled: Callable[[], str | None]
+    # Why the database file's path no longer leads to the open file (SQLite); None if it does.
+    database_file: Callable[[], str | None] = lambda: None
