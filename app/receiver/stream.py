@@ -187,6 +187,11 @@ class TlsAcceptor(asyncio.Protocol):
     async def _handshake(self, transport: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
         settings = self._receivers.settings
+        if transport.is_closing():
+            # Given up before this task began: asyncio's TLS protocol on a closed transport
+            # would wait for its own timeout, holding its 256 KiB buffer until then.
+            self._receivers.handshake_ended(self)
+            return
         protocol = SyslogStreamProtocol(self._receivers, "tls")
         try:
             async with asyncio.timeout(settings.tls_handshake_timeout):
@@ -196,7 +201,7 @@ class TlsAcceptor(asyncio.Protocol):
                     self._context,
                     server_side=True,
                     # Ours above gives up first, and says so.
-                    ssl_handshake_timeout=settings.tls_handshake_timeout + 60,
+                    ssl_handshake_timeout=settings.tls_handshake_timeout + 5,
                 )
         except (TimeoutError, OSError, EOFError) as exc:
             self._failed(exc)

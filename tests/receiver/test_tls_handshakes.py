@@ -97,13 +97,17 @@ def test_handshakes_count_against_the_per_host_limit_from_accept(
     assert service.wait_for("cdrecon_messages_stored_total", 10, transport="tls") == 10
 
 
-def test_a_handshake_that_never_comes_is_timed_out_and_counted(
+def test_handshakes_that_never_come_are_timed_out_or_given_up_each_counted_once(
     service: Service, ca: trustme.CA, tmp_path: Path, idle: ExitStack
 ) -> None:
-    service.env["CDRECON_TLS_HANDSHAKE_TIMEOUT"] = "0.5"
+    count = 20
+    service.env.update(CDRECON_TLS_HANDSHAKE_TIMEOUT="0.5", CDRECON_TLS_MAX_HANDSHAKES="4")
     tls_service(service, ca, tmp_path)
-    [sock] = open_idle(service, idle, 1)
-    assert closed_by_server(sock)
-    assert service.metric("cdrecon_connections_rejected_total", reason="handshake_timeout") == 1
+    sockets = open_idle(service, idle, count)
+    assert all(closed_by_server(sock) for sock in sockets)
+    timed_out = service.metric("cdrecon_connections_rejected_total", reason="handshake_timeout")
+    given_up = service.metric("cdrecon_connections_rejected_total", reason="max_handshakes")
+    assert timed_out >= 1  # the last ones, at least, had no newer ones to give way to
+    assert timed_out + given_up == count
     assert service.metric("cdrecon_tls_handshakes_in_progress") == 0
     assert "CDRECON_TLS_HANDSHAKE_TIMEOUT" in service.log
