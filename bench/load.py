@@ -135,29 +135,38 @@ def client_context(ca: Path) -> ssl.SSLContext:
 def normal_sender(
     port: int, ca: Path, index: int, rate: float, stop: Event, sent: Synchronized[int]
 ) -> None:
-    """Send Pexip lines over TLS at `rate` messages a second until `stop`; each line's PROCID
-    is its send time in microseconds, for the latency."""
+    """Send Pexip lines over TLS at `rate` messages a second until `stop`, reconnecting as a
+    node would if the connection fails; each line's PROCID is its send time in microseconds,
+    for the latency."""
     frames = pexip_frames(seed=index + 1)
-    with (
-        socket.create_connection(("127.0.0.1", port)) as raw,
-        client_context(ca).wrap_socket(raw) as sock,
-    ):
-        started = time.monotonic()
-        count = 0
-        while not stop.is_set():
-            due = int((time.monotonic() - started) * rate) - count
-            if due <= 0:
-                time.sleep(0.005)
-                continue
-            now_us = b"%d" % (time.time_ns() // 1000)
-            parts = []
-            for _ in range(due):
-                frame = next(frames)
-                message = frame.split(b" ", 1)[1].replace(b" pexip - ", b" pexip %s " % now_us, 1)
-                parts.append(b"%d %s" % (len(message), message))
-            sock.sendall(b"".join(parts))
-            count += due
-            sent.value = count
+    started = time.monotonic()
+    count = 0
+    while not stop.is_set():
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port)) as raw,
+                client_context(ca).wrap_socket(raw) as sock,
+            ):
+                while not stop.is_set():
+                    due = int((time.monotonic() - started) * rate) - count
+                    if due <= 0:
+                        time.sleep(0.005)
+                        continue
+                    sock.sendall(_stamped(frames, due))
+                    count += due
+                    sent.value = count
+        except OSError:
+            stop.wait(0.1)
+
+
+def _stamped(frames: Iterator[bytes], count: int) -> bytes:
+    """`count` frames with the send time as PROCID."""
+    now_us = b"%d" % (time.time_ns() // 1000)
+    parts = []
+    for _ in range(count):
+        message = next(frames).split(b" ", 1)[1].replace(b" pexip - ", b" pexip %s " % now_us, 1)
+        parts.append(b"%d %s" % (len(message), message))
+    return b"".join(parts)
 
 
 def garbage_sender(port: int, stop: Event) -> None:
@@ -294,11 +303,14 @@ def run_phase(args: argparse.Namespace, hostile: str | None) -> Phase:
         until = threading.Event()
         watcher = threading.Thread(target=watch_stored, args=(server.database, until, phase))
         watcher.start()
-        for process in processes:
+        for process in processes[: args.senders]:
             process.start()
-        # The window opens once every normal sender is sending (processes take a while to
-        # start); what was stored before it does not count.
+        # The normal senders are connected and sending when the hostile one starts, as
+        # nodes would be; what was stored before the window opens does not count.
         wait_for(lambda: all(value.value for value in sent), timeout=120)
+        for process in processes[args.senders :]:
+            process.start()
+        time.sleep(1)
         reset_peak(server.process.pid)
         stored, seen, sent_before = (
             phase.stored,
