@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.api.deps import ConnectionDep, StateDep
 from app.audit.service import record as audit
 from app.auth.deps import ReaderDep
+from app.auth.tokens import Principal
 from app.errors import ErrorBody, not_found
 from app.paging import Page
 from app.times import to_us
@@ -104,9 +106,27 @@ async def create_export(
     """Freeze a record set into a batch and return its manifest (count, total duration,
     first/last start, sha256 of each format). Records already exported are left out unless
     `include_exported` is set; a batch that would hold no records is not made."""
-    request_ = body.to_request()
+    client = request.client.host if request.client else None
+    manifest, new = await create_batch(
+        conn, runtime.engine, body, principal, client, idempotency_key
+    )
+    if not new:
+        response.status_code = 200
+    return Manifest.model_validate(manifest)
+
+
+async def create_batch(
+    conn: AsyncConnection,
+    engine: AsyncEngine,
+    body: ExportBody,
+    principal: Principal,
+    client: str | None,
+    idempotency_key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Create the batch `body` asks for and audit it as `principal`; (manifest, new). The
+    API and the web console's billing page both create batches here."""
     manifest, new = await service.create_export(
-        conn, runtime.engine, request_, principal.name, idempotency_key
+        conn, engine, body.to_request(), principal.name, idempotency_key
     )
     if new:
         await audit(
@@ -118,11 +138,9 @@ async def create_export(
                 **body.model_dump(mode="json", by_alias=True, exclude_defaults=True),
                 "records": manifest["record_count"],
             },
-            request.client.host if request.client else None,
+            client,
         )
-    else:
-        response.status_code = 200
-    return Manifest.model_validate(manifest)
+    return manifest, new
 
 
 @router.get("/exports", response_model=Page[Manifest], summary="Recent export batches")

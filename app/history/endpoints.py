@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,8 +12,10 @@ from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 
 from app.api.deps import StateDep
+from app.api.state import ServiceState
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep
+from app.auth.tokens import Principal
 from app.errors import ErrorBody, InvalidInputError, PayloadTooLargeError
 from app.times import iso, to_us
 
@@ -140,6 +143,21 @@ async def upload_history(
     record or, if any is bad, none. An id found more than once is stored once (its last
     copy) and listed in `duplicate_ids`. Records when the history is complete up to ("as
     of"): calls that ended after it are not counted lost."""
+    client = request.client.host if request.client else None
+    return await import_sent(request, state, principal, filename, lambda: to_us(as_of), client)
+
+
+async def import_sent(
+    request: Request,
+    state: ServiceState,
+    principal: Principal,
+    filename: str | None,
+    as_of: Callable[[], int | None],
+    client: str | None,
+) -> HistoryImported:
+    """Import the MN export `request` carries (raw body or multipart `file`) and audit it as
+    `principal`. `as_of` is asked once the body is read, so that a form's other fields can
+    say it. The API's route and the web console's upload form both import here."""
     spool = _Spool(state.settings.history_upload_max_bytes)
     try:
         spool.check_declared(request)
@@ -158,7 +176,7 @@ async def upload_history(
             spool.path,
             spool.size,
             source,
-            as_of_us=to_us(as_of),
+            as_of_us=as_of(),
         )
     finally:
         spool.close()
@@ -175,7 +193,7 @@ async def upload_history(
                 "duplicates": len(stored.duplicate_ids),
                 "as_of": iso(as_of_us),
             },
-            request.client.host if request.client else None,
+            client,
         )
     return HistoryImported(
         source=stored.source,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.deps import ConnectionDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep, ReaderDep
+from app.auth.tokens import Principal
 from app.errors import ErrorBody, not_found
 from app.paging import Page
 from app.times import to_us
@@ -43,6 +45,15 @@ async def create_run(
 ) -> RunSummary:
     """Match syslog CDRs against MN records over the window; the summary with counts by
     status and the restore gaps."""
+    client = request.client.host if request.client else None
+    return RunSummary.model_validate(await start_run(conn, body, principal, client))
+
+
+async def start_run(
+    conn: AsyncConnection, body: RunRequest, principal: Principal, client: str | None
+) -> dict[str, Any]:
+    """Run the reconciliation `body` asks for and audit it as `principal`; its summary.
+    The API and the web console's form both start runs here."""
     from_us, until_us = to_us(body.from_), to_us(body.until)
     assert from_us is not None and until_us is not None
     summary = await service.reconcile(
@@ -64,9 +75,9 @@ async def create_run(
             "tolerance": body.tolerance,
             "forced": summary["coverage"]["forced"],
         },
-        request.client.host if request.client else None,
+        client,
     )
-    return RunSummary.model_validate(summary)
+    return summary
 
 
 @router.get(
