@@ -168,3 +168,60 @@ class ExportRepository:
             .limit(limit)
         )
         return [(int(seq), str(record), str(line)) for seq, record, line in result]
+
+    async def batches_holding(
+        self, conn: AsyncConnection, cdr_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """The batch each of these records was first exported in, for those exported."""
+        wanted = sorted(set(cdr_ids))
+        if not wanted:
+            return {}
+        result = await conn.execute(
+            select(first_exports.c.cdr_id, first_exports.c.export_id).where(
+                first_exports.c.cdr_id.in_(wanted)
+            )
+        )
+        return {str(cdr_id): str(export_id) for cdr_id, export_id in result}
+
+    async def lost_per_run(
+        self, conn: AsyncConnection, run_ids: Sequence[int], status: str
+    ) -> dict[int, tuple[int, int]]:
+        """For each run, how many records it gave `status` and how many of those are in
+        a batch."""
+        if not run_ids:
+            return {}
+        items = reconciliation_items
+        result = await conn.execute(
+            select(items.c.run_id, func.count(), func.count(first_exports.c.cdr_id))
+            .select_from(items)
+            .outerjoin(first_exports, first_exports.c.cdr_id == items.c.cdr_id)
+            .where(items.c.run_id.in_(list(run_ids)), items.c.status == status)
+            .group_by(items.c.run_id)
+        )
+        return {int(run): (int(n), int(exported)) for run, n, exported in result}
+
+    async def unexported(
+        self,
+        conn: AsyncConnection,
+        run_ids: Sequence[int],
+        status: str,
+        columns: Sequence[str],
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """The CDRs these runs gave `status` that no batch holds (`run_id` and `columns`
+        of each), by start time; a CDR several runs list comes once per run."""
+        if not run_ids:
+            return []
+        items = reconciliation_items
+        query = (
+            select(items.c.run_id, *(cdrs.c[name] for name in columns))
+            .join(cdrs, cdrs.c.id == items.c.cdr_id)
+            .where(
+                items.c.run_id.in_(list(run_ids)),
+                items.c.status == status,
+                ~exists().where(first_exports.c.cdr_id == items.c.cdr_id),
+            )
+            .order_by(cdrs.c.start_us, cdrs.c.id, items.c.run_id)
+            .limit(limit)
+        )
+        return [dict(row._mapping) for row in await conn.execute(query)]

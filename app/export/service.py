@@ -340,3 +340,49 @@ async def stream_export(
             yield "".join(line for _, _, line in rows).encode()
         else:
             yield "".join(record + "\n" for _, record, _ in rows).encode()
+
+
+async def batches_holding(conn: AsyncConnection, cdr_ids: list[str]) -> dict[str, str]:
+    """The batch each of these CDRs was first exported in, for those that are in one."""
+    return await ExportRepository.for_connection(conn).batches_holding(conn, cdr_ids)
+
+
+async def lost_per_run(conn: AsyncConnection, run_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """For each run, its lost (`missing_in_mn`) records and how many of them are in a batch."""
+    return await ExportRepository.for_connection(conn).lost_per_run(
+        conn, run_ids, Status.MISSING_IN_MN.value
+    )
+
+
+# What billing needs to recognise a record still to bill.
+_REMAINING_COLUMNS = (
+    "id",
+    "conference_name",
+    "display_name",
+    "remote_alias",
+    "local_alias",
+    "node",
+    "protocol",
+    "start_us",
+    "end_us",
+    "duration",
+)
+
+
+async def remaining_to_bill(
+    conn: AsyncConnection, run_ids: list[int], limit: int
+) -> list[dict[str, Any]]:
+    """The lost records of these runs that no batch holds yet, each once (with the newest
+    of the runs that list it as `run_id`), by start time; at most `limit`, times as ISO."""
+    rows = await ExportRepository.for_connection(conn).unexported(
+        conn, run_ids, Status.MISSING_IN_MN.value, _REMAINING_COLUMNS, limit
+    )
+    newest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        seen = newest.get(row["id"])
+        if seen is None or row["run_id"] > seen["run_id"]:
+            newest[row["id"]] = row
+    records = list(newest.values())
+    for record in records:
+        record["start"], record["end"] = iso(record.pop("start_us")), iso(record.pop("end_us"))
+    return records

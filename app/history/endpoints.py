@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -143,8 +143,12 @@ async def upload_history(
     record or, if any is bad, none. An id found more than once is stored once (its last
     copy) and listed in `duplicate_ids`. Records when the history is complete up to ("as
     of"): calls that ended after it are not counted lost."""
+
+    async def given_as_of() -> int | None:
+        return to_us(as_of)
+
     client = request.client.host if request.client else None
-    return await import_sent(request, state, principal, filename, lambda: to_us(as_of), client)
+    return await import_sent(request, state, principal, filename, given_as_of, client)
 
 
 async def import_sent(
@@ -152,7 +156,7 @@ async def import_sent(
     state: ServiceState,
     principal: Principal,
     filename: str | None,
-    as_of: Callable[[], int | None],
+    as_of: Callable[[], Awaitable[int | None]],
     client: str | None,
 ) -> HistoryImported:
     """Import the MN export `request` carries (raw body or multipart `file`) and audit it as
@@ -176,7 +180,7 @@ async def import_sent(
             spool.path,
             spool.size,
             source,
-            as_of_us=as_of(),
+            as_of_us=await as_of(),
         )
     finally:
         spool.close()

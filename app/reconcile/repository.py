@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, and_, func, select, true
+from sqlalchemy import ColumnElement, Table, and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
@@ -158,3 +158,62 @@ class ReconcileRepository:
             table.c.id.in_(wanted)
         )
         return {row.id: dict(row._mapping) for row in await conn.execute(query)}
+
+    async def ends_per_bucket(
+        self, conn: AsyncConnection, table: Table, from_us: int, until_us: int, bucket_us: int
+    ) -> dict[int, int]:
+        """How many legs of `table` (cdrs or mn_participants) ended in each `bucket_us`-long
+        bucket of [from, until), by bucket number from `from`. A CDR still open counts at
+        its start. CDRs are found through their start time's index, reaching back a day
+        (longer calls are left out); MN records through their end time's."""
+        ended: ColumnElement[Any]
+        reach: ColumnElement[bool]
+        if table is cdrs:
+            ended = func.coalesce(cdrs.c.end_us, cdrs.c.start_us)
+            reach = cdrs.c.start_us.between(from_us - DAY_US, until_us - 1)
+        else:
+            ended = mn_participants.c.end_us
+            reach = true()
+        bucket = ((ended - from_us) // bucket_us).label("bucket")
+        query = (
+            select(bucket, func.count())
+            .where(reach, ended >= from_us, ended < until_us)
+            .group_by(bucket)
+        )
+        return {int(n): int(count) for n, count in await conn.execute(query)}
+
+    async def kept_around(
+        self, conn: AsyncConnection, window: tuple[int, int], gap: tuple[int, int], limit: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The MN records of `window` that ended last before the gap's first lost record
+        and first after its last one (up to `limit` each, nearest first): what the MN kept
+        either side of the hole."""
+        table = mn_participants
+        columns = [table.c[name] for name in KEPT_COLUMNS]
+        in_window = table.c.end_us.between(window[0], window[1] - 1)
+        before = await conn.execute(
+            select(*columns)
+            .where(in_window, table.c.end_us <= gap[0])
+            .order_by(table.c.end_us.desc(), table.c.id.desc())
+            .limit(limit)
+        )
+        after = await conn.execute(
+            select(*columns)
+            .where(in_window, table.c.end_us >= gap[1])
+            .order_by(table.c.end_us, table.c.id)
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in before], [dict(r._mapping) for r in after]
+
+
+DAY_US = 86_400 * 1_000_000
+# What the page shows of an MN record kept around a gap.
+KEPT_COLUMNS = (
+    "id",
+    "conference_name",
+    "display_name",
+    "remote_alias",
+    "start_us",
+    "end_us",
+    "duration",
+)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,7 +15,7 @@ from app.db.models import cdrs, mn_participants
 from app.errors import InvalidInputError, NotFoundError
 from app.history import coverage as history_coverage
 from app.paging import cut_page, decode_cursor
-from app.times import FIRST_US, LAST_US, iso
+from app.times import FIRST_US, LAST_US, iso, to_us
 
 from .items import agreed_row, item_row
 from .matching import Gap, classify, gaps_in
@@ -216,3 +218,59 @@ async def page_items_with_legs(
                 leg["start"], leg["end"] = iso(leg.pop("start_us")), iso(leg.pop("end_us"))
             item[side] = leg
     return items, next_cursor
+
+
+HOUR_US = 3600 * 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Density:
+    """How many syslog CDRs and MN records ended in each bucket of a window."""
+
+    from_us: int
+    bucket_us: int  # an hour, or whole hours when the window is long
+    syslog: list[int]  # per bucket, from `from_us`
+    mn: list[int]
+
+
+async def density(
+    conn: AsyncConnection, from_us: int, until_us: int, max_buckets: int = 720
+) -> Density:
+    """Syslog CDRs and MN records per hour of call end over [from, until); the buckets are
+    whole hours, widened so that there are at most `max_buckets`."""
+    hours = max(1, -(-(until_us - from_us) // HOUR_US))
+    bucket_us = HOUR_US * -(-hours // max_buckets)
+    n = -(-(until_us - from_us) // bucket_us)
+    repository = ReconcileRepository()
+    sides = []
+    for table in (cdrs, mn_participants):
+        found = await repository.ends_per_bucket(conn, table, from_us, until_us, bucket_us)
+        sides.append([found.get(i, 0) for i in range(n)])
+    return Density(from_us, bucket_us, sides[0], sides[1])
+
+
+async def kept_around_gaps(
+    conn: AsyncConnection, summary: dict[str, Any], limit: int = 3
+) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """For each gap of a run's summary, the MN records kept nearest before and after it
+    (up to `limit` each, nearest first), times as ISO 8601."""
+    start, end = _us(summary.get("from")), _us(summary.get("until"))
+    repository = ReconcileRepository()
+    around: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+    for gap in summary.get("gaps") or []:
+        first, last = _us(gap.get("from")), _us(gap.get("until"))
+        if start is None or end is None or first is None or last is None:
+            around.append(([], []))
+            continue
+        before, after = await repository.kept_around(conn, (start, end), (first, last), limit)
+        for record in (*before, *after):
+            record["start"], record["end"] = iso(record.pop("start_us")), iso(record.pop("end_us"))
+        around.append((before, after))
+    return around
+
+
+def _us(text: Any) -> int | None:
+    """An ISO 8601 time of a stored summary as epoch microseconds."""
+    if not isinstance(text, str):
+        return None
+    return to_us(datetime.fromisoformat(text))

@@ -3,16 +3,20 @@ through the same service functions as the API."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.export.service import batches_holding, lost_per_run
 from app.reconcile.matching import Status
-from app.reconcile.service import get_summary, page_items_with_legs
+from app.reconcile.service import density, get_summary, kept_around_gaps, page_items_with_legs
+from app.times import to_us
 
 from .overview import GapRow, Moment, hms, run_card, run_url
+from .timeline import Timeline, timeline
 
 ITEMS_PER_PAGE = 50  # unless the page is asked for another `limit`
 
@@ -32,6 +36,19 @@ class ItemRow:
     differences: list[tuple[str, str, str]]  # (field, syslog, MN)
     cdr_id: str | None
     mn_id: str | None
+    batch: str | None = None  # the export batch a lost record went out in
+
+
+@dataclass(frozen=True, slots=True)
+class KeptRow:
+    """An MN record kept next to a restore gap."""
+
+    id: str
+    conference: str | None
+    participant: str | None
+    start: Moment | None
+    end: Moment | None
+    duration: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +63,9 @@ class RunPage:
     tolerance_seconds: float | None
     counts: list[tuple[str, int]]  # every status the run lists, missing_in_mn first
     gaps: list[GapRow]
+    kept: list[tuple[list[KeptRow], list[KeptRow]]]  # per gap: kept before, kept after
+    timeline: Timeline | None  # None when the summary has no window
+    exported: int  # lost records already in a batch
     coverage: list[tuple[str, str]] | None  # (what, value), when the summary has coverage
     status_urls: dict[str, str]  # this page filtered to each status
     page_url: str  # unfiltered, first page
@@ -139,6 +159,24 @@ async def load_run_page(
         raise UnknownStatus(status)
     items, next_cursor = await page_items_with_legs(conn, run_id, status, cursor, limit)
     rows = [item_row(item) for item in items]
+    lost = [row.cdr_id for row in rows if row.status == Status.MISSING_IN_MN and row.cdr_id]
+    held = await batches_holding(conn, lost)
+    rows = [replace(row, batch=held.get(row.cdr_id or "")) for row in rows]
+    _, exported = (await lost_per_run(conn, [run_id])).get(run_id, (0, 0))
+    drawn = None
+    start_us, until_us = _us(summary.get("from")), _us(summary.get("until"))
+    if start_us is not None and until_us is not None and start_us < until_us:
+        gaps = [
+            (first, last, int(gap.get("count") or 0))
+            for gap in summary.get("gaps") or []
+            if (first := _us(gap.get("from"))) is not None
+            and (last := _us(gap.get("until"))) is not None
+        ]
+        drawn = timeline(await density(conn, start_us, until_us), until_us, gaps)
+    kept = [
+        ([kept_row(r) for r in before], [kept_row(r) for r in after])
+        for before, after in await kept_around_gaps(conn, summary)
+    ]
     tolerance = summary.get("tolerance_seconds")
     return RunPage(
         id=card.id,
@@ -149,6 +187,9 @@ async def load_run_page(
         tolerance_seconds=float(tolerance) if isinstance(tolerance, int | float) else None,
         counts=counts,
         gaps=card.gaps,
+        kept=kept,
+        timeline=drawn,
+        exported=exported,
         coverage=coverage_rows(summary.get("coverage")),
         status_urls={listed: run_url(run_id, listed, limit=custom) for listed, _ in counts},
         page_url=run_url(run_id),
@@ -162,3 +203,26 @@ async def load_run_page(
         json_url=f"/api/v1/reconciliations/{run_id}/items"
         + (f"?{urlencode({'status': status})}" if status else ""),
     )
+
+
+def kept_row(record: dict[str, Any]) -> KeptRow:
+    """An MN record of `kept_around_gaps` as a row."""
+    duration = record.get("duration")
+    return KeptRow(
+        id=str(record["id"]),
+        conference=record.get("conference_name"),
+        participant=record.get("display_name") or record.get("remote_alias"),
+        start=Moment.of(record.get("start")),
+        end=Moment.of(record.get("end")),
+        duration=hms(duration) if isinstance(duration, int) else None,
+    )
+
+
+def _us(text: Any) -> int | None:
+    """An ISO 8601 time of a stored summary as epoch microseconds."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return to_us(datetime.fromisoformat(text))
+    except ValueError:
+        return None

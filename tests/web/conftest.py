@@ -10,7 +10,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,15 +120,15 @@ class Browser:
         self.driver.save_screenshot(str(path))
 
 
-@pytest.fixture
-def browser(tmp_path: Path, loaded: Loaded) -> Iterator[Browser]:
-    """A headless Chromium with a fresh profile, pointed at the loaded service."""
+@contextmanager
+def chromium(tmp_path: Path, base: str) -> Iterator[Browser]:
+    """A headless Chromium with a fresh profile under `tmp_path`, pointed at `base`."""
     binary, driver_path = chromium_paths()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service as DriverService
 
     downloads = tmp_path / "downloads"
-    downloads.mkdir()
+    downloads.mkdir(parents=True)
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for flag in (
@@ -159,9 +159,16 @@ def browser(tmp_path: Path, loaded: Loaded) -> Iterator[Browser]:
         "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
     )
     try:
-        yield Browser(driver, downloads, loaded.service.url)
+        yield Browser(driver, downloads, base)
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(tmp_path: Path, loaded: Loaded) -> Iterator[Browser]:
+    """A headless Chromium with a fresh profile, pointed at the loaded service."""
+    with chromium(tmp_path, loaded.service.url) as opened:
+        yield opened
 
 
 @dataclass

@@ -90,6 +90,9 @@ def test_the_page_lists_a_status_it_does_not_know_and_escapes_everything() -> No
         tolerance_seconds=2.0,
         counts=[("missing_in_mn", 0), *card.counts],
         gaps=[],
+        kept=[],
+        timeline=None,
+        exported=0,
         coverage=coverage_rows({hostile: hostile}),
         status_urls={status: run_url(3, status) for status, _ in card.counts}
         | {"missing_in_mn": run_url(3, "missing_in_mn")},
