@@ -233,7 +233,9 @@ async def create_batch_form(request: Request, state: StateDep) -> Response:
         principal = await signed_in(request, conn, status_code=401, scope=BATCH_SCOPE)
     if isinstance(principal, HTMLResponse):
         return principal
-    status_code = 422
+    # A form shown again with what to correct is a page like any other (200): browsers
+    # log every other status as an error.
+    status_code = 200
     fields = await posted_form(request)
     if cross_site(request):
         body, form = None, FormState(error="A batch must be made from this site's own form.")
