@@ -299,16 +299,8 @@ def _parse_grammar(body: str, partial: bool) -> PexipEvent:
                 pass
         raise error from None
     time: datetime = tokens[0]
-    fields: dict[str, str] = {}
-    for key, value in tokens[1:]:
-        fields.setdefault(key, value)
-    return PexipEvent(
-        time,
-        fields.get("level"),
-        fields.get("name"),
-        fields.get("message"),
-        MappingProxyType(fields),
-    )
+    pairs: list[tuple[str, str]] = list(tokens[1:])
+    return _build_event([key for key, _ in pairs], time, [value for _, value in pairs])
 
 
 def _explain_cut(body: str, cut: int) -> PexipParseError:

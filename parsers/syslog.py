@@ -23,6 +23,7 @@ see :func:`parse_syslog` for what happens at the limits.
 
 import calendar
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from enum import StrEnum
@@ -365,18 +366,39 @@ def _rfc5424_fast(frame: bytes, pri: int, parts: list[bytes]) -> SyslogMessage |
             structured_data = _storable(frame[sd_start:sd_end].decode())
         except UnicodeDecodeError:
             return None
+    header = (
+        host.decode() if host != b"-" else None,
+        app.decode() if app != b"-" else None,
+        procid.decode() if procid != b"-" else None,
+        msgid.decode() if msgid != b"-" else None,
+    )
+    return _rfc5424_message(frame, pri, timestamp, timestamp_text, header, structured_data, offset)
+
+
+def _rfc5424_message(
+    frame: bytes,
+    pri: int,
+    timestamp: datetime | None,
+    timestamp_text: str | None,
+    header: Sequence[str | None],
+    structured_data: str | None,
+    offset: int,
+) -> SyslogMessage:
+    """The message of a parsed RFC 5424 frame: `header` is HOSTNAME, APP-NAME, PROCID and
+    MSGID; MSG starts at `offset`, after a BOM if there is one."""
     if frame[offset : offset + 1] == b"\xef" and frame.startswith(_BOM, offset):
         offset += 3
+    hostname, app_name, procid, msgid = header
     return _message(
         SyslogFormat.RFC5424,
         pri >> 3,
         pri & 7,
         timestamp,
         timestamp_text,
-        host.decode() if host != b"-" else None,
-        app.decode() if app != b"-" else None,
-        procid.decode() if procid != b"-" else None,
-        msgid.decode() if msgid != b"-" else None,
+        hostname,
+        app_name,
+        procid,
+        msgid,
         structured_data,
         offset,
     )
@@ -435,7 +457,6 @@ def _rfc5424_precise(frame: bytes, pri: int, position: int) -> SyslogMessage:
         token, end = _header_field(frame, position, name, limit)
         fields.append(None if token == b"-" else token.decode("ascii"))
         position = _after_space(frame, end, name)
-    hostname, app_name, procid, msgid = fields
 
     size = len(frame)
     if position >= size:
@@ -464,21 +485,7 @@ def _rfc5424_precise(frame: bytes, pri: int, position: int) -> SyslogMessage:
         raise _Malformed(
             "missing SP after STRUCTURED-DATA", end, f"got {_show_at(frame, end)} before MSG"
         )
-    if frame.startswith(_BOM, offset):
-        offset += 3
-    return _message(
-        SyslogFormat.RFC5424,
-        pri >> 3,
-        pri & 7,
-        timestamp,
-        timestamp_text,
-        hostname,
-        app_name,
-        procid,
-        msgid,
-        structured_data,
-        offset,
-    )
+    return _rfc5424_message(frame, pri, timestamp, timestamp_text, fields, structured_data, offset)
 
 
 def _header_field(frame: bytes, position: int, name: str, limit: int) -> tuple[bytes, int]:

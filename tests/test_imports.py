@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("app", "parsers")
+PACKAGES = ("app", "parsers", "bench")
 # The process's wiring: the HTTP side gets a `ServiceState`, never these.
 WIRING = ("app.runtime", "app.ingest.writer")
 
