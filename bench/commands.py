@@ -53,16 +53,17 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
         return None
 
 
-def git_revision() -> str:
-    """The product's git revision, with `+dirty` if tracked files outside bench/ have changes
-    (the tree is shared, and the product may change between two runs)."""
+def git_revision(root: Path = ROOT) -> str:
+    """The git revision of the product in `root` (this checkout unless a reference's), with
+    `+dirty` if tracked files outside bench/ have changes (the tree is shared, and the
+    product may change between two runs)."""
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench"],
-            cwd=ROOT,
+            cwd=root,
             capture_output=True,
             text=True,
         ).stdout.strip()
@@ -79,10 +80,11 @@ def cdrecon_env(database: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def upgrade_database(database: Path) -> None:
-    """`cdrecon db upgrade`: the schema, created by the product itself."""
+def upgrade_database(database: Path, cdrecon: str = CDRECON) -> None:
+    """`cdrecon db upgrade`: the schema, created by the product itself (`cdrecon`: this
+    checkout's command unless a reference's)."""
     subprocess.run(
-        [CDRECON, "db", "upgrade"],
+        [cdrecon, "db", "upgrade"],
         env=cdrecon_env(database),
         cwd=database.parent,
         check=True,
@@ -111,11 +113,15 @@ class Measured:
 
 
 def run_measured(
-    argv: Sequence[str], env: dict[str, str], cwd: Path, profile: Path | None = None
+    argv: Sequence[str],
+    env: dict[str, str],
+    cwd: Path,
+    profile: Path | None = None,
+    root: Path = ROOT,
 ) -> Measured:
     """Run `argv` to its end; wall time, and the peak RSS and CPU of that process alone
-    (os.wait4 gives the rusage of exactly this child)."""
-    revision = git_revision()  # the tree is shared: note which code this run loads
+    (os.wait4 gives the rusage of exactly this child). `root`: the checkout it runs."""
+    revision = git_revision(root)  # the tree is shared: note which code this run loads
     load_before = load_average()
     busy_before = system_busy_seconds()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

@@ -9,12 +9,14 @@ no value is NULL, as a call that lacks the field leaves it.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from app.cdr.assembly import LEG_COLUMNS
 from app.db.models import mn_participants
 from bench.frames import HOSTS, NODES
 from bench.people import Person, person
+from parsers.mn_record import COMPARED_COLUMN, COMPARED_FIELDS, compared_text
 
 CDR_COLUMNS = LEG_COLUMNS
 MN_COLUMNS = tuple(column.name for column in mn_participants.columns)
@@ -55,7 +57,7 @@ def cdr_values(who: Person, start: int, end: int) -> dict[str, Any]:
     values["state"] = "closed"
     values["node"] = HOSTS[who.node]
     values["event_count"] = 2
-    return values
+    return _with_compared(values)
 
 
 def mn_values(
@@ -69,19 +71,32 @@ def mn_values(
     values["record"] = "{}"
     values["source"] = "bench"
     values["imported_us"] = imported_us
+    return _with_compared(values)
+
+
+def _with_compared(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with the text of its compared values, as the product stores it."""
+    values[COMPARED_COLUMN] = compared_text([values.get(f.column) for f in COMPARED_FIELDS])
     return values
 
 
-def cdr_row(who: Person, start: int, end: int) -> tuple[Any, ...]:
-    """A closed `cdrs` row, in CDR_COLUMNS order."""
-    return tuple(map(cdr_values(who, start, end).get, CDR_COLUMNS))
+def cdr_row(
+    who: Person, start: int, end: int, columns: Sequence[str] = CDR_COLUMNS
+) -> tuple[Any, ...]:
+    """A closed `cdrs` row, in the order of `columns` (a reference checkout's may differ)."""
+    return tuple(map(cdr_values(who, start, end).get, columns))
 
 
 def mn_row(
-    who: Person, start: int, end: int, duration_offset: int, imported_us: int
+    who: Person,
+    start: int,
+    end: int,
+    duration_offset: int,
+    imported_us: int,
+    columns: Sequence[str] = MN_COLUMNS,
 ) -> tuple[Any, ...]:
-    """A `mn_participants` row, in MN_COLUMNS order."""
-    return tuple(map(mn_values(who, start, end, duration_offset, imported_us).get, MN_COLUMNS))
+    """A `mn_participants` row, in the order of `columns`."""
+    return tuple(map(mn_values(who, start, end, duration_offset, imported_us).get, columns))
 
 
 def _unknown_columns() -> set[str]:

@@ -86,9 +86,13 @@ def insert_sql(table_name: str, columns: Sequence[str]) -> str:
 
 
 def planted_rows(
-    plan: Plan, seed: int, with_mn: bool
+    plan: Plan,
+    seed: int,
+    with_mn: bool,
+    cdr_columns: Sequence[str] = CDR_COLUMNS,
+    mn_columns: Sequence[str] = MN_COLUMNS,
 ) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
-    """(CDR rows, MN rows) a chunk at a time, for the plan."""
+    """(CDR rows, MN rows) a chunk at a time, for the plan, in the given column orders."""
     rng = random.Random(seed + 1)
     imported_us = time.time_ns() // 1000
     cdr_rows: list[tuple[Any, ...]] = []
@@ -96,16 +100,18 @@ def planted_rows(
     if with_mn:
         for k in range(plan.mn_only):  # records the MN has and syslog never saw
             start = BASE_US + (k + 1) * 1_000_000
-            mn_rows.append(mn_row(person(rng), start, start + 60_000_000, 0, imported_us))
+            mn_rows.append(
+                mn_row(person(rng), start, start + 60_000_000, 0, imported_us, mn_columns)
+            )
     for i in range(plan.n):
         who = person(rng)
         start, end = plan.starts[i], plan.ends[i]
-        cdr_rows.append(cdr_row(who, start, end))
+        cdr_rows.append(cdr_row(who, start, end, cdr_columns))
         if with_mn and i not in plan.lost:
             shifted_start = start + rng.randrange(-999_000, 999_000)
             shifted_end = end + rng.randrange(-999_000, 999_000)
             offset = MISMATCH_SECONDS if i in plan.mismatched else 0
-            mn_rows.append(mn_row(who, shifted_start, shifted_end, offset, imported_us))
+            mn_rows.append(mn_row(who, shifted_start, shifted_end, offset, imported_us, mn_columns))
         if len(cdr_rows) >= CHUNK:
             yield cdr_rows, mn_rows
             cdr_rows, mn_rows = [], []
@@ -113,20 +119,33 @@ def planted_rows(
 
 
 def plant(database: Path, plan: Plan, seed: int, *, with_mn: bool) -> float:
-    """Insert the plan's CDRs (and MN records) into the upgraded database; seconds taken."""
+    """Insert the plan's CDRs (and MN records) into the upgraded database; seconds taken.
+
+    The columns are those the database has, so that a reference checkout's schema (made by
+    its own `cdrecon db upgrade`) gets the same calls; a value for a column it lacks is
+    left out, and said."""
     started = time.perf_counter()
     conn = sqlite3.connect(database)
     try:
         conn.execute("PRAGMA synchronous=OFF")
-        cdr_sql, mn_sql = insert_sql("cdrs", CDR_COLUMNS), insert_sql("mn_participants", MN_COLUMNS)
+        cdr_columns = [c for c in _columns(conn, "cdrs") if c in CDR_COLUMNS]
+        mn_columns = [c for c in _columns(conn, "mn_participants") if c in MN_COLUMNS]
+        if left_out := (set(CDR_COLUMNS) - set(cdr_columns)) | (set(MN_COLUMNS) - set(mn_columns)):
+            print(f"{database}: no such columns here, left out: {sorted(left_out)}", flush=True)
+        cdr_sql = insert_sql("cdrs", cdr_columns)
+        mn_sql = insert_sql("mn_participants", mn_columns)
         with conn:
-            for cdr_rows, mn_rows in planted_rows(plan, seed, with_mn):
+            for cdr_rows, mn_rows in planted_rows(plan, seed, with_mn, cdr_columns, mn_columns):
                 conn.executemany(cdr_sql, cdr_rows)
                 conn.executemany(mn_sql, mn_rows)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
     return time.perf_counter() - started
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")]
 
 
 def iso(us: int) -> str:

@@ -30,7 +30,13 @@ How
     executemany in chunks (not timed) and the WAL is checkpointed, so that the measured
     command starts from a settled file. `--py-spy` samples the reconcile with py-spy.
 
+    With `--reference DIR --runs R` (bench/reference.py), each size is planted once for this
+    tree and once for the reference checkout (each schema made by its own `cdrecon db
+    upgrade`, the same calls in both), and each run reconciles a fresh copy of each, the two
+    in turn; a table then gives the medians side by side.
+
 Run:  .venv/bin/python -m bench.reconcile [--sizes 100000,300000,1000000] [--py-spy]
+          [--reference DIR --runs R]
 Writes bench/out/reconcile-<UTC timestamp>.json. The rows are planted by bench/planted.py, which
 bench.export uses too.
 """
@@ -50,10 +56,19 @@ from typing import Any
 
 from bench.commands import Measured, cdrecon_env, run_measured, upgrade_database
 from bench.options import add_profile_options, benchmark_parser, parse_sizes
-from bench.paths import CDRECON, OUT_DIR, ROOT
+from bench.paths import OUT_DIR, ROOT
 from bench.planted import LOST_FRACTION, MISMATCHED_FRACTION, MN_ONLY, Plan, iso, plan_calls, plant
 from bench.procfs import load_average, load_text, machine_info
 from bench.pyspy import print_profile, profile_summary
+from bench.reference import (
+    THIS_TREE,
+    Checkout,
+    Figures,
+    add_reference_options,
+    checkouts,
+    in_turn,
+    side_by_side,
+)
 from bench.results import stamp, table, write_json
 
 TARGET_SECONDS_1M = 30.0
@@ -125,6 +140,8 @@ class SizeResult:
     """One reconciliation of N records."""
 
     n: int
+    checkout: str  # Checkout.label
+    run: int  # 1-based
     setup_seconds: float
     database_mb: float
     measured: Measured
@@ -138,36 +155,57 @@ class SizeResult:
         return self.measured.seconds / self.n * 1_000_000
 
 
-def run_size(args: argparse.Namespace, n: int, when: str) -> SizeResult:
-    """Plant N records in a fresh database and time one reconcile over them."""
+def run_size(
+    args: argparse.Namespace, n: int, when: str, products: Sequence[Checkout]
+) -> list[SizeResult]:
+    """Plant N records in a fresh database per checkout, and time `args.runs` reconciles
+    over a fresh copy of each, the checkouts in turn."""
     workdir = Path(tempfile.mkdtemp(prefix=f"cdrecon-reconcile-{n}-"))
+    results = []
     try:
-        database = workdir / "bench.db"
-        upgrade_database(database)
         plan = plan_calls(n, args.seed, lost=LOST_FRACTION, mismatched=MISMATCHED_FRACTION)
         plan.mn_only = MN_ONLY
-        setup = plant(database, plan, args.seed, with_mn=True)
-        size_mb = sum(p.stat().st_size for p in workdir.glob("bench.db*")) / 1e6
-        print(f"[{n:,}] planted in {setup:.0f} s ({size_mb:.0f} MB); reconciling ...", flush=True)
+        planted: dict[str, tuple[Path, float, float]] = {}
+        for product in products:
+            database = workdir / f"{products.index(product)}-planted.db"
+            upgrade_database(database, product.cdrecon)
+            setup = plant(database, plan, args.seed, with_mn=True)
+            size_mb = database.stat().st_size / 1e6
+            print(f"[{n:,}] {product.label}: planted in {setup:.0f} s ({size_mb:.0f} MB)")
+            planted[product.label] = database, setup, size_mb
         low, high = plan.window
-        profile = OUT_DIR / f"reconcile-{when}-{n}.pyspy.txt" if args.py_spy else None
-        measured = run_measured(
-            [CDRECON, "reconcile", "--from", iso(low), "--until", iso(high), "--force"],
-            cdrecon_env(database),
-            workdir,
-            profile,
-        )
-        summary = parse_json(measured.stdout)
-        problems = check_summary(plan, summary)
-        if measured.returncode != 0:
-            problems.append(f"exit {measured.returncode}: {measured.stderr[-2000:]}")
-        print(
-            f"[{n:,}] {measured.seconds:.1f} s, peak RSS {measured.peak_rss_mb:.0f} MB, "
-            f"load {load_text(measured.load_before, measured.load_after)}"
-            + (f", PROBLEMS: {problems}" if problems else ""),
-            flush=True,
-        )
-        return SizeResult(n, setup, size_mb, measured, summary, expected_counts(plan), problems)
+        for run in range(args.runs):
+            for product in in_turn(products, run):
+                source, setup, size_mb = planted[product.label]
+                database = workdir / "bench.db"
+                _copy_database(source, database)
+                name = f"{n}" if product is THIS_TREE else f"{n}-reference"
+                profile = OUT_DIR / f"reconcile-{when}-{name}.pyspy.txt" if args.py_spy else None
+                measured = run_measured(
+                    [product.cdrecon, "reconcile", *_window(product, low, high)],
+                    cdrecon_env(database),
+                    workdir,
+                    profile,
+                    product.root,
+                )
+                summary = parse_json(measured.stdout)
+                problems = check_summary(plan, summary)
+                if measured.returncode != 0:
+                    problems.append(f"exit {measured.returncode}: {measured.stderr[-2000:]}")
+                print(
+                    f"[{n:,}] {product.label}, run {run + 1}: {measured.seconds:.1f} s, "
+                    f"{measured.cpu_seconds:.2f} CPU-s, peak RSS {measured.peak_rss_mb:.0f} MB, "
+                    f"load {load_text(measured.load_before, measured.load_after)}"
+                    + (f", PROBLEMS: {problems}" if problems else ""),
+                    flush=True,
+                )
+                results.append(
+                    SizeResult(
+                        *(n, product.label, run + 1, setup, size_mb, measured, summary),
+                        *(expected_counts(plan), problems),
+                    )
+                )
+        return results
     finally:
         if args.keep:
             print(f"kept {workdir}")
@@ -175,17 +213,32 @@ def run_size(args: argparse.Namespace, n: int, when: str) -> SizeResult:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def fixed_cost(args: argparse.Namespace) -> Measured:
+def _window(product: Checkout, low: int, high: int) -> list[str]:
+    """The reconcile options for [low, high): `--force`, since the planted history has no
+    "as of", where the checkout knows history coverage at all."""
+    force = ["--force"] if product.takes("reconcile", "--force") else []
+    return ["--from", iso(low), "--until", iso(high), *force]
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """A fresh copy of a planted (checkpointed) database, so every run starts the same."""
+    for suffix in ("-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(source, target)
+
+
+def fixed_cost(product: Checkout = THIS_TREE) -> Measured:
     """`cdrecon reconcile` on an empty database: start-up, migration check, exit."""
     workdir = Path(tempfile.mkdtemp(prefix="cdrecon-reconcile-empty-"))
     try:
         database = workdir / "bench.db"
-        upgrade_database(database)
+        upgrade_database(database, product.cdrecon)
         low, high = Plan(0, [], []).window
         return run_measured(
-            [CDRECON, "reconcile", "--from", iso(low), "--until", iso(high), "--force"],
+            [product.cdrecon, "reconcile", *_window(product, low, high)],
             cdrecon_env(database),
             workdir,
+            root=product.root,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -194,6 +247,7 @@ def fixed_cost(args: argparse.Namespace) -> Measured:
 def growth(results: Sequence[SizeResult], empty: Measured) -> dict[str, float] | None:
     """Time (and CPU) per record at the largest N over the smallest, whole and less the
     empty run's fixed cost, next to what n log n allows."""
+    results = [r for r in results if r.checkout == THIS_TREE.label and r.run == 1]
     if len(results) < 2:
         return None
     small, large = min(results, key=lambda r: r.n), max(results, key=lambda r: r.n)
@@ -220,6 +274,24 @@ def growth(results: Sequence[SizeResult], empty: Measured) -> dict[str, float] |
     }
 
 
+def _compared(
+    results: Sequence[SizeResult], empties: dict[str, Measured]
+) -> list[tuple[str, dict[str, list[Figures]]]]:
+    """The side-by-side rows: the empty database, then each N."""
+
+    def figures(m: Measured) -> Figures:
+        return Figures(m.seconds, m.cpu_seconds, m.peak_rss_mb)
+
+    rows = [("empty database", {k: [figures(m)] for k, m in empties.items()})]
+    for n in dict.fromkeys(r.n for r in results):
+        runs: dict[str, list[Figures]] = {}
+        for r in results:
+            if r.n == n:
+                runs.setdefault(r.checkout, []).append(figures(r.measured))
+        rows.append((f"reconcile {n:,}", runs))
+    return rows
+
+
 def report(results: Sequence[SizeResult]) -> str:
     """The figures table."""
     rows = []
@@ -229,6 +301,8 @@ def report(results: Sequence[SizeResult]) -> str:
         rows.append(
             (
                 f"{r.n:,}",
+                r.checkout,
+                r.run,
                 f"{m.seconds:.1f}",
                 f"{r.us_per_record:.1f}",
                 f"{m.cpu_seconds:.1f}",
@@ -244,6 +318,8 @@ def report(results: Sequence[SizeResult]) -> str:
         )
     headers = (
         "N",
+        "checkout",
+        "run",
         "wall s",
         "µs/record",
         "CPU-s",
@@ -269,6 +345,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=5424, help="seed of the planted data")
     add_profile_options(parser, "profile each reconcile")
+    add_reference_options(parser)
     return parser.parse_args(argv)
 
 
@@ -277,15 +354,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     when = stamp()
     print(f"machine: {machine_info()}; load average {load_average()}", flush=True)
-    empty = fixed_cost(args)
-    print(
-        f"[empty database] {empty.seconds:.1f} s, {empty.cpu_seconds:.1f} CPU-s, peak RSS "
-        f"{empty.peak_rss_mb:.0f} MB, load {load_text(empty.load_before, empty.load_after)}",
-        flush=True,
-    )
-    results = [run_size(args, n, when) for n in args.sizes]
+    products = checkouts(args)
+    empties = {product.label: fixed_cost(product) for product in products}
+    for label, measured in empties.items():
+        print(
+            f"[empty database] {label}: {measured.seconds:.1f} s, {measured.cpu_seconds:.2f} "
+            f"CPU-s, peak RSS {measured.peak_rss_mb:.0f} MB, "
+            f"load {load_text(measured.load_before, measured.load_after)}",
+            flush=True,
+        )
+    empty = empties[THIS_TREE.label]
+    results = [r for n in args.sizes for r in run_size(args, n, when, products)]
     print()
     print(report(results))
+    if len(products) > 1 or args.runs > 1:
+        print()
+        print(side_by_side(_compared(results, empties)))
     ratio = growth(results, empty)
     if ratio is not None:
         print(
@@ -296,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(n log n allows x{ratio['n_log_n_allows']:.2f})"
         )
     for r in results:
-        if r.n >= 1_000_000:
+        if r.n >= 1_000_000 and r.checkout == THIS_TREE.label:
             verdict = (
                 "meets"
                 if r.measured.seconds < TARGET_SECONDS_1M and r.measured.peak_rss_mb < TARGET_RSS_MB
@@ -318,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             "settings": vars(args),
             "targets": {"seconds_at_1m": TARGET_SECONDS_1M, "peak_rss_mb": TARGET_RSS_MB},
             "empty_database": asdict(empty),
+            "empty_database_by_checkout": {k: asdict(v) for k, v in empties.items()},
+            "checkouts": {p.label: str(p.root) for p in products},
             "results": [asdict(r) for r in results],
             "growth": ratio,
             "profiles": {

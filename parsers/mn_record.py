@@ -10,7 +10,8 @@ reconciliation rows and history typing are all derived from `PARTICIPANT_FIELDS`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -18,6 +19,8 @@ from types import MappingProxyType
 from typing import Any, Final, get_type_hints
 
 __all__ = [
+    "COMPARED_COLUMN",
+    "COMPARED_FIELDS",
     "CONFERENCE_FIELDS",
     "CONFERENCE_ONLY",
     "EXPORT_FIELDS",
@@ -34,6 +37,8 @@ __all__ = [
     "MNField",
     "MNParticipant",
     "Spec",
+    "compared_text",
+    "compared_values",
 ]
 
 # Larger than any real count, duration or bandwidth; keeps values inside a 32-bit SQL INTEGER.
@@ -287,3 +292,26 @@ TEXT_FIELDS: Final = frozenset(
     for name, kind in kinds.items()
     if kind in (Kind.TEXT, Kind.TIME)
 )
+
+# The fields reconciliation compares by value (all but times and durations), in declaration
+# order. Both tables keep their values once more as one text (`compared_text`), in column
+# COMPARED_COLUMN: a large reconciliation reads that one value per row instead of one per
+# field, and two identical texts settle a pair's values without decoding them.
+COMPARED_FIELDS: Final = tuple(
+    f
+    for f in PARTICIPANT_FIELDS
+    if f.spec.compare is not None and f.spec.compare not in (Compare.TIME, Compare.DURATION)
+)
+COMPARED_COLUMN: Final = "compared"
+_COMPARED_JSON: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def compared_text(values: Sequence[str | int | None]) -> str:
+    """The stored text of a row's COMPARED_FIELDS values, in that order (a JSON array): equal
+    texts are equal values, and `compared_values` gives them back."""
+    return _COMPARED_JSON.encode(list(values))
+
+
+def compared_values(text: str) -> tuple[str | int | None, ...]:
+    """The values a `compared_text` holds."""
+    return tuple(json.loads(text))

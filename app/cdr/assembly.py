@@ -9,9 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from itertools import pairwise
+from operator import itemgetter
 from typing import NamedTuple
 
-from parsers.mn_record import PARTICIPANT_FIELDS, Kind
+from parsers.mn_record import (
+    COMPARED_COLUMN,
+    COMPARED_FIELDS,
+    PARTICIPANT_FIELDS,
+    Kind,
+    compared_text,
+)
 from parsers.pexip import PARTICIPANT_ATTEMPTING, PARTICIPANT_DISCONNECTED, PARTICIPANT_JOINED
 
 
@@ -81,14 +88,17 @@ class Leg(NamedTuple):
     def as_tuple(self) -> tuple[object, ...]:
         """The CDR's values in LEG_COLUMNS order (the `cdrs` table's columns); LegState is a
         StrEnum, which the drivers store as its text."""
-        return (*self[:-1], *self.copied)
+        values = (*self[:-1], *self.copied)
+        return (*values, compared_text(_compared_of(values)))
 
     def value(self, name: str) -> object:
         """The value of one column of LEG_COLUMNS."""
         return self.as_tuple()[LEG_COLUMNS.index(name)]
 
 
-LEG_COLUMNS: tuple[str, ...] = (*Leg._fields[:-1], *COPIED)
+_FIELD_COLUMNS = (*Leg._fields[:-1], *COPIED)
+LEG_COLUMNS: tuple[str, ...] = (*_FIELD_COLUMNS, COMPARED_COLUMN)
+_compared_of = itemgetter(*(_FIELD_COLUMNS.index(f.name) for f in COMPARED_FIELDS))
 
 
 def _order(event: LegEvent) -> tuple[int, int, str]:

@@ -32,7 +32,13 @@ from parsers.limits import (
     PROCID_MAX,
     TIMESTAMP_TEXT_MAX,
 )
-from parsers.mn_record import CONFERENCE_FIELDS, PARTICIPANT_FIELDS, Kind, MNField
+from parsers.mn_record import (
+    COMPARED_COLUMN,
+    CONFERENCE_FIELDS,
+    PARTICIPANT_FIELDS,
+    Kind,
+    MNField,
+)
 
 metadata = MetaData(
     naming_convention={
@@ -189,6 +195,8 @@ cdrs = Table(
     # The raw messages the leg's events were first seen in, ascending, comma-separated:
     # what reassembling the leg reads (derived bookkeeping, not a CDR field).
     Column("message_ids", Text, nullable=False, server_default=""),
+    # The compared values once more as one text (parsers/mn_record.py, `compared_text`).
+    Column(COMPARED_COLUMN, Text, nullable=True),
     Index("ix_cdrs_first_seen_us", "first_seen_us", "id"),
     Index("ix_cdrs_start_us", "start_us"),
     Index("ix_cdrs_conference_name", "conference_name", "first_seen_us"),
@@ -203,6 +211,7 @@ mn_participants = Table(
     Column("record", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("imported_us", BigInteger, nullable=False),
+    Column(COMPARED_COLUMN, Text, nullable=True),  # as in `cdrs`
     Index("ix_mn_participants_start_us", "start_us"),
     Index("ix_mn_participants_end_us", "end_us"),
     Index("ix_mn_participants_call_uuid", "call_uuid"),

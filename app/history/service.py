@@ -16,12 +16,15 @@ from app.errors import InvalidInputError
 from parsers.history import RecordError, parse_document, parse_history_time
 from parsers.history_documents import HistoryFormatError
 from parsers.mn_record import (
+    COMPARED_COLUMN,
+    COMPARED_FIELDS,
     CONFERENCE_FIELDS,
     PARTICIPANT_FIELDS,
     Kind,
     MNConference,
     MNField,
     MNParticipant,
+    compared_text,
 )
 
 from .client import MNError, Resource
@@ -128,7 +131,9 @@ def _row(
 
 def participant_row(record: MNParticipant, source: str, now_us: int) -> dict[str, Any]:
     """The `mn_participants` row of a parsed record."""
-    return _row(record, _STORED, source, now_us)
+    row = _row(record, _STORED, source, now_us)
+    row[COMPARED_COLUMN] = compared_text([getattr(record, f.name) for f in COMPARED_FIELDS])
+    return row
 
 
 def conference_row(record: MNConference, source: str, now_us: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from parsers.mn_record import PARTICIPANT_FIELDS, Compare
+from parsers.mn_record import COMPARED_FIELDS, PARTICIPANT_FIELDS, Compare
 
 
 class Status(StrEnum):
@@ -124,11 +124,7 @@ def _pair_key(item: Item) -> tuple[int, str, str]:
 
 # The fields a matched pair is compared on besides its times, in declaration order:
 # `LegView.compared` holds their values. Then the times, which LegView has by name.
-COMPARED = tuple(
-    f
-    for f in PARTICIPANT_FIELDS
-    if f.spec.compare is not None and f.spec.compare not in (Compare.TIME, Compare.DURATION)
-)
+COMPARED = COMPARED_FIELDS
 _VALUE_RULES = tuple((f.name, f.spec.compare) for f in COMPARED)
 _TIME_RULES = tuple(
     (f.name, f.column, f.spec.compare)

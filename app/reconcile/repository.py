@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
 from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders
+from parsers.mn_record import COMPARED_FIELDS, compared_text
 
 from .items import ITEM_COLUMNS, STORED, ItemRow
-from .rows import ID, LEG_COLUMNS, Row
+from .rows import COMPARED, ID, LEG_COLUMNS, Row
 
 
 async def _rows_in_range(
@@ -37,7 +38,31 @@ async def _rows_in_range(
     return rows
 
 
+async def _with_compared(conn: AsyncConnection, table: str, rows: list[Row]) -> list[Row]:
+    """`rows` (of `rows.LEG_COLUMNS` first), each with the text of its compared values: a
+    row stored without it (written by anything but cdrecon's own writers) gets it from
+    its columns."""
+    missing = [row[ID] for row in rows if row[COMPARED] is None]
+    if not missing:
+        return rows
+    texts: dict[str, str] = {}
+    for start in range(0, len(missing), 500):
+        chunk = missing[start : start + 500]
+        in_chunk = placeholders(conn.dialect.paramstyle, len(chunk))
+        found = await fetch_tuples(
+            conn, f"SELECT id, {_COMPARED_FIELDS} FROM {table} WHERE id IN ({in_chunk})", chunk
+        )
+        texts.update((row[0], compared_text(row[1:])) for row in found)
+    return [
+        row
+        if row[COMPARED] is not None
+        else (*row[:COMPARED], texts[row[ID]], *row[COMPARED + 1 :])
+        for row in rows
+    ]
+
+
 _LEGS = ", ".join(LEG_COLUMNS)
+_COMPARED_FIELDS = ", ".join(f.column for f in COMPARED_FIELDS)
 # The MN's node is left out: items name the syslog side's node, and nothing else reads it.
 _SELECT_MN = f"SELECT {_LEGS} FROM mn_participants"
 
@@ -70,7 +95,8 @@ class ReconcileRepository:
         """CDRs whose start (or first event, for failed legs) is in [from, until), as rows
         of `rows.LEG_COLUMNS`, then node and state."""
         select = f"SELECT {_LEGS}, node, state FROM cdrs"
-        return await _rows_in_range(conn, select, "start_us", "first_seen_us", from_us, until_us)
+        rows = await _rows_in_range(conn, select, "start_us", "first_seen_us", from_us, until_us)
+        return await _with_compared(conn, "cdrs", rows)
 
     async def mn_rows(
         self, conn: AsyncConnection, from_us: int, until_us: int, ids: Iterable[str]
@@ -88,7 +114,7 @@ class ReconcileRepository:
                 if row[ID] not in known:
                     known.add(row[ID])
                     found.append(row)
-        return found
+        return await _with_compared(conn, "mn_participants", found)
 
     async def create_run(self, conn: AsyncConnection, values: dict[str, Any]) -> int:
         """Store a run; its id."""

@@ -11,36 +11,35 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from parsers.mn_record import PARTICIPANT_FIELDS, Compare
-
-from .matching import COMPARED, LegView
-
-# The columns of the fields reconciliation compares (parsers/mn_record.py): values, then times.
-_COMPARED_TIMES = tuple(
-    f.column for f in PARTICIPANT_FIELDS if f.spec.compare in (Compare.TIME, Compare.DURATION)
+from parsers.mn_record import (
+    COMPARED_COLUMN,
+    COMPARED_FIELDS,
+    PARTICIPANT_FIELDS,
+    Compare,
+    compared_values,
 )
+
+from .matching import LegView
 
 # Both sides are read as one row layout: these columns, in this order; a syslog CDR's row
-# goes on with its node and state. The values `compare` looks at sit side by side, so that
-# one tuple comparison tells whether a pair's are identical.
-LEG_COLUMNS = ("id", *(f.column for f in COMPARED), *_COMPARED_TIMES)
-ID = 0
-CALL_UUID, CONFERENCE, PROTOCOL, DIRECTION, START, END, DURATION, DISPLAY, REMOTE = (
-    LEG_COLUMNS.index(name)
-    for name in (
-        "call_uuid",
-        "conference_name",
-        "protocol",
-        "call_direction",
-        "start_us",
-        "end_us",
-        "duration",
-        "display_name",
-        "remote_alias",
-    )
+# goes on with its node and state. The values `compare` looks at come as the one text both
+# tables keep of them (COMPARED): two identical texts are identical values, so the pairs
+# that agree, nearly all of them, are settled without decoding it. The protocol and the
+# conference name are read on their own as well, as every pair needs them.
+LEG_COLUMNS = (
+    "id",
+    COMPARED_COLUMN,
+    "protocol",
+    "conference_name",
+    *(f.column for f in PARTICIPANT_FIELDS if f.spec.compare in (Compare.TIME, Compare.DURATION)),
 )
+ID, COMPARED, PROTOCOL, CONFERENCE, START, END, DURATION = range(7)
 NODE, STATE = len(LEG_COLUMNS), len(LEG_COLUMNS) + 1
-COMPARED_VALUES = slice(1, 1 + len(COMPARED))
+# Where the values `leg_view` needs sit in a COMPARED text.
+_CALL_UUID, _DIRECTION, _DISPLAY, _REMOTE = (
+    [f.name for f in COMPARED_FIELDS].index(name)
+    for name in ("call_uuid", "call_direction", "display_name", "remote_alias")
+)
 
 Row = tuple[Any, ...]
 
@@ -63,19 +62,20 @@ def _aliases(display: str | None, remote: str | None) -> tuple[str, ...]:
 
 def leg_view(row: Row) -> LegView:
     """The LegView of a row of either side (an MN row has no node and no state)."""
+    values = compared_values(row[COMPARED])
     return LegView(
         id=row[ID],
-        call_uuid=row[CALL_UUID],
+        call_uuid=values[_CALL_UUID],  # type: ignore[arg-type]
         conference_name=_shared(row[CONFERENCE]),
-        aliases=_aliases(row[DISPLAY], row[REMOTE]),
+        aliases=_aliases(values[_DISPLAY], values[_REMOTE]),  # type: ignore[arg-type]
         protocol=_shared(row[PROTOCOL]),
-        call_direction=_shared(row[DIRECTION]),
+        call_direction=_shared(values[_DIRECTION]),  # type: ignore[arg-type]
         start_us=row[START],
         end_us=row[END],
         duration=row[DURATION],
         node=_shared(row[NODE]) if len(row) > NODE else None,
         state=_shared(row[STATE]) if len(row) > STATE else None,
-        compared=row[COMPARED_VALUES],
+        compared=values,
     )
 
 
@@ -105,8 +105,8 @@ def agree(cdr: Row, mn: Row, tolerance_us: int) -> bool:
         return False
     if cdr[STATE] in _UNSETTLED_STATES or _backplane(cdr[PROTOCOL]) or _backplane(mn[PROTOCOL]):
         return False
-    values, mn_values = cdr[COMPARED_VALUES], mn[COMPARED_VALUES]
-    if values != mn_values and not _alike(values, mn_values):
+    values, mn_values = cdr[COMPARED], mn[COMPARED]
+    if values != mn_values and not _alike(compared_values(values), compared_values(mn_values)):
         return False
     end, mn_end = cdr[END], mn[END]
     if end is None or mn_end is None:

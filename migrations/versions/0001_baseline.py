@@ -136,6 +136,7 @@ def upgrade() -> None:
         sa.Column("node", sa.String(255), nullable=True),
         sa.Column("event_count", sa.Integer, nullable=False),
         sa.Column("message_ids", sa.Text, nullable=False, server_default=""),
+        sa.Column("compared", sa.Text, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_cdrs"),
     )
     op.create_index("ix_cdrs_first_seen_us", "cdrs", ["first_seen_us", "id"])
@@ -172,6 +173,7 @@ def upgrade() -> None:
         sa.Column("record", sa.Text, nullable=False),
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("imported_us", sa.BigInteger, nullable=False),
+        sa.Column("compared", sa.Text, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_mn_participants"),
     )
     op.create_index("ix_mn_participants_start_us", "mn_participants", ["start_us"])

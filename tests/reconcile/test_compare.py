@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from app.reconcile.matching import COMPARED, LegView, Status, classify, compare
 from app.reconcile.rows import LEG_COLUMNS, leg_view
-from parsers.mn_record import Kind
+from parsers.mn_record import COMPARED_COLUMN, Kind, compared_text
 
 TOLERANCE = 2_000_000
 AT = 1_795_687_200_000_000
@@ -45,6 +45,7 @@ BASE: dict[str, Any] = {
 def view(syslog: bool, **changes: Any) -> LegView:
     """A leg read as the repository reads it: the base values with some changed."""
     values = {**BASE, **changes}
+    values[COMPARED_COLUMN] = compared_text([values[f.column] for f in COMPARED])
     row = tuple(values[column] for column in LEG_COLUMNS)
     return leg_view((*row, "node-1", "closed") if syslog else row)
 

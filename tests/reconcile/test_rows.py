@@ -9,13 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.reconcile.items import agreed_row, item_row
-from app.reconcile.matching import COMPARED, LegView, Status, classify
+from app.reconcile.matching import COMPARED as COMPARED_FIELDS
+from app.reconcile.matching import LegView, Status, classify
 from app.reconcile.rows import (
-    COMPARED_VALUES,
+    COMPARED,
+    CONFERENCE,
     DURATION,
     END,
     ID,
-    LEG_COLUMNS,
     NODE,
     PROTOCOL,
     START,
@@ -25,7 +26,7 @@ from app.reconcile.rows import (
     leg_view,
     split_agreeing,
 )
-from parsers.mn_record import Kind
+from parsers.mn_record import Kind, compared_text, compared_values
 from tests.reconcile.generator import generate
 from tests.reconcile.test_matching import TOLERANCE, mn_views, syslog_views
 
@@ -35,10 +36,23 @@ SCENARIO = generate(seed=7)
 def as_row(view: LegView, *, with_state: bool) -> Row:
     """The row the repository would read for a view; an MN row ends before the node."""
     row: list[Any] = [None] * (STATE + 1 if with_state else NODE)
-    row[ID], row[COMPARED_VALUES] = view.id, view.compared
+    row[ID], row[COMPARED] = view.id, compared_text(view.compared)
+    row[PROTOCOL], row[CONFERENCE] = view.protocol, view.conference_name
     row[START], row[END], row[DURATION] = view.start_us, view.end_us, view.duration
     if with_state:
         row[NODE], row[STATE] = view.node, view.state
+    return tuple(row)
+
+
+def row_of(values: dict[str, Any], *, with_state: bool) -> Row:
+    """The row the repository would read for a leg's column values."""
+    row: list[Any] = [None] * (STATE + 1 if with_state else NODE)
+    row[ID] = values["id"]
+    row[COMPARED] = compared_text([values.get(f.column) for f in COMPARED_FIELDS])
+    row[PROTOCOL], row[CONFERENCE] = values.get("protocol"), values.get("conference_name")
+    row[START], row[END], row[DURATION] = values["start_us"], values["end_us"], values["duration"]
+    if with_state:
+        row[NODE], row[STATE] = values["node"], values["state"]
     return tuple(row)
 
 
@@ -80,21 +94,21 @@ def test_splitting_off_agreeing_pairs_changes_no_item() -> None:
 
 AT, UNTIL = 10**15, 10**15 + 60_000_000
 TEXTS = st.sampled_from([None, "", "Room", "room", "Other"])
-# What each field of either side may become: [index, values]. The state is the CDR's own.
-FIELDS: list[tuple[int, st.SearchStrategy[Any]]] = [
+# What each column of either side may become: [column, values]. The state is the CDR's own.
+FIELDS: list[tuple[str, st.SearchStrategy[Any]]] = [
     *(
         (
-            LEG_COLUMNS.index(f.column),
+            f.column,
             st.sampled_from([None, 5060, 5061]) if f.spec.kind is Kind.INTEGER else TEXTS,
         )
-        for f in COMPARED
+        for f in COMPARED_FIELDS
         if f.name != "protocol"
     ),
-    (PROTOCOL, st.sampled_from([None, "", "SIP", "sip", "H323", "BACKPLANE", "Backplane"])),
-    (START, st.one_of(st.none(), st.integers(AT - 3 * TOLERANCE, AT + 3 * TOLERANCE))),
-    (END, st.one_of(st.none(), st.integers(UNTIL - 3 * TOLERANCE, UNTIL + 3 * TOLERANCE))),
-    (DURATION, st.one_of(st.none(), st.integers(54, 66))),
-    (STATE, st.sampled_from(["closed", "open", "failed", "excluded", "connected"])),
+    ("protocol", st.sampled_from([None, "", "SIP", "sip", "H323", "BACKPLANE", "Backplane"])),
+    ("start_us", st.one_of(st.none(), st.integers(AT - 3 * TOLERANCE, AT + 3 * TOLERANCE))),
+    ("end_us", st.one_of(st.none(), st.integers(UNTIL - 3 * TOLERANCE, UNTIL + 3 * TOLERANCE))),
+    ("duration", st.one_of(st.none(), st.integers(54, 66))),
+    ("state", st.sampled_from(["closed", "open", "failed", "excluded", "connected"])),
 ]
 EDGES = [AT - TOLERANCE, AT + TOLERANCE, UNTIL - TOLERANCE, UNTIL + TOLERANCE]
 
@@ -102,22 +116,20 @@ EDGES = [AT - TOLERANCE, AT + TOLERANCE, UNTIL - TOLERANCE, UNTIL + TOLERANCE]
 @st.composite
 def pairs(draw: st.DrawFn) -> tuple[Row, Row]:
     """A pair that agrees, with a few of its fields changed on one side, or on both alike."""
-    cdr: list[Any] = [None] * (STATE + 1)
-    cdr[ID], cdr[PROTOCOL] = "x", "SIP"
-    for item in COMPARED:
+    cdr: dict[str, Any] = {"id": "x", "protocol": "SIP"}
+    for item in COMPARED_FIELDS:
         if item.name != "protocol":
-            index = LEG_COLUMNS.index(item.column)
-            cdr[index] = 5060 if item.spec.kind is Kind.INTEGER else f"{item.name}-value"
-    cdr[START], cdr[END], cdr[DURATION] = AT, UNTIL, 60
-    cdr[NODE], cdr[STATE] = "node", "closed"
-    mn = cdr[:NODE]
+            cdr[item.column] = 5060 if item.spec.kind is Kind.INTEGER else f"{item.name}-value"
+    cdr |= {"start_us": AT, "end_us": UNTIL, "duration": 60, "node": "node", "state": "closed"}
+    mn = dict(cdr)
     for _ in range(draw(st.integers(0, 3))):
-        index, values = draw(st.sampled_from(FIELDS))
-        value = draw(st.one_of(values, st.sampled_from(EDGES)) if index in (START, END) else values)
-        sides = [cdr] if index == STATE else draw(st.sampled_from([[cdr], [mn], [cdr, mn]]))
+        column, values = draw(st.sampled_from(FIELDS))
+        edges = st.sampled_from(EDGES)
+        value = draw(st.one_of(values, edges) if column in ("start_us", "end_us") else values)
+        sides = [cdr] if column == "state" else draw(st.sampled_from([[cdr], [mn], [cdr, mn]]))
         for side in sides:
-            side[index] = value
-    return tuple(cdr), tuple(mn)
+            side[column] = value
+    return row_of(cdr, with_state=True), row_of(mn, with_state=False)
 
 
 @settings(max_examples=1000, deadline=None)
@@ -132,6 +144,6 @@ def test_a_pair_agrees_exactly_when_it_is_a_plain_match_of_values_alike(
     plain = item.status is Status.MATCHED and item.matched_by == "id"
     alike = all(
         a == b or a in (None, "") or b in (None, "")
-        for a, b in zip(cdr[COMPARED_VALUES], mn[COMPARED_VALUES], strict=True)
+        for a, b in zip(compared_values(cdr[COMPARED]), compared_values(mn[COMPARED]), strict=True)
     )
     assert agree(cdr, mn, TOLERANCE) == (plain and alike)

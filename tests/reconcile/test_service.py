@@ -13,6 +13,7 @@ from app.errors import InvalidInputError
 from app.history.service import HistoryImportError, import_document
 from app.reconcile import service
 from app.times import FIRST_US
+from parsers.mn_record import COMPARED_FIELDS, compared_text
 from tests.reconcile.generator import generate
 from tests.reconcile.loading import loaded_engine, us
 
@@ -86,3 +87,24 @@ async def test_a_window_of_a_century_gives_the_same_run(engine: AsyncEngine) -> 
         )
     assert wide["counts"] == exact["counts"]
     assert wide["gaps"] == exact["gaps"]
+
+
+async def test_both_stores_keep_the_text_of_their_compared_values(engine: AsyncEngine) -> None:
+    fields = ", ".join(f.column for f in COMPARED_FIELDS)
+    async with engine.connect() as conn:
+        for table in ("cdrs", "mn_participants"):
+            rows = (await conn.exec_driver_sql(f"SELECT compared, {fields} FROM {table}")).all()
+            assert rows
+            assert all(row[0] == compared_text(row[1:]) for row in rows), table
+
+
+async def test_rows_stored_without_the_text_are_reconciled_from_their_columns(
+    engine: AsyncEngine,
+) -> None:
+    start, end = SCENARIO.window
+    async with engine.begin() as conn:
+        for table in ("cdrs", "mn_participants"):
+            await conn.exec_driver_sql(f"UPDATE {table} SET compared = NULL")
+        summary = await service.reconcile(conn, us(start), us(end), 2_000_000, "test")
+    expected = Counter(SCENARIO.expected.values())
+    assert summary["counts"] == {status: expected.get(status, 0) for status in summary["counts"]}
