@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -227,9 +228,10 @@ def logger_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, built by the migrations."""
+@contextlib.contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database, built by the migrations; dropped on exit. Skips the
+    test when there is no server."""
     reason = postgres_available()
     if reason:
         pytest.skip(reason)
@@ -254,11 +256,18 @@ def postgres_database() -> Iterator[str]:
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     url = base.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
     try:
+        upgrade(url)
         yield url
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, built by the migrations."""
+    with new_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -1,6 +1,6 @@
 """Property test of the whole API: schemathesis generates requests from the OpenAPI document,
-valid and invalid, against a running service; no answer is a 5xx, every answer matches the
-document, and every refusal has the one error shape."""
+valid and invalid, against a running service on SQLite and on PostgreSQL; no answer is a
+5xx, every answer matches the document, and every refusal has the one error shape."""
 
 from __future__ import annotations
 
@@ -35,9 +35,19 @@ EXAMPLES = settings(
 )
 
 
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def on_database(request: pytest.FixtureRequest) -> Loaded:
+    """The loaded service on each database."""
+    fixture = "loaded" if request.param == "sqlite" else "loaded_postgresql"
+    loaded: Loaded = request.getfixturevalue(fixture)
+    return loaded
+
+
 @pytest.fixture(scope="module")
-def operations(loaded: Loaded) -> list[Any]:
-    schema = schemathesis.openapi.from_url(f"{loaded.service.url}/openapi.json")
+def operations(on_database: Loaded) -> list[Any]:
+    schema = schemathesis.openapi.from_url(f"{on_database.service.url}/openapi.json")
     found = [result.ok() for result in schema.include(path_regex="^/api/v1/").get_all_operations()]
     assert len(found) >= 14
     return found
@@ -53,13 +63,13 @@ def _check(case: Any, token: str) -> None:
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_server_error_and_one_error_shape(
-    loaded: Loaded, operations: list[Any], mode: GenerationMode
+    on_database: Loaded, operations: list[Any], mode: GenerationMode
 ) -> None:
     for operation in operations:
 
         @EXAMPLES
         @given(case=operation.as_strategy(generation_mode=mode))
         def one(case: Any) -> None:
-            _check(case, loaded.admin)
+            _check(case, on_database.admin)
 
         one()
