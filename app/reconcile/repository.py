@@ -211,12 +211,17 @@ class ReconcileRepository:
     async def kept_around(
         self, conn: AsyncConnection, window: tuple[int, int], gap: tuple[int, int], limit: int
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The MN records of `window` that ended last before the gap's first lost record
-        and first after its last one (up to `limit` each, nearest first): what the MN kept
-        either side of the hole."""
+        """The billable MN records of `window` that ended last before the gap's first lost
+        record and first after its last one (up to `limit` each, nearest first): what the
+        MN kept either side of the hole. Billable as `matching.LegView.not_billable` has it
+        for an MN record (a start, not a backplane): the records gaps are bounded by."""
         table = mn_participants
         columns = [table.c[name] for name in KEPT_COLUMNS]
-        in_window = table.c.end_us.between(window[0], window[1] - 1)
+        in_window = and_(
+            table.c.end_us.between(window[0], window[1] - 1),
+            table.c.start_us.is_not(None),
+            func.upper(func.coalesce(table.c.protocol, "")) != "BACKPLANE",
+        )
         before = await conn.execute(
             select(*columns)
             .where(in_window, table.c.end_us <= gap[0])

@@ -183,6 +183,7 @@ def test_a_restore_from_first_look_to_the_billing_file(
         )
         assert newer.status_code == 201, newer.text
         browser.open(f"/runs/{newer.json()['id']}?status=missing_in_mn")
+        assert browser.text("#counts-billed") == "all in a batch"
         cells = [cell.text for cell in browser.all("#items td[data-field=batch]")]
         assert cells == [f"exported in batch {created}"] * len(scenario.lost)
         story.page("newer-run-exported")
