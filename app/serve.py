@@ -14,7 +14,6 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,9 +26,6 @@ from app.db.location import DatabaseFile
 from app.metrics import Metrics
 from app.receiver.listeners import Receivers
 from app.runtime import Runtime, settle_garbage_collector
-
-if TYPE_CHECKING:
-    from app.watch.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +44,7 @@ class _HttpServer(uvicorn.Server):
 async def serve(settings: Settings, engine: AsyncEngine) -> None:
     """Run until SIGTERM or SIGINT, then stop without losing what was read."""
     runtime = Runtime.build(settings, engine)
+    webhook_secret = _webhook_secret(settings)
     # Bound here, not by uvicorn, so that a taken port is a clear start-up error.
     http_socket = _bind_http(settings.http_address)
     await _fold_counts(engine)
@@ -95,7 +92,7 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
             await http_task  # re-raise a bind failure
             raise RuntimeError("the HTTP server stopped during start-up")
         log.info("cdrecon serving; HTTP on %s", settings.http_address)
-        puller = _start_history_pulls(settings, engine, runtime.metrics)
+        puller = _start_history_pulls(settings, engine, runtime.metrics, webhook_secret)
         pruner = _start_pruning(settings, engine, runtime)
         file_watch = None
         if database_file is not None:
@@ -144,7 +141,7 @@ def _bind_http(address: ListenAddress) -> socket.socket:
 
 
 def _start_history_pulls(
-    settings: Settings, engine: AsyncEngine, metrics: Metrics
+    settings: Settings, engine: AsyncEngine, metrics: Metrics, webhook_secret: bytes | None
 ) -> asyncio.Task[None] | None:
     """The scheduled MN history pull, when an MN is configured, and the watch after it."""
     if not settings.mn_url:
@@ -155,7 +152,11 @@ def _start_history_pulls(
     password = ""
     if settings.mn_password_file is not None:
         password = settings.mn_password_file.read_text().strip()
-    watcher = _watcher(settings, engine, metrics, password) if settings.watch else None
+    watcher = None
+    if settings.watch:
+        from app.watch.watcher import Watcher
+
+        watcher = Watcher.from_settings(settings, engine, metrics, password, webhook_secret)
     metrics.history_pulls_scheduled()
 
     async def after_pull(as_of: AsOf) -> None:
@@ -194,23 +195,21 @@ def _start_pruning(
     )
 
 
-def _watcher(settings: Settings, engine: AsyncEngine, metrics: Metrics, password: str) -> Watcher:
-    """The continuous watch (app/watch), its webhook secret read now: a wrong path is a
-    start-up error, not a webhook that signs nothing."""
-    from app.watch.watcher import Watcher
-
-    secret = None
-    if settings.watch_webhook_secret_file is not None:
-        path = settings.watch_webhook_secret_file
-        try:
-            secret = path.read_bytes().strip()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot read the webhook secret {path} (CDRECON_WATCH_WEBHOOK_SECRET_FILE): "
-                f"{exc.strerror or exc}"
-            ) from exc
-        if not secret:
-            raise StartupError(
-                f"the webhook secret file {path} (CDRECON_WATCH_WEBHOOK_SECRET_FILE) is empty"
-            )
-    return Watcher.from_settings(settings, engine, metrics, password, secret)
+def _webhook_secret(settings: Settings) -> bytes | None:
+    """The watch's webhook secret, read before anything starts: a wrong path is a start-up
+    error, not a webhook that signs nothing."""
+    path = settings.watch_webhook_secret_file
+    if path is None or not settings.watch:
+        return None
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot read the webhook secret {path} (CDRECON_WATCH_WEBHOOK_SECRET_FILE): "
+            f"{exc.strerror or exc}"
+        ) from exc
+    if not secret:
+        raise StartupError(
+            f"the webhook secret file {path} (CDRECON_WATCH_WEBHOOK_SECRET_FILE) is empty"
+        )
+    return secret
