@@ -27,8 +27,10 @@ class State(StrEnum):
     CLEARED = "cleared"
 
 
-# Who clears an alert when no person does.
+# Who clears an alert when no person does: billing has its records, or the MN wrote them
+# after all (late: exporting them now would bill them twice).
 EXPORTED = "exported"
+FOUND = "found on the MN"
 
 
 @dataclass(frozen=True, slots=True)

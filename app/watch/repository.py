@@ -183,6 +183,22 @@ async def exported_open_alerts(conn: AsyncConnection) -> list[int]:
     return [int(alert_id) for (alert_id,) in await conn.execute(query)]
 
 
+async def found_open_gaps(conn: AsyncConnection) -> list[int]:
+    """Open gap alerts every record of which the MN store now holds (by id): the MN wrote
+    them late."""
+    missing = (
+        select(watch_alert_records.c.alert_id)
+        .outerjoin(mn_participants, mn_participants.c.id == watch_alert_records.c.record_id)
+        .where(mn_participants.c.id.is_(None))
+    )
+    query = select(watch_alerts.c.id).where(
+        watch_alerts.c.state == State.OPEN.value,
+        watch_alerts.c.kind == Kind.GAP.value,
+        watch_alerts.c.id.not_in(missing),
+    )
+    return [int(alert_id) for (alert_id,) in await conn.execute(query)]
+
+
 async def open_figures(conn: AsyncConnection) -> dict[str, tuple[int, int, int | None]]:
     """Per kind: open alerts, their records, and the first seen of the oldest."""
     records = (

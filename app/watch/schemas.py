@@ -22,7 +22,8 @@ class Alert(BaseModel):
     updated: datetime = Field(description="When it last grew or changed state.")
     cleared: datetime | None
     cleared_by: str | None = Field(
-        description="`exported` when every record is in an export batch, else who acknowledged."
+        description="`exported` when every record is in an export batch, `found on the MN` "
+        "when the MN wrote every record of a gap after all, else who acknowledged."
     )
     from_: datetime = Field(alias="from", description="The first record's call end.")
     until: datetime = Field(description="The last record's call end.")

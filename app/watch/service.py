@@ -19,6 +19,7 @@ from app.times import iso, to_us
 from . import repository
 from .policy import (
     EXPORTED,
+    FOUND,
     Decision,
     Fire,
     Kind,
@@ -240,18 +241,21 @@ async def prune_superseded(engine: AsyncEngine, before_us: int) -> int:
     return len(runs)
 
 
-async def clear_exported(engine: AsyncEngine, now_us: int) -> list[Notice]:
-    """Clear the open alerts whose every record is in an export batch."""
+async def clear_resolved(engine: AsyncEngine, now_us: int) -> list[Notice]:
+    """Clear the open alerts whose every record is in an export batch, and the open gap
+    alerts whose every record the MN has written since (late)."""
     notices = []
     async with engine.begin() as conn:
-        for alert_id in await repository.exported_open_alerts(conn):
+        exported = await repository.exported_open_alerts(conn)
+        found = [i for i in await repository.found_open_gaps(conn) if i not in exported]
+        for alert_id, reason in [(i, EXPORTED) for i in exported] + [(i, FOUND) for i in found]:
             await repository.update_alert(
                 conn,
                 alert_id,
                 {
                     "state": State.CLEARED.value,
                     "cleared_us": now_us,
-                    "cleared_by": EXPORTED,
+                    "cleared_by": reason,
                     "updated_us": now_us,
                 },
             )

@@ -20,7 +20,7 @@ from .restore import ClientProbe, HistoryProbe, vanished
 from .service import (
     Notice,
     WatchConfig,
-    clear_exported,
+    clear_resolved,
     prune_superseded,
     publish,
     reconcile_settled,
@@ -118,7 +118,7 @@ class Watcher:
                     "watch: deleted %d earlier watch run(s) that later runs superseded", pruned
                 )
         notices += (
-            await self._step("clearing exported alerts", clear_exported(self.engine, now_us)) or []
+            await self._step("clearing resolved alerts", clear_resolved(self.engine, now_us)) or []
         )
         async with self.engine.connect() as conn:
             await publish(conn, self.metrics)

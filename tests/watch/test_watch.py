@@ -172,6 +172,24 @@ async def test_a_gap_alert_fires_once_with_its_window_grows_and_clears_when_expo
         assert not verify(SECRET, stamp, delivery.body + b" ", delivery.headers[SIGNATURE_HEADER])
 
 
+async def test_a_gap_the_mn_fills_late_clears_as_found(engine: AsyncEngine) -> None:
+    calls = calls_ending_an_hour_ago(12)
+    with FakeMN([mn_record(c) for c in calls[:8]]) as mn:
+        watch = watcher(engine, mn, Metrics())
+        await ingest(engine, calls)
+        [opened] = await cycle(engine, mn, watch)
+        assert (opened.event, opened.alert["count"]) == ("opened", 4)
+        # The MN writes the four records after all (within the pull's overlap, so the next
+        # pull reads them): they are not lost, and exporting them would bill them twice.
+        mn.records["participant"].extend(mn_record(c) for c in calls[8:])
+        [cleared] = await cycle(engine, mn, watch)
+    assert (cleared.event, cleared.alert["id"], cleared.alert["cleared_by"]) == (
+        "cleared",
+        opened.alert["id"],
+        "found on the MN",
+    )
+
+
 async def test_records_the_mn_held_and_then_lost_are_a_restore_alert_at_the_next_pull(
     engine: AsyncEngine,
 ) -> None:
