@@ -190,7 +190,13 @@ def _start_pruning(
         runtime.metrics.pruned.labels(table).inc(rows)
 
     return asyncio.create_task(
-        prune_forever(engine, policy_of(settings), settings.prune_interval, counted),
+        prune_forever(
+            engine,
+            policy_of(settings),
+            settings.prune_interval,
+            counted,
+            busy=lambda: runtime.writer.pending > 0,
+        ),
         name="cdrecon-retention",
     )
 

@@ -36,6 +36,8 @@ STEPS: dict[Step, StepFunction] = {
     Step.BATCHES: repository.prune_batches,
     Step.AUDIT: repository.prune_audit,
 }
+# The longest a pass waits for the batch writer's queue to empty before its next transaction.
+YIELD_SECONDS = 1.0
 # Pages handed back per transaction: 4 MiB of 4 KiB pages.
 RETURN_PAGES = 1024
 
@@ -66,11 +68,14 @@ async def prune(
     dry_run: bool = False,
     rest: bool = True,
     on_rows: Callable[[str, int], None] | None = None,
+    busy: Callable[[], bool] | None = None,
 ) -> Pass:
     """One pass over every step: delete what the policy lets go (never an unexported lost
     record's evidence), or with `dry_run` only count it. Each transaction takes at most
     `policy.batch_rows` rows of its step; with `rest` the pass waits after each (see
-    `rest_after`). `on_rows(table, n)` hears of each transaction's deletions as it commits."""
+    `rest_after`), and while `busy()` (the batch writer has messages waiting) up to
+    `YIELD_SECONDS` more. `on_rows(table, n)` hears of each transaction's deletions as it
+    commits."""
     started = time.monotonic()
     now_us = time.time_ns() // 1000 if now_us is None else now_us
     total = Tally()
@@ -95,14 +100,19 @@ async def prune(
                 break
             if rest:
                 await asyncio.sleep(rest_after(time.monotonic() - began))
+                await _yield(busy)
     done = Pass(total, dry_run)
     if not dry_run:
-        done.pages_returned, done.can_return_space = await return_space(engine, rest=rest)
+        done.pages_returned, done.can_return_space = await return_space(
+            engine, rest=rest, busy=busy
+        )
     done.seconds = time.monotonic() - started
     return done
 
 
-async def return_space(engine: AsyncEngine, *, rest: bool = True) -> tuple[int, bool]:
+async def return_space(
+    engine: AsyncEngine, *, rest: bool = True, busy: Callable[[], bool] | None = None
+) -> tuple[int, bool]:
     """On SQLite, hand the free pages back to the file system (incremental vacuum) in
     transactions of `RETURN_PAGES`; the pages handed back, and whether the file can shrink
     at all (it was created with auto_vacuum=INCREMENTAL). PostgreSQL's own autovacuum
@@ -119,6 +129,18 @@ async def return_space(engine: AsyncEngine, *, rest: bool = True) -> tuple[int, 
         returned += step
         if rest:
             await asyncio.sleep(rest_after(time.monotonic() - began))
+            await _yield(busy)
+
+
+async def _yield(busy: Callable[[], bool] | None) -> None:
+    """Wait while the batch writer has messages waiting, up to YIELD_SECONDS: storing comes
+    first, and under a burst pruning still moves, a transaction a second at least."""
+    if busy is None:
+        return
+    waited = 0.0
+    while busy() and waited < YIELD_SECONDS:
+        await asyncio.sleep(0.01)
+        waited += 0.01
 
 
 async def prune_forever(
@@ -126,13 +148,14 @@ async def prune_forever(
     policy: Policy,
     interval: float,
     on_rows: Callable[[str, int], None] | None = None,
+    busy: Callable[[], bool] | None = None,
 ) -> None:
     """A pass every `interval` seconds until cancelled; a failed pass is logged and the next
     one tried at its time."""
     while True:
         await asyncio.sleep(interval)
         try:
-            done = await prune(engine, policy, on_rows=on_rows)
+            done = await prune(engine, policy, on_rows=on_rows, busy=busy)
         except Exception:
             log.exception("pruning failed; next pass in %.0fs", interval)
             continue

@@ -1,0 +1,507 @@
+"""Storage benchmark: bytes on disk per stored message, what would shrink them, and pruning's
+cost to ingest.
+
+What it measures
+    1. Bytes per message. For each kind of line (`call`: Pexip call-event lines from
+       `bench.frames`, which become events and CDRs; `support`: Pexip support-log lines of the
+       same size, which carry no call event) N messages are sent over one TCP connection to a
+       real `cdrecon serve` on a fresh SQLite file, until all are stored and derived. Then,
+       the service stopped: the file's bytes over the messages' own bytes (each message as
+       received, without its octet count), and where the bytes go (SQLite's `dbstat`, per
+       table with its indexes). The ingest rate of that run is printed beside it.
+    2. Means of storing less, each applied to a copy of that file and then VACUUMed, beside
+       the copy only VACUUMed (the reference: pages compacted, nothing else changed):
+         * `lean`: the parsed header copies nothing reads set NULL (`timestamp_text`,
+           `app_name`, `procid`, `msgid`, `structured_data`, `facility`, `severity`,
+           `timestamp_us`: the raw bytes hold them);
+         * `zlib`: each raw message compressed with zlib (level 1, raw deflate, 8 KiB
+           window) with a preset dictionary of sample lines (`ZDICT`, other seeds);
+         * `lean+zlib`: both.
+       The cost of `zlib` to ingest: the CPU time of compressing (and decompressing, as
+       every reader of `messages.raw` would) each of the N messages in this process, in µs
+       per message, beside the CPU time per message the service took to ingest (store and
+       derive) the same N in this run. CPU time, not wall time: the machine is shared.
+    3. Pruning while ingesting. A database holding P support messages received 30 days ago
+       (filled through `serve`, then their receive time moved back) gets M call-event
+       messages sent to `serve`, once with pruning off (the reference) and once with
+       `serve` pruning every second (CDRECON_RETAIN_MESSAGES_DAYS=14), alternately,
+       `--runs` times each. Ingest rate = M / the time until all M are stored and derived;
+       the rows pruned meanwhile come from `cdrecon_rows_pruned_total`. Pruning yields to
+       the batch writer while messages wait (up to a second per transaction), so beside it:
+       how long `serve` takes to prune the P messages when it receives nothing.
+
+Run:  .venv/bin/python -m bench.storage [--messages 100000] [--prefill 300000] [--runs 2]
+Writes bench/out/storage-<UTC timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from bench.commands import cdrecon_env
+from bench.frames import pexip_frames
+from bench.loopback import free_port
+from bench.options import benchmark_parser
+from bench.paths import CDRECON
+from bench.procfs import cpu_seconds, load_average
+from bench.results import stamp, table, write_json
+
+HEADER_COPIES = (
+    "timestamp_text",
+    "app_name",
+    "procid",
+    "msgid",
+    "structured_data",
+    "facility",
+    "severity",
+    "timestamp_us",
+)
+
+
+def support_frames(size: int = 500, seed: int = 3164) -> Iterator[bytes]:
+    """Endless distinct, octet-counted Pexip support-log lines of about `size` bytes that
+    carry no call event (SIP signalling, as a node's support log is mostly)."""
+    rng = random.Random(seed)
+    clock = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
+    methods = ("INVITE", "ACK", "BYE", "OPTIONS", "REGISTER", "SUBSCRIBE")
+    for n in itertools.count():
+        clock += timedelta(microseconds=rng.randrange(1000, 50_000))
+        when = clock.strftime("%Y-%m-%d %H:%M:%S,") + f"{clock.microsecond // 1000:03d}"
+        host = f"conf-node-{rng.randrange(1, 9):02d}"
+        fields = [
+            ("Level", "INFO"),
+            ("Name", "support.sip"),
+            ("Message", "SIP request received"),
+            ("Method", rng.choice(methods)),
+            (
+                "Src-address",
+                f"10.{rng.randrange(2, 250)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+            ),
+            ("Dst-address", f"10.0.1.{rng.randrange(11, 19)}"),
+            ("Transaction-id", f"{rng.getrandbits(64):016x}-{n}"),
+            ("Call-id", f"{rng.getrandbits(128):032x}@10.0.0.{rng.randrange(1, 255)}"),
+            ("Uri", f"sip:user{rng.randrange(10_000)}@example.com"),
+        ]
+        head = f"<134>1 {clock.isoformat(timespec='milliseconds')} {host} pexip - - - {when}"
+        body = " ".join(f'{k}="{v}"' for k, v in fields)
+        padding = max(0, size - len(head) - len(body) - 20)
+        line = f'{head} {body} Detail="{"x" * padding}"\n'.encode()
+        yield str(len(line)).encode() + b" " + line
+
+
+def message_bytes(frame: bytes) -> bytes:
+    """The message as received: the frame without its octet count and trailing LF."""
+    return frame.split(b" ", 1)[1].rstrip(b"\n")
+
+
+# zlib's preset dictionary: lines like those stored (of other seeds than the measured ones),
+# so that a short message can refer back to the keys and values every line repeats from its
+# first byte (zlib's window otherwise starts empty for each message). 8 KiB: the window.
+ZDICT = b"\n".join(
+    message_bytes(frame)
+    for frame in (
+        *itertools.islice(support_frames(seed=1), 3),
+        *itertools.islice(pexip_frames(seed=1), 12),
+    )
+)[-8000:]
+
+
+# --------------------------------------------------------------------------------------------
+# A service to send to
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """`cdrecon serve` on a SQLite file, on free loopback ports."""
+
+    database: Path
+    settings: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    tcp: int = 0
+    http: int = 0
+    cpu_seconds: float = 0.0
+
+    def __enter__(self) -> Service:
+        self.tcp, self.http = free_port(), free_port()
+        env = cdrecon_env(
+            self.database,
+            syslog_tcp=f"127.0.0.1:{self.tcp}",
+            syslog_udp="off",
+            http=f"127.0.0.1:{self.http}",
+            log_level="WARNING",
+            **self.settings,
+        )
+        with open(self.database.with_suffix(".log"), "ab") as log:
+            self.process = subprocess.Popen(
+                [CDRECON, "serve"], env=env, cwd=self.database.parent, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: see {self.database.with_suffix('.log')}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.http}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("serve did not start")
+
+    def __exit__(self, *_exc: object) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(120)
+
+    def metric(self, name: str, label: str = "") -> float:
+        """Sum of a metric's samples (whose labels contain `label`)."""
+        text = httpx.get(f"http://127.0.0.1:{self.http}/metrics", timeout=30).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and not line.startswith("#") and label in line:
+                series, _, value = line.rpartition(" ")
+                if series.split("{")[0] == name:
+                    total += float(value)
+        return total
+
+    def ingest(self, frames: list[bytes]) -> float:
+        """Send `frames` on one connection; seconds until all are stored and derived (the
+        service's CPU seconds meanwhile are added to `cpu_seconds`)."""
+        assert self.process is not None
+        before = self.metric("cdrecon_messages_stored_total")
+        cpu_before = cpu_seconds(self.process.pid)
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", self.tcp)) as sock:
+            for chunk in _batched(frames):
+                sock.sendall(b"".join(chunk))
+        while (
+            self.metric("cdrecon_messages_stored_total") < before + len(frames)
+            or self.metric("cdrecon_derive_pending_messages") > 0
+        ):
+            time.sleep(0.05)
+        self.cpu_seconds += cpu_seconds(self.process.pid) - cpu_before
+        return time.perf_counter() - started
+
+
+def _batched(frames: list[bytes], size: int = 2000) -> Iterator[list[bytes]]:
+    for start in range(0, len(frames), size):
+        yield frames[start : start + size]
+
+
+# --------------------------------------------------------------------------------------------
+# 1 and 2: bytes per message, and means of storing less
+# --------------------------------------------------------------------------------------------
+
+
+def file_bytes(database: Path) -> int:
+    """The database with its log (the service checkpoints and removes the log at stop)."""
+    return sum(
+        os.stat(f"{database}{suffix}").st_size
+        for suffix in ("", "-wal")
+        if os.path.exists(f"{database}{suffix}")
+    )
+
+
+def where_bytes_go(database: Path) -> dict[str, int]:
+    """Bytes of pages per table, its indexes included (SQLite's dbstat)."""
+    connection = sqlite3.connect(database)
+    try:
+        owners = dict(connection.execute("SELECT name, tbl_name FROM sqlite_master"))
+        sizes: dict[str, int] = {}
+        for name, size in connection.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"):
+            owner = owners.get(name, name)
+            sizes[owner] = sizes.get(owner, 0) + int(size)
+        return dict(sorted(sizes.items(), key=lambda item: -item[1]))
+    finally:
+        connection.close()
+
+
+def compress(raw: bytes) -> bytes:
+    """One message as the `zlib` means would store it."""
+    # An 8 KiB window and memLevel 2: setting up a compressor per message costs less.
+    packer = zlib.compressobj(1, zlib.DEFLATED, -13, 2, zlib.Z_DEFAULT_STRATEGY, ZDICT)
+    return packer.compress(raw) + packer.flush()
+
+
+def decompress(packed: bytes) -> bytes:
+    """What every reader of `messages.raw` would do first."""
+    unpacker = zlib.decompressobj(-13, ZDICT)
+    return unpacker.decompress(packed) + unpacker.flush()
+
+
+def apply_means(source: Path, directory: Path, means: str) -> int:
+    """A copy of `source` with `means` applied, VACUUMed; its bytes."""
+    copy = directory / f"{means}.db"
+    shutil.copyfile(source, copy)
+    connection = sqlite3.connect(copy, isolation_level=None)
+    try:
+        if "lean" in means:
+            connection.execute(
+                "UPDATE messages SET " + ", ".join(f"{c} = NULL" for c in HEADER_COPIES)
+            )
+        if "zlib" in means:
+            connection.create_function("pack", 1, compress, deterministic=True)
+            connection.execute("UPDATE messages SET raw = pack(raw)")
+        connection.execute("VACUUM")
+    finally:
+        connection.close()
+    size = file_bytes(copy)
+    copy.unlink()
+    return size
+
+
+@dataclass
+class Stored:
+    """One kind of line, stored and measured."""
+
+    kind: str
+    messages: int
+    message_bytes: int
+    file_bytes: int
+    ingest_seconds: float
+    ingest_cpu_us: float  # the service's CPU per message, deriving included
+    tables: dict[str, int]
+    means_bytes: dict[str, int]
+    compress_us: float
+    decompress_us: float
+    compressed_bytes: int
+
+    @property
+    def ratio(self) -> float:
+        return self.file_bytes / self.message_bytes
+
+
+def measure_kind(kind: str, frames: list[bytes], directory: Path) -> Stored:
+    """Store `frames` through `serve` on a fresh file and measure it."""
+    database = directory / f"{kind}.db"
+    with Service(database, {"prune_interval": "0"}) as service:
+        seconds = service.ingest(frames)
+    messages = [message_bytes(frame) for frame in frames]
+    # CPU time, like the service's figure beside it: the machine is shared.
+    started = time.process_time()
+    packed = [compress(m) for m in messages]
+    compress_us = (time.process_time() - started) / len(messages) * 1e6
+    started = time.process_time()
+    for item in packed:
+        decompress(item)
+    decompress_us = (time.process_time() - started) / len(messages) * 1e6
+    assert all(decompress(p) == m for p, m in zip(packed[:1000], messages[:1000], strict=True))
+    means = {
+        m: apply_means(database, directory, m) for m in ("vacuumed", "lean", "zlib", "lean+zlib")
+    }
+    return Stored(
+        kind=kind,
+        messages=len(frames),
+        message_bytes=sum(len(m) for m in messages),
+        file_bytes=file_bytes(database),
+        ingest_seconds=seconds,
+        ingest_cpu_us=service.cpu_seconds / len(frames) * 1e6,
+        tables=where_bytes_go(database),
+        means_bytes=means,
+        compress_us=compress_us,
+        decompress_us=decompress_us,
+        compressed_bytes=sum(len(p) for p in packed),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 3: pruning while ingesting
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PruneRun:
+    """One ingest of M messages, with pruning on or off."""
+
+    pruning: bool
+    seconds: float
+    messages: int
+    pruned_during: int
+    pruned_total: int
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+def prefill(directory: Path, count: int) -> Path:
+    """A database holding `count` support messages received 30 days ago."""
+    database = directory / "prefilled.db"
+    with Service(database, {"prune_interval": "0"}) as service:
+        service.ingest(list(itertools.islice(support_frames(), count)))
+    connection = sqlite3.connect(database, isolation_level=None)
+    try:
+        month_us = 30 * 86_400 * 1_000_000
+        connection.execute(f"UPDATE messages SET received_us = received_us - {month_us}")
+    finally:
+        connection.close()
+    return database
+
+
+def ingest_while(prefilled: Path, directory: Path, frames: list[bytes], pruning: bool) -> PruneRun:
+    """Send `frames` to `serve` on a copy of the prefilled database, pruning or not."""
+    database = directory / "run.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(prefilled, database)
+    settings = {"prune_interval": "1" if pruning else "0", "retain_messages_days": "14"}
+    with Service(database, settings) as service:
+        if pruning:  # the first pass has begun
+            while service.metric("cdrecon_rows_pruned_total") == 0:
+                time.sleep(0.05)
+        before = service.metric("cdrecon_rows_pruned_total")
+        seconds = service.ingest(frames)
+        during = service.metric("cdrecon_rows_pruned_total") - before
+        total = service.metric("cdrecon_rows_pruned_total")
+    return PruneRun(pruning, seconds, len(frames), int(during), int(total))
+
+
+def prune_alone(prefilled: Path, directory: Path, count: int) -> float:
+    """Seconds `serve`, receiving nothing, takes to prune the `count` old messages of a copy
+    of the prefilled database (its transactions and rests as under traffic)."""
+    database = directory / "alone.db"
+    shutil.copyfile(prefilled, database)
+    settings = {"prune_interval": "0.1", "retain_messages_days": "14"}
+    with Service(database, settings) as service:
+        started = time.perf_counter()
+        while service.metric("cdrecon_rows_pruned_total", 'table="messages"') < count:
+            time.sleep(0.05)
+        return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("--messages", type=int, default=100_000, help="N per kind, and M")
+    parser.add_argument("--prefill", type=int, default=300_000, help="P old support messages")
+    parser.add_argument("--runs", type=int, default=2, help="ingests with and without pruning")
+    parser.add_argument("--skip-prune", action="store_true", help="only bytes per message")
+    args = parser.parse_args(argv)
+    when = stamp()
+    results: dict[str, object] = {"settings": vars(args), "load_before": load_average()}
+    with tempfile.TemporaryDirectory(prefix="cdrecon-storage-") as temporary:
+        directory = Path(temporary)
+        kinds = {
+            "call": list(itertools.islice(pexip_frames(), args.messages)),
+            "support": list(itertools.islice(support_frames(), args.messages)),
+        }
+        stored = [measure_kind(kind, frames, directory) for kind, frames in kinds.items()]
+        rows = []
+        for s in stored:
+            per = s.message_bytes / s.messages
+            rows.append(
+                [
+                    s.kind,
+                    s.messages,
+                    f"{per:.0f}",
+                    f"{s.file_bytes / s.messages:.0f}",
+                    f"{s.ratio:.2f}x",
+                    *(f"{s.means_bytes[m] / s.message_bytes:.2f}x" for m in s.means_bytes),
+                    f"{s.messages / s.ingest_seconds:,.0f}",
+                    f"{s.ingest_cpu_us:.1f}",
+                    f"{s.compress_us:.1f} + {s.decompress_us:.1f}",
+                    f"{s.compressed_bytes / s.message_bytes:.2f}",
+                ]
+            )
+        print(
+            table(
+                [
+                    "lines",
+                    "N",
+                    "B/msg",
+                    "disk B/msg",
+                    "as stored",
+                    "vacuumed",
+                    "lean",
+                    "zlib",
+                    "lean+zlib",
+                    "ingest msg/s",
+                    "ingest CPU µs/msg",
+                    "zlib CPU µs/msg (pack + unpack)",
+                    "raw packed/raw",
+                ],
+                rows,
+            )
+        )
+        for s in stored:
+            parts = ", ".join(
+                f"{name} {size / s.messages:.0f}" for name, size in list(s.tables.items())[:6]
+            )
+            print(f"{s.kind}: bytes per message by table (with its indexes): {parts}")
+        results["stored"] = [asdict(s) | {"ratio": s.ratio} for s in stored]
+
+        if not args.skip_prune:
+            prefilled = prefill(directory, args.prefill)
+            alone = prune_alone(prefilled, directory, args.prefill)
+            print(
+                f"serve pruning {args.prefill} old support messages, receiving nothing: "
+                f"{alone:.1f} s, {args.prefill / alone:,.0f} rows/s"
+            )
+            results["prune_alone_seconds"] = alone
+            frames = kinds["call"]
+            runs: list[PruneRun] = []
+            for _ in range(args.runs):
+                for pruning in (False, True):
+                    runs.append(ingest_while(prefilled, directory, frames, pruning))
+            off = [r.rate for r in runs if not r.pruning]
+            on = [r.rate for r in runs if r.pruning]
+            print()
+            print(
+                table(
+                    [
+                        "pruning",
+                        "runs",
+                        "ingest msg/s (median)",
+                        "each",
+                        "rows pruned during ingest",
+                    ],
+                    [
+                        [
+                            "off",
+                            len(off),
+                            f"{statistics.median(off):,.0f}",
+                            " ".join(f"{r:,.0f}" for r in off),
+                            "0",
+                        ],
+                        [
+                            "on",
+                            len(on),
+                            f"{statistics.median(on):,.0f}",
+                            " ".join(f"{r:,.0f}" for r in on),
+                            " ".join(str(r.pruned_during) for r in runs if r.pruning),
+                        ],
+                    ],
+                )
+            )
+            change = statistics.median(on) / statistics.median(off) - 1
+            print(f"ingest while pruning: {change:+.1%} against pruning off, same run")
+            results["prune_runs"] = [asdict(r) | {"rate": r.rate} for r in runs]
+            results["prune_change"] = change
+    results["load_after"] = load_average()
+    path = write_json("storage", when, results)
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
