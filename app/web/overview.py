@@ -15,6 +15,7 @@ from app.ingest.schemas import Stats
 from app.ingest.stats import get_stats, list_nodes
 from app.reconcile.matching import Status
 from app.reconcile.service import newest_runs
+from app.retention.budget import DiskState
 
 SILENT_AFTER = timedelta(minutes=15)
 RUNS_SHOWN = 10
@@ -126,6 +127,33 @@ class Overview:
     silent_nodes: int
     runs: list[RunCard]
     exports: list[ExportRow]
+    disk: DiskTile | None = None  # admins only
+
+
+@dataclass(frozen=True, slots=True)
+class DiskTile:
+    """The database's size and its disk's free space, as shown, with the disk budget's
+    warnings (app/retention/budget.py)."""
+
+    size: str
+    free: str | None  # None on PostgreSQL: the server's disk
+    warnings: tuple[str, ...]
+
+
+def size_text(count: int) -> str:
+    """Bytes as people read them: `812 KiB`, `3.4 GiB`."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def disk_tile(state: DiskState) -> DiskTile:
+    """What the overview shows of one disk budget measurement."""
+    free = None if state.free_bytes is None else size_text(state.free_bytes)
+    return DiskTile(size_text(state.database_bytes), free, state.warnings)
 
 
 def status_label(status: str) -> str:

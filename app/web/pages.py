@@ -3,16 +3,19 @@ that gathers every page, the session and the API explorer."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from app.api.deps import StateDep
+from app.retention.budget import measure
 
 from .billing import router as billing_router
 from .cdrs import router as cdrs_router
 from .explorer import router as explorer_router
 from .history import router as history_router
-from .overview import load_overview
+from .overview import disk_tile, load_overview
 from .render import render
 from .render import router as assets_router
 from .runs import router as runs_router
@@ -31,6 +34,8 @@ async def overview(request: Request, state: StateDep) -> HTMLResponse:
         if isinstance(principal, HTMLResponse):
             return principal
         view = await load_overview(conn, principal, state.queued())
+    if view.stats is not None:  # admins: the disk budget too
+        view = replace(view, disk=disk_tile(await measure(state.engine, state.settings)))
     return render("overview.html", view=view, current="overview")
 
 

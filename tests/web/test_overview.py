@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from app.auth.tokens import Principal, Scope
@@ -118,3 +119,35 @@ def test_every_value_on_the_page_is_escaped() -> None:
     assert html.count("&lt;script&gt;") == 4  # token name, host (cell and attribute), peer
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
     assert render("login.html", error=hostile).body.decode().count("<script>") == 0
+
+
+def test_the_disk_tile_reads_in_binary_units_and_the_budget_warns_above_the_nodes() -> None:
+    from app.config import Settings
+    from app.retention.budget import judge
+    from app.web.overview import disk_tile, size_text
+
+    assert [size_text(n) for n in (512, 2048, 5 * 1024**3 + 1024**3 // 2)] == [
+        "512 B",
+        "2.0 KiB",
+        "5.5 GiB",
+    ]
+    tight = disk_tile(judge(3 * 1024**3, 1024**3, Settings()))
+    assert (tight.size, tight.free) == ("3.0 GiB", "1.0 GiB") and tight.warnings
+    view = Overview(
+        principal=Principal("ops", Scope.ADMIN),
+        now=Moment("2026-11-26T12:00:00Z", "2026-11-26T12:00:00Z"),
+        stats=Stats(
+            messages=1, parse_failures=0, events=0, cdrs=0, nodes=0, queued=0, derive_pending=0
+        ),
+        nodes=[],
+        silent_nodes=0,
+        runs=[],
+        exports=[],
+        disk=tight,
+    )
+    html = render("overview.html", view=view).body.decode()
+    assert '<dd id="stat-disk">3.0 GiB (1.0 GiB)</dd>' in html
+    assert 'id="disk-alert"' in html and "CDRECON_DISK_MIN_FREE_BYTES" in html
+    roomy = disk_tile(judge(3 * 1024**3, 10 * 1024**3, Settings()))
+    html = render("overview.html", view=replace(view, disk=roomy)).body.decode()
+    assert 'id="disk-alert"' not in html

@@ -4,6 +4,7 @@ downloads through the session cookie, sign-out."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,8 @@ def test_admin_signs_in_and_sees_receiver_runs_and_exports(
         element_id = "#stat-" + field.replace("_", "-")
         assert browser.text(element_id) == f"{stats[field]:,}", field
     assert stats["parse_failures"] == 1
+    # The database's size and its disk's free space (the disk budget, app/retention/budget.py).
+    assert re.fullmatch(r"[\d.]+ [KMG]iB \([\d.]+ [KMGT]iB\)", browser.text("#stat-disk"))
 
     # Every node, with its counts; the one quiet for two hours is flagged, the rest are not.
     rows = {row.get_attribute("data-host"): row for row in browser.all("#nodes tbody tr")}
