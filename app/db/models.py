@@ -388,12 +388,15 @@ watch_alerts = Table(
 )
 
 # The records an alert is about (a CDR id for a gap, an MN record id for a restore): what
-# clears it once exported, and what retention must keep while it is open.
+# clears it once exported, and what retention must keep while it is open. `record` is the
+# MN's record as it was held, kept here when an admin confirms a restore and it leaves
+# `mn_participants`.
 watch_alert_records = Table(
     "watch_alert_records",
     metadata,
     Column("alert_id", BigInteger, primary_key=True),
     Column("record_id", String(128), primary_key=True),
     Column("time_us", BigInteger, nullable=False),
+    Column("record", Text, nullable=True),
     Index("ix_watch_alert_records_record_id", "record_id"),
 )

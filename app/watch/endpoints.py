@@ -98,3 +98,29 @@ async def acknowledge(
         )
         await service.publish(conn, state.metrics)
     return Alert.model_validate(alert)
+
+
+@router.post(
+    "/alerts/{alert_id}/confirm",
+    response_model=Alert,
+    summary="Confirm a restore: its records count as lost",
+    responses=not_found("No such alert"),
+)
+async def confirm(
+    alert_id: AlertId, request: Request, principal: AdminDep, conn: ConnectionDep
+) -> Alert:
+    """Say the MN really lost a restore alert's records: they leave cdrecon's copy of the MN
+    history (the alert keeps them as they were), so the next run, the watch's or yours,
+    counts their calls `missing_in_mn`, opens a gap alert for them, and a batch can export
+    them. 422 for a gap alert. Confirming again changes nothing."""
+    alert, removed = await service.confirm_restore(conn, alert_id)
+    if removed:
+        await audit(
+            conn,
+            principal.name,
+            "alert.confirm_restore",
+            str(alert_id),
+            {"records": removed},
+            request.client.host if request.client else None,
+        )
+    return Alert.model_validate(alert)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import counts
 from app.db.models import (
     cdrs,
     first_exports,
@@ -297,3 +298,23 @@ async def delete_run_items(conn: AsyncConnection, run_id: int, after_seq: int, c
 async def delete_run(conn: AsyncConnection, run_id: int) -> None:
     """Delete a run whose items are gone."""
     await conn.execute(delete(reconciliations).where(reconciliations.c.id == run_id))
+
+
+async def forget_held(conn: AsyncConnection, alert_id: int) -> int:
+    """Move an alert's records out of `mn_participants` into the alert (`record`, as they
+    were held); how many left the store."""
+    held = (
+        select(mn_participants.c.record)
+        .where(mn_participants.c.id == watch_alert_records.c.record_id)
+        .scalar_subquery()
+    )
+    await conn.execute(
+        watch_alert_records.update()
+        .where(watch_alert_records.c.alert_id == alert_id, watch_alert_records.c.record.is_(None))
+        .values(record=held)
+    )
+    ids = select(watch_alert_records.c.record_id).where(watch_alert_records.c.alert_id == alert_id)
+    result = await conn.execute(delete(mn_participants).where(mn_participants.c.id.in_(ids)))
+    gone = int(result.rowcount)
+    await counts.adjust(conn, mn_participants.name, -gone)
+    return gone

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.errors import NotFoundError
+from app.errors import InvalidInputError, NotFoundError
 from app.history import coverage as history_coverage
 from app.metrics import Metrics
 from app.paging import cut_page, decode_cursor
@@ -288,6 +288,26 @@ async def acknowledge(
     row = await repository.get_alert(conn, alert_id)
     assert row is not None
     return describe(row), True
+
+
+class NotARestore(InvalidInputError):
+    """Only a restore alert names MN records the MN no longer holds."""
+
+
+async def confirm_restore(conn: AsyncConnection, alert_id: int) -> tuple[dict[str, Any], int]:
+    """An admin confirms the MN lost a restore alert's records: they leave the MN store (the
+    alert keeps them as they were held), so that a run counts their calls `missing_in_mn`
+    and they can be exported like any lost record. The alert, and how many records left
+    (none when confirmed before)."""
+    row = await repository.get_alert(conn, alert_id)
+    if row is None:
+        raise AlertNotFound(alert_id)
+    if row["kind"] != Kind.RESTORE.value:
+        raise NotARestore(
+            f"alert {alert_id} is a {row['kind']} alert: only a restore alert's records are "
+            "held MN records to take out of the store"
+        )
+    return describe(row), await repository.forget_held(conn, alert_id)
 
 
 async def get_alert(conn: AsyncConnection, alert_id: int) -> dict[str, Any]:

@@ -327,6 +327,7 @@ def upgrade() -> None:
         sa.Column("alert_id", sa.BigInteger, nullable=False),
         sa.Column("record_id", sa.String(128), nullable=False),
         sa.Column("time_us", sa.BigInteger, nullable=False),
+        sa.Column("record", sa.Text, nullable=True),
         sa.PrimaryKeyConstraint("alert_id", "record_id", name="pk_watch_alert_records"),
     )
     op.create_index("ix_watch_alert_records_record_id", "watch_alert_records", ["record_id"])

@@ -3,6 +3,7 @@ alerts fire once, grow and clear; a restore is seen at the next pull; the webhoo
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,9 +21,11 @@ from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 from app.watch.restore import ClientProbe, vanished
 from app.watch.service import (
+    NotARestore,
     Notice,
     WatchConfig,
     acknowledge,
+    confirm_restore,
     page_records,
     prune_superseded,
 )
@@ -229,6 +232,44 @@ async def test_records_the_mn_held_and_then_lost_are_a_restore_alert_at_the_next
         async with engine.begin() as conn:
             acknowledged, changed = await acknowledge(conn, alert["id"], "ops", 1)
         assert changed and (acknowledged["state"], acknowledged["cleared_by"]) == ("cleared", "ops")
+
+
+async def test_a_confirmed_restore_makes_its_records_lost_for_the_next_run_and_exportable(
+    engine: AsyncEngine,
+) -> None:
+    calls = calls_ending_an_hour_ago(20)
+    with FakeMN([mn_record(c) for c in calls]) as mn:
+        watch = watcher(engine, mn, Metrics())
+        await ingest(engine, calls)
+        assert await cycle(engine, mn, watch) == []
+        del mn.records["participant"][10:15]
+        [restore] = await cycle(engine, mn, watch)
+        async with engine.begin() as conn:
+            _, removed = await confirm_restore(conn, restore.alert["id"])
+        assert removed == 5
+        async with engine.begin() as conn:
+            assert (await confirm_restore(conn, restore.alert["id"]))[1] == 0
+        async with engine.connect() as conn:
+            kept = await conn.execute(
+                text("SELECT record FROM watch_alert_records WHERE alert_id = :a"),
+                {"a": restore.alert["id"]},
+            )
+            assert sorted(json.loads(r)["id"] for (r,) in kept) == [c.pid for c in calls[10:15]]
+
+        # The next run counts them lost: a gap alert over the same records, exportable.
+        [gap] = await cycle(engine, mn, watch)
+        assert (gap.event, gap.alert["kind"], gap.alert["count"]) == ("opened", "gap", 5)
+        assert (gap.alert["from"], gap.alert["until"]) == (iso(calls[10].end), iso(calls[14].end))
+        async with engine.begin() as conn:
+            with pytest.raises(NotARestore):
+                await confirm_restore(conn, gap.alert["id"])
+        async with engine.begin() as conn:
+            await create_export(conn, engine, ExportRequest(run_id=gap.alert["run_id"]), "billing")
+        cleared = await cycle(engine, mn, watch)
+    assert sorted((n.alert["kind"], n.alert["cleared_by"]) for n in cleared) == [
+        ("gap", "exported"),
+        ("restore", "exported"),
+    ]
 
 
 async def test_a_large_window_is_halved_where_the_mn_holds_fewer_and_listed_only_there(
