@@ -76,16 +76,11 @@ async def reconcile(
         raise InvalidInputError("the window must lie within the years 1 to 9999 (UTC)")
     # A CDR not derived yet would count its leg as missing in syslog.
     await derive_pending(conn.engine)
-    coverage = await history_coverage.read(conn)
-    uncovered = coverage.uncovered(from_us, until_us)
-    if uncovered is not None and not force:
-        raise history_coverage.HistoryNotCovered(uncovered)
-    history_as_of = None if uncovered is not None else coverage.as_of_us
-    if history_as_of is not None and as_of_cap_us is not None:
-        history_as_of = min(history_as_of, as_of_cap_us)
     repository = ReconcileRepository()
-    retention_from = coverage.oldest_us
     now_us = time.time_ns() // 1000
+    # The run's row is `conn`'s first statement: on SQLite the transaction takes the write
+    # lock before it reads, so it cannot find its snapshot stale when it writes (which
+    # fails at once, however long it would wait, while ingest commits).
     run_id = await repository.create_run(
         conn,
         {
@@ -97,6 +92,14 @@ async def reconcile(
             "summary": "{}",
         },
     )
+    coverage = await history_coverage.read(conn)
+    uncovered = coverage.uncovered(from_us, until_us)
+    if uncovered is not None and not force:
+        raise history_coverage.HistoryNotCovered(uncovered)
+    history_as_of = None if uncovered is not None else coverage.as_of_us
+    if history_as_of is not None and as_of_cap_us is not None:
+        history_as_of = min(history_as_of, as_of_cap_us)
+    retention_from = coverage.oldest_us
     tally = Tally()
     seq = 0
     span = await repository.time_span(conn, from_us, until_us)
