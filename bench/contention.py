@@ -13,7 +13,9 @@ What it measures
     * `reconcile/3s`: a forced reconciliation of the planted window (`POST
       /api/v1/reconciliations`) every 3 s during ingest, one at a time;
     * `20 exports`: twenty `POST /api/v1/exports` of the planted window (include_exported)
-      sent at once, 3 s into ingest.
+      sent at once, 3 s into ingest;
+    * `60 MB upload`: one `POST /api/v1/history` of 60,000 MN records (about 60 MB, under the
+      default cap), 3 s into ingest.
 
     For each: p50/p99/max store latency, the messages/s achieved, and the requests' answers
     (status counts, the longest answer, whether each 503 had Retry-After).
@@ -30,6 +32,7 @@ Writes bench/out/contention-<UTC timestamp>.json; the server logs go next to it.
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import sqlite3
 import statistics
@@ -221,11 +224,52 @@ def _exports_at_once(service: Service, stop: threading.Event, answers: Answers) 
             answers.add(*answer)
 
 
+def _upload(service: Service, stop: threading.Event, answers: Answers) -> None:
+    if stop.wait(EXPORTS_AT):
+        return
+    started = time.monotonic()
+    try:
+        response = httpx.post(
+            f"{service.url}/api/v1/history?filename=bench.json",
+            content=_history_document(),
+            headers={"Authorization": f"Bearer {service.token}"},
+            timeout=600,
+        )
+    except httpx.HTTPError:
+        answers.add(0, time.monotonic() - started, None)
+        return
+    answers.add(
+        response.status_code, time.monotonic() - started, response.headers.get("retry-after")
+    )
+
+
+UPLOAD_RECORDS = 60_000
+
+
+def _history_document() -> bytes:
+    """About 60 MB of MN participant records (under the default 64 MiB upload cap)."""
+    record = {
+        "call_direction": "in",
+        "conference_name": "Weekly sync",
+        "display_name": "Bench Caller",
+        "duration": 600,
+        "end_time": "2026-11-26T10:10:00.000000",
+        "start_time": "2026-11-26T10:00:00.000000",
+        "protocol": "SIP",
+        "remote_alias": "sip:bench@example.com",
+        "vendor": "x" * 700,
+    }
+    return json.dumps(
+        [{**record, "id": f"bench-upload-{n:08d}"} for n in range(UPLOAD_RECORDS)]
+    ).encode()
+
+
 Activity = Callable[[Service, threading.Event, Answers], None] | None
 SCENARIOS: dict[str, Activity] = {
     "idle": None,
     "reconcile/3s": _reconcile_every,
     "20 exports": _exports_at_once,
+    "60 MB upload": _upload,
 }
 
 
