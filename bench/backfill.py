@@ -29,7 +29,12 @@ How
     CDRs by state) to check the summary. `--py-spy` samples the first import with
     `py-spy record --nonblocking` and prints where its time goes.
 
+    With `--reference DIR --runs R` (bench/reference.py), the same file is imported by this
+    tree and by the reference checkout in turn, each into its own fresh database made by its
+    own `cdrecon db upgrade`, R times; a table then gives the medians side by side.
+
 Run:  .venv/bin/python -m bench.backfill [--lines 1000000] [--lines 100000,1000000] [--py-spy]
+          [--reference DIR --runs R]
 Writes bench/out/backfill-<UTC timestamp>.json. The helpers that run and measure a command
 (bench/commands.py) are shared with bench.reconcile and bench.export.
 """
@@ -53,9 +58,18 @@ from bench.commands import Measured, cdrecon_env, run_measured, upgrade_database
 from bench.floor import measure_floor
 from bench.frames import pexip_frames
 from bench.options import add_no_floor, add_profile_options, benchmark_parser, parse_sizes
-from bench.paths import CDRECON, OUT_DIR, ROOT
+from bench.paths import OUT_DIR, ROOT
 from bench.procfs import load_average, load_text, machine_info
 from bench.pyspy import print_profile, profile_summary
+from bench.reference import (
+    THIS_TREE,
+    Checkout,
+    Figures,
+    add_reference_options,
+    checkouts,
+    in_turn,
+    side_by_side,
+)
 from bench.results import stamp, table, write_json
 
 TARGET_LINES_PER_S = 100_000
@@ -158,11 +172,20 @@ def check_import(label: str, summary: dict[str, int] | None, lines: int) -> list
 
 
 def import_once(
-    label: str, database: Path, source: Path, lines: int, profile: Path | None
+    label: str,
+    database: Path,
+    source: Path,
+    lines: int,
+    profile: Path | None,
+    product: Checkout = THIS_TREE,
 ) -> ImportRun:
     """Time one `cdrecon import-syslog` of `source`."""
     measured = run_measured(
-        [CDRECON, "import-syslog", str(source)], cdrecon_env(database), database.parent, profile
+        [product.cdrecon, "import-syslog", str(source)],
+        cdrecon_env(database),
+        database.parent,
+        profile,
+        product.root,
     )
     summary = parse_summary(measured.stdout)
     problems = check_import(label, summary, lines)
@@ -176,6 +199,8 @@ class SizeResult:
     """Both imports of one file size."""
 
     lines: int
+    checkout: str  # Checkout.label
+    run: int  # 1-based
     file: SyslogFile
     imports: list[ImportRun]
     database: dict[str, int]
@@ -185,8 +210,11 @@ class SizeResult:
     sqlite_alone: Measured | None = None
 
 
-def run_size(args: argparse.Namespace, lines: int, when: str) -> SizeResult:
-    """Generate the file, create the schema, import twice, count the rows."""
+def run_size(
+    args: argparse.Namespace, lines: int, when: str, products: Sequence[Checkout]
+) -> list[SizeResult]:
+    """Generate the file; then, `args.runs` times and for each checkout in turn: create the
+    schema, import twice, count the rows."""
     workdir = Path(tempfile.mkdtemp(prefix=f"cdrecon-backfill-{lines}-"))
     try:
         source = workdir / "pexip.log.gz"
@@ -197,37 +225,72 @@ def run_size(args: argparse.Namespace, lines: int, when: str) -> SizeResult:
             f"{made.gzip_bytes / 1e6:.0f} MB gzip, written in {made.seconds:.0f} s",
             flush=True,
         )
-        database = workdir / "bench.db"
-        upgrade_database(database)
-        runs = []
-        for label in ("first", "second"):
-            profile = None
-            if args.py_spy:
-                profile = OUT_DIR / f"backfill-{when}-{lines}-{label}.pyspy.txt"
-            run = import_once(label, database, source, lines, profile)
-            print(
-                f"[{lines:,} lines] {label} import: {run.measured.seconds:.1f} s, "
-                f"{run.lines_per_s:,.0f} lines/s, load "
-                f"{load_text(run.measured.load_before, run.measured.load_after)}",
-                flush=True,
-            )
-            runs.append(run)
-        counts = database_counts(database)
-        problems = [p for run in runs for p in run.problems]
-        if counts["messages"] != lines:
-            problems.append(f"messages table has {counts['messages']} rows, expected {lines}")
-        size = sum(p.stat().st_size for p in workdir.glob("bench.db*"))
-        result = SizeResult(lines, made, runs, counts, size, problems)
+        results = []
+        for number in range(args.runs):
+            for product in in_turn(products, number):
+                results.append(_import_twice(args, when, workdir, made, product, number + 1))
         if not args.no_floor:
             floor = measure_floor(lines, backfill=True)
             print(f"[{lines:,} lines] {floor.text()}", flush=True)
-            result.sqlite_alone = floor.measured
-        return result
+            results[0].sqlite_alone = floor.measured
+        return results
     finally:
         if args.keep:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _import_twice(
+    args: argparse.Namespace,
+    when: str,
+    workdir: Path,
+    made: SyslogFile,
+    product: Checkout,
+    number: int,
+) -> SizeResult:
+    """Both imports of the file by `product` into a fresh database, and its rows counted."""
+    source, lines = Path(made.path), made.lines
+    for old in workdir.glob("bench.db*"):
+        old.unlink()
+    database = workdir / "bench.db"
+    upgrade_database(database, product.cdrecon)
+    runs = []
+    for label in ("first", "second"):
+        profile = None
+        if args.py_spy:
+            name = f"{lines}-{label}" if product is THIS_TREE else f"{lines}-{label}-reference"
+            profile = OUT_DIR / f"backfill-{when}-{name}.pyspy.txt"
+        run = import_once(label, database, source, lines, profile, product)
+        print(
+            f"[{lines:,} lines] {product.label}: {label} import: {run.measured.seconds:.1f} s, "
+            f"{run.measured.cpu_seconds:.1f} CPU-s, {run.lines_per_s:,.0f} lines/s, load "
+            f"{load_text(run.measured.load_before, run.measured.load_after)}",
+            flush=True,
+        )
+        runs.append(run)
+    counts = database_counts(database)
+    problems = [p for run in runs for p in run.problems]
+    if counts["messages"] != lines:
+        problems.append(f"messages table has {counts['messages']} rows, expected {lines}")
+    size = sum(p.stat().st_size for p in workdir.glob("bench.db*"))
+    return SizeResult(lines, product.label, number, made, runs, counts, size, problems)
+
+
+def _compared(results: Sequence[SizeResult]) -> list[tuple[str, dict[str, list[Figures]]]]:
+    """The side-by-side rows: each size's first and second import."""
+    rows = []
+    for lines in dict.fromkeys(r.lines for r in results):
+        for index, label in enumerate(("first", "second")):
+            runs: dict[str, list[Figures]] = {}
+            for r in results:
+                if r.lines == lines:
+                    m = r.imports[index].measured
+                    runs.setdefault(r.checkout, []).append(
+                        Figures(m.seconds, m.cpu_seconds, m.peak_rss_mb)
+                    )
+            rows.append((f"{label} import, {lines:,} lines", runs))
+    return rows
 
 
 def summary_text(summary: dict[str, int] | None) -> str:
@@ -249,7 +312,7 @@ def report(results: Sequence[SizeResult]) -> str:
             rows.append(
                 (
                     f"{result.lines:,}",
-                    run.label,
+                    f"{run.label} ({result.checkout}, run {result.run})",
                     f"{m.seconds:.1f}",
                     f"{run.lines_per_s:,.0f}",
                     f"{run.lines_per_s / TARGET_LINES_PER_S:.2f}x",
@@ -312,6 +375,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compresslevel", type=int, default=6, help="gzip level of the file")
     add_profile_options(parser, "profile each import with py-spy")
     add_no_floor(parser)
+    add_reference_options(parser)
     return parser.parse_args(argv)
 
 
@@ -321,9 +385,13 @@ def main(argv: list[str] | None = None) -> int:
     when = stamp()
     machine = machine_info()
     print(f"machine: {machine}; load average {load_average()}", flush=True)
-    results = [run_size(args, lines, when) for lines in args.lines]
+    products = checkouts(args)
+    results = [r for lines in args.lines for r in run_size(args, lines, when, products)]
     print()
     print(report(results))
+    if len(products) > 1 or args.runs > 1:
+        print()
+        print(side_by_side(_compared(results)))
     for result in results:
         for run in result.imports:
             print(f"{result.lines:,} {run.label}: {run.measured.stdout.strip()}")
@@ -345,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         when,
         {
             "settings": vars(args),
+            "checkouts": {p.label: str(p.root) for p in products},
             "target_lines_per_s": TARGET_LINES_PER_S,
             "results": [asdict(result) for result in results],
             "profiles": {
