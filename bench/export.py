@@ -29,7 +29,14 @@ How
     (not timed). The server is ready when GET /healthz answers 200, and is stopped with
     SIGTERM after the downloads. `--py-spy` samples the server during each step.
 
+    With `--reference DIR --runs R` (bench/reference.py), each size is planted once for this
+    tree and once for the reference checkout (each schema made by its own `cdrecon db
+    upgrade`), and each run serves a fresh copy of each with that checkout's own `cdrecon
+    serve`, the two in turn; a table then gives the medians of the server's CPU seconds per
+    step side by side.
+
 Run:  .venv/bin/python -m bench.export [--sizes 100000,1000000] [--py-spy]
+          [--reference DIR --runs R]
 Writes bench/out/export-<UTC timestamp>.json; the server logs go next to it.
 """
 
@@ -43,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,8 +61,8 @@ import httpx
 from bench.commands import cdrecon_env, git_revision, upgrade_database
 from bench.loopback import free_port, wait_for
 from bench.options import add_profile_options, benchmark_parser, parse_sizes
-from bench.paths import CDRECON, OUT_DIR, ROOT
-from bench.planted import iso, plan_calls, plant
+from bench.paths import OUT_DIR, ROOT
+from bench.planted import Plan, iso, plan_calls, plant
 from bench.procfs import (
     LoadAverage,
     cpu_seconds,
@@ -67,6 +74,15 @@ from bench.procfs import (
     rss_mb,
 )
 from bench.pyspy import print_profile, profile_summary, start_py_spy
+from bench.reference import (
+    THIS_TREE,
+    Checkout,
+    Figures,
+    add_reference_options,
+    checkouts,
+    in_turn,
+    side_by_side,
+)
 from bench.results import stamp, table, write_json
 
 TARGET_ROWS_PER_S = 100_000
@@ -82,7 +98,9 @@ class Server:
     log: Path
 
 
-def start_server(database: Path, log: Path, timeout: float) -> Server:
+def start_server(
+    database: Path, log: Path, timeout: float, product: Checkout = THIS_TREE
+) -> Server:
     """Start `cdrecon serve` on `database`, HTTP only; wait until /healthz says 200."""
     port = free_port()
     env = cdrecon_env(
@@ -90,7 +108,11 @@ def start_server(database: Path, log: Path, timeout: float) -> Server:
     )
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [CDRECON, "serve"], env=env, cwd=database.parent, stdout=out, stderr=subprocess.STDOUT
+            [product.cdrecon, "serve"],
+            env=env,
+            cwd=database.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
 
@@ -120,10 +142,10 @@ def stop_server(server: Server) -> int | None:
     return server.proc.returncode
 
 
-def create_token(database: Path) -> str:
+def create_token(database: Path, product: Checkout = THIS_TREE) -> str:
     """`cdrecon token create bench --scope admin`: the token is the last stdout line."""
     done = subprocess.run(
-        [CDRECON, "token", "create", "bench", "--scope", "admin"],
+        [product.cdrecon, "token", "create", "bench", "--scope", "admin"],
         env=cdrecon_env(database),
         cwd=database.parent,
         capture_output=True,
@@ -263,6 +285,8 @@ class SizeResult:
     """One batch of N records: its creation and downloads."""
 
     n: int
+    checkout: str  # Checkout.label
+    run: int  # 1-based
     revision: str  # the product's git revision when the server started
     setup_seconds: float
     startup_rss_mb: float
@@ -272,94 +296,140 @@ class SizeResult:
     problems: list[str]
 
 
-def run_size(args: argparse.Namespace, n: int, when: str) -> SizeResult:
-    """Plant N CDRs, start the server, create a batch, download it twice."""
+def run_size(
+    args: argparse.Namespace, n: int, when: str, products: Sequence[Checkout]
+) -> list[SizeResult]:
+    """Plant N CDRs once per checkout; then, `args.runs` times and for each checkout in
+    turn, start its server on a fresh copy, create a batch, download it twice."""
     workdir = Path(tempfile.mkdtemp(prefix=f"cdrecon-export-{n}-"))
-    logdir = OUT_DIR / f"export-{when}-logs"
-    logdir.mkdir(parents=True, exist_ok=True)
-    problems: list[str] = []
     try:
-        database = workdir / "bench.db"
-        upgrade_database(database)
         plan = plan_calls(n, args.seed)
-        setup = plant(database, plan, args.seed, with_mn=False)
-        print(f"[{n:,}] planted {n:,} CDRs in {setup:.0f} s; starting cdrecon serve", flush=True)
-        token = create_token(database)
-        revision = git_revision()
-        server = start_server(database, logdir / f"serve-{n}.log", args.start_timeout)
-        pid = server.proc.pid
-        startup_rss = peak_rss_mb(pid)
-        steps: list[Step] = []
-        low, high = plan.window
-
-        def profile_for(step: str) -> Path | None:
-            return OUT_DIR / f"export-{when}-{n}-{step}.pyspy.txt" if args.py_spy else None
-
-        try:
-            headers = {"Authorization": f"Bearer {token}"}
-            with httpx.Client(base_url=server.base_url, headers=headers, timeout=TIMEOUT) as client:
-
-                def create() -> Created:
-                    return create_batch(client, iso(low), iso(high), args.visible_timeout)
-
-                step, created = measure_step(
-                    "create", pid, profile_for("create"), create, reset=False
-                )
-                manifest = created.manifest
-                step.details = asdict(created)
-                steps.append(step)
-                if created.status != 201:
-                    raise RuntimeError(f"POST /api/v1/exports: {created.status} {manifest}")
-                if manifest["record_count"] != n:
-                    problems.append(f"record_count {manifest['record_count']}, expected {n}")
-                if created.first_get_status != 200:
-                    problems.append(
-                        f"POST /api/v1/exports answered 201 after {created.post_seconds:.2f} s, "
-                        f"but GET of the batch said {created.first_get_status} until "
-                        f"{created.visible_seconds:.2f} s ({created.not_found} tries): the batch "
-                        "is committed after the response is sent"
-                    )
-                print(
-                    f"[{n:,}] batch {manifest['id']}: 201 after {created.post_seconds:.1f} s, "
-                    f"visible after {created.visible_seconds:.1f} s (first GET: "
-                    f"{created.first_get_status})",
-                    flush=True,
-                )
-                url = f"/api/v1/exports/{manifest['id']}/download"
-                for fmt in args.formats.split(","):
-                    step, got = measure_step(
-                        fmt,
-                        pid,
-                        profile_for(fmt),
-                        lambda fmt=fmt: stream_download(client, url, fmt),
-                        reset=True,
-                    )
-                    step.details = asdict(got)
-                    step.details["rows_per_s"] = got.rows / step.seconds
-                    steps.append(step)
-                    expected = manifest["sha256"][fmt]
-                    if got.status != 200:
-                        problems.append(f"{fmt}: HTTP {got.status}")
-                    if got.sha256 != expected:
-                        problems.append(f"{fmt}: sha256 {got.sha256} != manifest {expected}")
-                    if got.rows != n:
-                        problems.append(f"{fmt}: {got.rows} rows, expected {n}")
-                    print(
-                        f"[{n:,}] {fmt}: {step.seconds:.1f} s, {got.rows / step.seconds:,.0f} "
-                        f"rows/s, peak RSS {step.server_peak_rss_mb:.0f} MB, load "
-                        f"{load_text(step.load_before, step.load_after)}",
-                        flush=True,
-                    )
-        finally:
-            exit_status = stop_server(server)
-        if exit_status != 0:
-            problems.append(f"cdrecon serve exited {exit_status}")
-        return SizeResult(n, revision, setup, startup_rss, manifest, steps, exit_status, problems)
+        planted: dict[str, tuple[Path, float]] = {}
+        for product in products:
+            source = workdir / f"{products.index(product)}-planted.db"
+            upgrade_database(source, product.cdrecon)
+            setup = plant(source, plan, args.seed, with_mn=False)
+            print(f"[{n:,}] {product.label}: planted {n:,} CDRs in {setup:.0f} s", flush=True)
+            planted[product.label] = source, setup
+        results = []
+        for number in range(args.runs):
+            for product in in_turn(products, number):
+                source, setup = planted[product.label]
+                database = workdir / "bench.db"
+                for old in workdir.glob("bench.db*"):
+                    old.unlink()
+                shutil.copyfile(source, database)
+                result = measure_batch(args, plan, when, database, product, number + 1)
+                result.setup_seconds = setup
+                results.append(result)
+        return results
     finally:
         if args.keep:
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure_batch(
+    args: argparse.Namespace, plan: Plan, when: str, database: Path, product: Checkout, run: int
+) -> SizeResult:
+    """Start `product`'s server on the planted `database`, create a batch of all its CDRs,
+    download it in each format."""
+    n = plan.n
+    logdir = OUT_DIR / f"export-{when}-logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    name = f"{n}" if product is THIS_TREE else f"{n}-reference"
+    token = create_token(database, product)
+    revision = git_revision(product.root)
+    server = start_server(database, logdir / f"serve-{name}-{run}.log", args.start_timeout, product)
+    pid = server.proc.pid
+    startup_rss = peak_rss_mb(pid)
+    steps: list[Step] = []
+    low, high = plan.window
+    manifest: dict[str, Any] = {}
+
+    def profile_for(step: str) -> Path | None:
+        return OUT_DIR / f"export-{when}-{name}-{step}.pyspy.txt" if args.py_spy else None
+
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=TIMEOUT) as client:
+
+            def create() -> Created:
+                return create_batch(client, iso(low), iso(high), args.visible_timeout)
+
+            step, created = measure_step("create", pid, profile_for("create"), create, reset=False)
+            manifest = created.manifest
+            step.details = asdict(created)
+            steps.append(step)
+            if created.status != 201:
+                raise RuntimeError(f"POST /api/v1/exports: {created.status} {manifest}")
+            if manifest["record_count"] != n:
+                problems.append(f"record_count {manifest['record_count']}, expected {n}")
+            if created.first_get_status != 200:
+                problems.append(
+                    f"POST /api/v1/exports answered 201 after {created.post_seconds:.2f} s, "
+                    f"but GET of the batch said {created.first_get_status} until "
+                    f"{created.visible_seconds:.2f} s ({created.not_found} tries): the batch "
+                    "is committed after the response is sent"
+                )
+            print(
+                f"[{n:,}] batch {manifest['id']}: 201 after {created.post_seconds:.1f} s, "
+                f"visible after {created.visible_seconds:.1f} s (first GET: "
+                f"{created.first_get_status})",
+                flush=True,
+            )
+            url = f"/api/v1/exports/{manifest['id']}/download"
+            for fmt in args.formats.split(","):
+                step, got = measure_step(
+                    fmt,
+                    pid,
+                    profile_for(fmt),
+                    lambda fmt=fmt: stream_download(client, url, fmt),
+                    reset=True,
+                )
+                step.details = asdict(got)
+                step.details["rows_per_s"] = got.rows / step.seconds
+                steps.append(step)
+                expected = manifest["sha256"][fmt]
+                if got.status != 200:
+                    problems.append(f"{fmt}: HTTP {got.status}")
+                if got.sha256 != expected:
+                    problems.append(f"{fmt}: sha256 {got.sha256} != manifest {expected}")
+                if got.rows != n:
+                    problems.append(f"{fmt}: {got.rows} rows, expected {n}")
+                print(
+                    f"[{n:,}] {fmt}: {step.seconds:.1f} s, {got.rows / step.seconds:,.0f} "
+                    f"rows/s, peak RSS {step.server_peak_rss_mb:.0f} MB, load "
+                    f"{load_text(step.load_before, step.load_after)}",
+                    flush=True,
+                )
+    finally:
+        exit_status = stop_server(server)
+    if exit_status != 0:
+        problems.append(f"cdrecon serve exited {exit_status}")
+    return SizeResult(
+        n, product.label, run, revision, 0.0, startup_rss, manifest, steps, exit_status, problems
+    )
+
+
+def _compared(results: Sequence[SizeResult]) -> list[tuple[str, dict[str, list[Figures]]]]:
+    """The side-by-side rows: each size's steps (the server's CPU, the step's wall time, the
+    server's peak RSS)."""
+    rows = []
+    for n in dict.fromkeys(r.n for r in results):
+        names = dict.fromkeys(s.name for r in results if r.n == n for s in r.steps)
+        for name in names:
+            runs: dict[str, list[Figures]] = {}
+            for r in results:
+                for s in r.steps:
+                    if r.n == n and s.name == name:
+                        runs.setdefault(r.checkout, []).append(
+                            Figures(s.seconds, s.server_cpu_seconds, s.server_peak_rss_mb)
+                        )
+            rows.append((f"{name} {n:,}", runs))
+    return rows
 
 
 def report(results: list[SizeResult]) -> str:
@@ -371,7 +441,7 @@ def report(results: list[SizeResult]) -> str:
             rows.append(
                 (
                     f"{r.n:,}",
-                    s.name,
+                    f"{s.name} ({r.checkout}, run {r.run})",
                     f"{s.seconds:.1f}",
                     f"{rate:,.0f}" if rate else "-",
                     f"{rate / TARGET_ROWS_PER_S:.2f}x" if rate else "-",
@@ -412,6 +482,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--visible-timeout", type=float, default=600, help="wait this long for a batch after 201"
     )
     add_profile_options(parser, "profile the server per step")
+    add_reference_options(parser)
     return parser.parse_args(argv)
 
 
@@ -420,9 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     when = stamp()
     print(f"machine: {machine_info()}; load average {load_average()}", flush=True)
-    results = [run_size(args, n, when) for n in args.sizes]
+    products = checkouts(args)
+    results = [r for n in args.sizes for r in run_size(args, n, when, products)]
     print()
     print(report(results))
+    if len(products) > 1 or args.runs > 1:
+        print("\nthe server's CPU seconds per step:")
+        print(side_by_side(_compared(results)))
     print("(peak RSS of a download: VmHWM since a reset just before it; * = not reset)")
     for r in results:
         print(
@@ -447,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         when,
         {
             "settings": vars(args),
+            "checkouts": {p.label: str(p.root) for p in products},
             "target_rows_per_s": TARGET_ROWS_PER_S,
             "results": [asdict(r) for r in results],
             "profiles": {

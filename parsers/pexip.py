@@ -48,7 +48,7 @@ partial=True)` instead returns the pairs completed before the cut, with `event.t
 and drops the pair that was cut (a value cut short, say a UUID, must not be mistaken for a whole
 one). A cut that falls just after a closing-quote-looking quote cannot be detected.
 
-Two implementations of the one grammar. The pyparsing grammar (`_BODY`) reads as the spec and
+Two implementations of the one grammar. The pyparsing grammar (`_grammar`) reads as the spec and
 says precisely what is wrong with a bad line. Two scanners do the work on the ingest hot path:
 `_scan_simple` takes the usual line (no quote inside a value, no backslash, single spaces) in a
 few C-level calls, and `_scan_general` takes every other line with a few regular expressions.
@@ -57,16 +57,19 @@ tests prove it with hypothesis), so the grammar only runs to explain a line that
 for a truncated line only on the pair that was cut.
 """
 
+from __future__ import annotations
+
 import calendar
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import pyparsing as pp
+if TYPE_CHECKING:
+    import pyparsing as pp
 
 from parsers.limits import LEVEL_MAX, NAME_MAX, NUL_REPLACEMENT, PARTICIPANT_ID_MAX
 
@@ -128,7 +131,7 @@ class PexipParseError(ValueError):
         self.truncated = truncated
         """The body ended before it was complete (the error is at the end of the line)."""
 
-    def __reduce__(self) -> tuple[type["PexipParseError"], tuple[int, str], dict[str, bool]]:
+    def __reduce__(self) -> tuple[type[PexipParseError], tuple[int, str], dict[str, bool]]:
         # Keeps the error picklable (BaseException would re-create it from the message alone).
         return (type(self), (self.column, self.expected), {"truncated": self.truncated})
 
@@ -227,6 +230,8 @@ def _calendar_time(text: str, loc: int, tokens: pp.ParseResults) -> datetime:
     if day > last_day:
         # Every other part was range-checked by the grammar; only the day can still be wrong.
         day_loc = loc + len("YYYY-MM-")
+        import pyparsing as pp
+
         raise pp.ParseFatalException(text, day_loc, f"day 01-{last_day} for {year:04d}-{month:02d}")
     return datetime(year, month, day, hour, minute, second, millis * 1000, tzinfo=UTC)
 
@@ -243,7 +248,13 @@ def _pair(tokens: pp.ParseResults) -> tuple[str, str]:
     return (str(tokens[0]), str(tokens[1]))
 
 
-def _build_grammar() -> tuple[pp.ParserElement, ...]:
+# Built on first use: only a line the scanners refuse needs it, and pyparsing and the grammar
+# would otherwise cost every process that imports this module (every cdrecon command).
+@cache
+def _grammar() -> tuple[pp.ParserElement, pp.ParserElement]:
+    """The grammar of a whole body, and of the pair a truncated line was cut in."""
+    import pyparsing as pp
+
     def part(pattern: str, what: str) -> pp.ParserElement:
         return pp.Regex(pattern).set_name(what)
 
@@ -276,18 +287,19 @@ def _build_grammar() -> tuple[pp.ParserElement, ...]:
     # The pair a truncated line was cut in, from its key to the end of the line.
     cut_pair = pair - end
     # Whitespace is part of the grammar (and tabs must stay tabs, columns must stay columns).
-    return tuple(grammar.leave_whitespace().parse_with_tabs() for grammar in (body, cut_pair))
+    return body.leave_whitespace().parse_with_tabs(), cut_pair.leave_whitespace().parse_with_tabs()
 
 
-_BODY, _CUT_PAIR = _build_grammar()
 _KEY_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _TIME_SHAPE: Final = re.compile(_TIMESTAMP)
 
 
 def _parse_grammar(body: str, partial: bool) -> PexipEvent:
     """Parse with the pyparsing grammar: the reference the scanners must agree with."""
+    import pyparsing as pp
+
     try:
-        tokens = _BODY.parse_string(body)
+        tokens = _grammar()[0].parse_string(body)
     except pp.ParseBaseException as exc:
         error, pair_start = _diagnose(body, exc.loc, exc.msg)
         if partial and error.truncated and pair_start is not None:
@@ -306,8 +318,10 @@ def _parse_grammar(body: str, partial: bool) -> PexipEvent:
 def _explain_cut(body: str, cut: int) -> PexipParseError:
     """The error for a body truncated in the pair starting at `cut` (the grammar's own error,
     found without re-parsing the whole pairs before it)."""
+    import pyparsing as pp
+
     try:
-        _CUT_PAIR.parse_string(body[cut:])
+        _grammar()[1].parse_string(body[cut:])
     except pp.ParseBaseException as exc:
         return _diagnose(body, cut + exc.loc, exc.msg)[0]
     raise AssertionError(f"not truncated at {cut}: {body!r}")  # pragma: no cover
