@@ -63,5 +63,9 @@ async def pull_forever(
             log.exception("pulling MN history from %s failed; next try in %.0fs", url, interval)
         else:
             if after_pull is not None:
-                await after_pull(as_of)
+                try:
+                    await after_pull(as_of)
+                except Exception:
+                    # Whatever follows a pull must not end the schedule.
+                    log.exception("the work after pulling MN history from %s failed", url)
         await asyncio.sleep(interval)

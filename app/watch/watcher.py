@@ -103,11 +103,13 @@ class Watcher:
                 or []
             )
         if self._due():
-            self._last_run = time.monotonic()
+            started = time.monotonic()
             found = await self._step(
                 "the watch's reconciliation", reconcile_settled(self.engine, self.config, now_us)
             )
             if found is not None:
+                # A failed run is tried again at the next pull, not an interval later.
+                self._last_run = started
                 notices += found[1]
             pruned = await self._step(
                 "pruning superseded watch runs",
@@ -120,8 +122,7 @@ class Watcher:
         notices += (
             await self._step("clearing resolved alerts", clear_resolved(self.engine, now_us)) or []
         )
-        async with self.engine.connect() as conn:
-            await publish(conn, self.metrics)
+        await self._step("setting the gauges", self._publish())
         for notice in notices:
             _log(notice)
             if self.webhook is not None:
@@ -129,6 +130,10 @@ class Watcher:
                 if not await self.webhook.deliver(content):
                     self.metrics.webhook_failures.inc()
         return notices
+
+    async def _publish(self) -> None:
+        async with self.engine.connect() as conn:
+            await publish(conn, self.metrics)
 
     def _due(self) -> bool:
         return self._last_run is None or time.monotonic() - self._last_run >= self.interval
@@ -144,6 +149,7 @@ class Watcher:
 def _log(notice: Notice) -> None:
     alert = notice.alert
     span = f"{alert['from']} to {alert['until']}"
+    ack = f"POST /api/v1/alerts/{alert['id']}/ack"
     if notice.event == "cleared":
         log.warning(
             "watch: alert %d (%s) cleared by %s", alert["id"], alert["kind"], alert["cleared_by"]
@@ -154,17 +160,19 @@ def _log(notice: Notice) -> None:
             f"the MN no longer returns {alert['count']} record(s) it held at an earlier pull "
             f"(calls ending {span}), first seen {alert['first_seen']}: restored from a backup?"
         )
+        advice = (
+            f"confirm the restore (POST /api/v1/alerts/{alert['id']}/confirm: their calls then "
+            f"count as lost) or acknowledge it ({ack})"
+        )
     else:
         nodes = ", ".join(alert["nodes"]) or "no node named"
         what = (
             f"{alert['count']} record(s) syslog saw are missing on the MN (calls ending "
-            f"{span}; {nodes}; run {alert['run_id']})"
+            f"{span}; {nodes})"
         )
-    log.warning(
-        "watch: alert %d %s%s: %s; export them, or acknowledge with POST /api/v1/alerts/%d/ack",
-        alert["id"],
-        notice.event,
-        f" by {notice.added}" if notice.event == "grown" else "",
-        what,
-        alert["id"],
-    )
+        advice = (
+            f"export them (a batch of run {alert['run_id']}'s missing_in_mn) or acknowledge "
+            f"the alert ({ack})"
+        )
+    grown = f" by {notice.added}" if notice.event == "grown" else ""
+    log.warning("watch: alert %d %s%s: %s; %s", alert["id"], notice.event, grown, what, advice)

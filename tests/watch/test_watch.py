@@ -32,6 +32,7 @@ from app.watch.service import (
 from app.watch.watcher import Watcher
 from app.watch.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, Webhook, body, verify
 from parsers.framing import Frame
+from tests.conftest import free_port
 from tests.history.fake_mn import FakeMN
 from tests.reconcile.generator import Call
 from tests.watch.timeline import Receiver, iso, mn_record, recent_calls, syslog_frames
@@ -177,8 +178,11 @@ async def test_a_gap_alert_fires_once_with_its_window_grows_and_clears_when_expo
 
 async def test_a_gap_the_mn_fills_late_clears_as_found(engine: AsyncEngine) -> None:
     calls = calls_ending_an_hour_ago(12)
+    metrics = Metrics()
+    # Nobody listens where the webhook posts: each change is stored and counted undelivered.
+    nowhere = Webhook(f"http://127.0.0.1:{free_port()}/hook", SECRET, attempts=2, backoff=0.01)
     with FakeMN([mn_record(c) for c in calls[:8]]) as mn:
-        watch = watcher(engine, mn, Metrics())
+        watch = watcher(engine, mn, metrics, nowhere)
         await ingest(engine, calls)
         [opened] = await cycle(engine, mn, watch)
         assert (opened.event, opened.alert["count"]) == ("opened", 4)
@@ -191,6 +195,7 @@ async def test_a_gap_the_mn_fills_late_clears_as_found(engine: AsyncEngine) -> N
         opened.alert["id"],
         "found on the MN",
     )
+    assert gauge(metrics, "cdrecon_alert_webhook_failures_total") == 2
 
 
 async def test_records_the_mn_held_and_then_lost_are_a_restore_alert_at_the_next_pull(
