@@ -400,3 +400,29 @@ watch_alert_records = Table(
     Column("record", Text, nullable=True),
     Index("ix_watch_alert_records_record_id", "record_id"),
 )
+
+# Messages received per sending host per minute (the minute's start, in µs), added to by the
+# batch writer in the same transaction as the messages, and kept for NODE_MINUTES_KEPT
+# (app/ingest/repository.py): the overview's chart reads a day of it without touching
+# `messages`. Keyed by minute first, so the chart's range read and the pruning are one scan.
+node_minutes = Table(
+    "node_minutes",
+    metadata,
+    Column("minute_us", BigInteger, primary_key=True, autoincrement=False),
+    Column("host", String(255), primary_key=True),
+    Column("messages", BigInteger, nullable=False),
+)
+
+# Every pull of MN history (`cdrecon pull-history` and the scheduled one), finished or
+# failed: when, from where, how many records, and the error of a failed one, for the
+# overview. The newest PULL_ATTEMPTS_KEPT are kept (app/history/repository.py).
+pull_attempts = Table(
+    "pull_attempts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("started_us", BigInteger, nullable=False),
+    Column("finished_us", BigInteger, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("records", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+)

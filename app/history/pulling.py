@@ -9,13 +9,16 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .client import HistoryClient, MNConnection
 from .coverage import AsOf, record_pull
+from .repository import HistoryRepository
 from .service import HistoryImport, pull
 
 log = logging.getLogger(__name__)
+
+ERROR_MAX = 2000  # characters of a failed pull's error kept
 
 
 async def pull_once(
@@ -31,11 +34,44 @@ async def pull_once(
     was stored, and the "as of" recorded for it once it is complete (when it started)."""
     connection = MNConnection(url=url, username=user, password=password, ca_bundle=ca_bundle)
     started_us = time.time_ns() // 1000
-    async with HistoryClient(connection) as client:
-        stored = await pull(engine, client.page, url, HistoryClient.window_filters, since)
-    # Complete: the MN's history is stored up to when the pull started.
-    async with engine.begin() as conn:
-        return stored, await record_pull(conn, url, started_us, stored)
+    try:
+        async with HistoryClient(connection) as client:
+            stored = await pull(engine, client.page, url, HistoryClient.window_filters, since)
+        # Complete: the MN's history is stored up to when the pull started.
+        async with engine.begin() as conn:
+            as_of = await record_pull(conn, url, started_us, stored)
+            records = stored.participants + stored.conferences
+            await _attempted(conn, url, started_us, records, None)
+        return stored, as_of
+    except Exception as exc:
+        await _failed(engine, url, started_us, exc)
+        raise
+
+
+async def _attempted(
+    conn: AsyncConnection, url: str, started_us: int, records: int | None, error: str | None
+) -> None:
+    await HistoryRepository.for_connection(conn).add_pull_attempt(
+        conn,
+        {
+            "started_us": started_us,
+            "finished_us": time.time_ns() // 1000,
+            "url": url,
+            "records": records,
+            "error": error,
+        },
+    )
+
+
+async def _failed(engine: AsyncEngine, url: str, started_us: int, exc: Exception) -> None:
+    """Keep a failed pull's error for the console; when even that cannot be stored (the
+    database is the failure), the log has it."""
+    error = (str(exc) or type(exc).__name__)[:ERROR_MAX]
+    try:
+        async with engine.begin() as conn:
+            await _attempted(conn, url, started_us, None, error)
+    except Exception:
+        log.warning("could not record the failed pull from %s", url, exc_info=True)
 
 
 async def pull_forever(

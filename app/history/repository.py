@@ -5,12 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import counts
-from app.db.models import history_coverage, mn_conferences, mn_participants, pull_checkpoints
+from app.db.models import (
+    history_coverage,
+    mn_conferences,
+    mn_participants,
+    pull_attempts,
+    pull_checkpoints,
+)
+
+# Pull attempts kept for the console: a scheduled pull adds one every interval, for years.
+PULL_ATTEMPTS_KEPT = 100
 
 
 class HistoryRepository:
@@ -112,5 +121,29 @@ class HistoryRepository:
                 .order_by(history_coverage.c.as_of_us.desc(), history_coverage.c.id.desc())
                 .limit(1)
             )
+        ).first()
+        return None if row is None else dict(row._mapping)
+
+    async def latest_coverage(self, conn: AsyncConnection) -> dict[str, Any] | None:
+        """The `history_coverage` row recorded last: the newest import or pull."""
+        row = (
+            await conn.execute(
+                select(history_coverage).order_by(history_coverage.c.id.desc()).limit(1)
+            )
+        ).first()
+        return None if row is None else dict(row._mapping)
+
+    async def add_pull_attempt(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
+        """Store one `pull_attempts` row and drop all but the newest PULL_ATTEMPTS_KEPT."""
+        await conn.execute(pull_attempts.insert().values(values))
+        newest = (await conn.execute(select(func.max(pull_attempts.c.id)))).scalar_one()
+        await conn.execute(
+            delete(pull_attempts).where(pull_attempts.c.id <= int(newest) - PULL_ATTEMPTS_KEPT)
+        )
+
+    async def last_pull_attempt(self, conn: AsyncConnection) -> dict[str, Any] | None:
+        """The newest `pull_attempts` row."""
+        row = (
+            await conn.execute(select(pull_attempts).order_by(pull_attempts.c.id.desc()).limit(1))
         ).first()
         return None if row is None else dict(row._mapping)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import counts
-from app.db.models import nodes
+from app.db.models import node_minutes, nodes
 from app.db.sql import insert_sql, placeholders
 
-from .rows import MESSAGE_COLUMNS, NodeTally, Row
+from .rows import MESSAGE_COLUMNS, MINUTE_US, NodeTally, Row
+
+# How long the per-minute counts are kept: the overview charts a day of them.
+NODE_MINUTES_KEPT_US = 2 * 24 * 60 * MINUTE_US
 
 
 class MessageRepository:
@@ -26,6 +29,7 @@ class MessageRepository:
         columns = MESSAGE_COLUMNS if dialect_name == "sqlite" else ("id", *MESSAGE_COLUMNS)
         self._insert_sql = insert_sql("messages", columns, paramstyle)
         self._paramstyle = paramstyle
+        self._pruned_minute_us = -1  # the newest minute that pruning ran for
 
     @classmethod
     def for_connection(cls, conn: AsyncConnection) -> MessageRepository:
@@ -105,6 +109,44 @@ class MessageRepository:
             },
         )
         await conn.execute(statement, values)
+
+    async def add_node_minutes(
+        self, conn: AsyncConnection, minutes: dict[tuple[int, str], int]
+    ) -> None:
+        """Add one batch's messages per (minute, host) to `node_minutes`; when a batch opens
+        a minute this repository has not pruned for, drop the minutes older than
+        NODE_MINUTES_KEPT_US (a range of the key's start: cheap)."""
+        if not minutes:
+            return
+        values: list[dict[str, Any]] = [
+            {"minute_us": minute_us, "host": host[:255], "messages": n}
+            for (minute_us, host), n in sorted(minutes.items())
+        ]
+        insert = (postgresql.insert if self._dialect_name == "postgresql" else sqlite.insert)(
+            node_minutes
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=[node_minutes.c.minute_us, node_minutes.c.host],
+            set_={"messages": node_minutes.c.messages + insert.excluded.messages},
+        )
+        await conn.execute(statement, values)
+        newest = max(minute_us for minute_us, _ in minutes)
+        if newest > self._pruned_minute_us:
+            self._pruned_minute_us = newest
+            await conn.execute(
+                delete(node_minutes).where(node_minutes.c.minute_us < newest - NODE_MINUTES_KEPT_US)
+            )
+
+    async def node_minutes_since(
+        self, conn: AsyncConnection, since_us: int
+    ) -> list[tuple[int, str, int]]:
+        """(minute start, host, messages) of every minute from `since_us` on."""
+        result = await conn.execute(
+            select(node_minutes.c.minute_us, node_minutes.c.host, node_minutes.c.messages).where(
+                node_minutes.c.minute_us >= since_us
+            )
+        )
+        return [(int(m), str(h), int(n)) for m, h, n in result]
 
     async def list_nodes(self, conn: AsyncConnection) -> list[dict[str, Any]]:
         """Every sending host with its counters, most recently seen first."""

@@ -36,6 +36,7 @@ MESSAGE_COLUMNS = (
     "digest",
 )
 Row = tuple[Any, ...]
+MINUTE_US = 60_000_000
 
 
 @dataclass(slots=True)
@@ -48,6 +49,7 @@ class NodeTally:
     last_seen_us: int
     messages: int = 0
     parse_failures: int = 0
+    minuted: int = 0  # of `messages`, those already added to `Batch.minutes`
 
 
 @dataclass(slots=True)
@@ -68,6 +70,21 @@ class Batch:
     ids: list[int] = field(default_factory=list)  # filled in when the rows are inserted
     nodes: dict[str, NodeTally] = field(default_factory=dict)
     transports: dict[str, TransportTally] = field(default_factory=dict)
+    # Messages per (minute start in µs, host). The node tallies' messages not yet in it all
+    # arrived in `minute_us`: they are added when the minute changes and before storing, so
+    # the per-message loop keeps counting only in the node tallies.
+    minutes: dict[tuple[int, str], int] = field(default_factory=dict)
+    minute_us: int | None = None
+
+    def count_minute(self) -> None:
+        """Add the messages tallied since the last call to `minutes`, under `minute_us`."""
+        if self.minute_us is None:
+            return
+        for host, node in self.nodes.items():
+            if node.messages > node.minuted:
+                key = (self.minute_us, host)
+                self.minutes[key] = self.minutes.get(key, 0) + node.messages - node.minuted
+                node.minuted = node.messages
 
 
 def add_frames(
@@ -83,6 +100,10 @@ def add_frames(
 
     `digests` (one per frame) are stored for backfilled files, so that a re-import adds nothing.
     """
+    minute_us = received_us - received_us % MINUTE_US
+    if minute_us != batch.minute_us:
+        batch.count_minute()
+        batch.minute_us = minute_us
     tally = batch.transports.get(origin.transport)
     if tally is None:
         tally = batch.transports[origin.transport] = TransportTally()

@@ -44,3 +44,8 @@ async def list_nodes(conn: AsyncConnection) -> list[Node]:
         )
         for row in await repository.list_nodes(conn)
     ]
+
+
+async def minutes_since(conn: AsyncConnection, since_us: int) -> list[tuple[int, str, int]]:
+    """(minute start, host, messages) of every minute received from `since_us` on."""
+    return await MessageRepository.for_connection(conn).node_minutes_since(conn, since_us)

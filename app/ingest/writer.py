@@ -477,6 +477,8 @@ class BatchWriter:
             found.add(chunk_found, keep)
         batch.ids = await repository.insert_messages(conn, batch.rows)
         await repository.upsert_nodes(conn, batch.nodes)
+        batch.count_minute()
+        await repository.add_node_minutes(conn, batch.minutes)
         return batch, duplicates, found
 
     def _messages(self, conn: AsyncConnection) -> MessageRepository:

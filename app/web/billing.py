@@ -21,7 +21,8 @@ from app.export.service import lost_per_run, page_manifests, remaining_to_bill
 from app.paging import InvalidCursor
 from app.reconcile.service import newest_runs
 
-from .overview import ExportRow, Moment, export_row, hms, run_card, run_url
+from .moment import Moment
+from .overview import ExportRow, export_row, hms, run_card, run_url
 from .render import render
 from .runs import FormState
 from .session import cross_site, posted_form, signed_in

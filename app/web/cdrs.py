@@ -20,7 +20,8 @@ from app.cdr.schemas import Cdr
 from app.paging import InvalidCursor
 from app.times import iso, to_us
 
-from .overview import Moment, hms
+from .moment import Moment
+from .overview import hms
 from .render import render
 from .session import signed_in
 

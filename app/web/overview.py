@@ -17,6 +17,10 @@ from app.reconcile.matching import Status
 from app.reconcile.service import newest_runs
 from app.retention.budget import DiskState
 
+from .history_state import HistoryView, load_history
+from .moment import Moment
+from .traffic import NodeTraffic, load_traffic
+
 SILENT_AFTER = timedelta(minutes=15)
 RUNS_SHOWN = 10
 EXPORTS_SHOWN = 20
@@ -33,31 +37,6 @@ STATUS_LABELS = {
     Status.OPEN.value: "still open",
     Status.EXCLUDED.value: "excluded",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Moment:
-    """A UTC time as shown (ISO 8601 to the second) and as machine-readable (full ISO)."""
-
-    text: str
-    iso: str
-
-    @classmethod
-    def of(cls, moment: datetime | str | None) -> Moment | None:
-        """From an aware datetime or an ISO 8601 string; None stays None."""
-        if moment is None:
-            return None
-        if isinstance(moment, str):
-            text = moment
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                return cls(text, text)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        moment = moment.astimezone(UTC)
-        full = moment.isoformat().replace("+00:00", "Z")
-        return cls(moment.replace(microsecond=0).isoformat().replace("+00:00", "Z"), full)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +107,9 @@ class Overview:
     runs: list[RunCard]
     exports: list[ExportRow]
     disk: DiskTile | None = None  # admins only
+    # Admin only (None for billing): the traffic chart and the MN history block.
+    traffic: list[NodeTraffic] | None = None
+    history: HistoryView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +268,11 @@ async def load_overview(
                     parse_failures=node.parse_failures,
                 )
             )
+    traffic: list[NodeTraffic] | None = None
+    history: HistoryView | None = None
+    if nodes is not None:
+        traffic = await load_traffic(conn, [node.host for node in nodes], now)
+        history = await load_history(conn)
     runs = [run_card(summary) for summary in await newest_runs(conn, RUNS_SHOWN)]
     batches = await list_manifests(conn, EXPORTS_SHOWN)
     now_moment = Moment.of(now)
@@ -298,4 +285,6 @@ async def load_overview(
         silent_nodes=sum(1 for node in nodes or [] if node.silent_for),
         runs=runs,
         exports=[export_row(batch) for batch in batches],
+        traffic=traffic,
+        history=history,
     )

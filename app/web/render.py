@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from .overview import SILENT_AFTER, status_label
 from .run import ITEMS_PER_PAGE
+from .traffic import BUCKET_MINUTES, BUCKETS, HEIGHT, TICKS
 
 HERE = FilePath(__file__).parent
 STYLESHEET_URL = "/web/cdrecon.css"
@@ -31,6 +32,10 @@ templates.globals.update(
     icon=ICON_URL,
     default_limit=ITEMS_PER_PAGE,
     silent_minutes=int(SILENT_AFTER.total_seconds() // 60),
+    traffic_step=BUCKET_MINUTES,
+    traffic_width=BUCKETS,
+    traffic_height=HEIGHT,
+    traffic_ticks=TICKS,
 )
 _stylesheet = (HERE / "static" / "cdrecon.css").read_bytes()
 _icon = (HERE / "static" / "cdrecon.svg").read_bytes()

@@ -15,7 +15,8 @@ from app.reconcile.matching import Status
 from app.reconcile.service import density, get_summary, kept_around_gaps, page_items_with_legs
 from app.times import to_us
 
-from .overview import GapRow, Moment, hms, run_card, run_url
+from .moment import Moment
+from .overview import GapRow, hms, run_card, run_url
 from .timeline import Timeline, timeline
 
 ITEMS_PER_PAGE = 50  # unless the page is asked for another `limit`

@@ -22,7 +22,8 @@ from app.reconcile.endpoints import start_run
 from app.reconcile.schemas import RunRequest
 from app.reconcile.service import RunNotFound, newest_runs
 
-from .overview import Moment, RunCard, run_card, run_url
+from .moment import Moment
+from .overview import RunCard, run_card, run_url
 from .render import render
 from .run import ITEMS_PER_PAGE, UnknownStatus, load_run_page
 from .session import cross_site, posted_form, signed_in

@@ -20,7 +20,7 @@ from app.auth.tokens import Principal, Scope, create_token, list_tokens, revoke_
 from app.errors import InvalidInputError, NotFoundError
 from app.times import iso
 
-from .overview import Moment
+from .moment import Moment
 from .render import render
 from .session import cross_site, forget_token, login_form, posted_form, signed_in
 

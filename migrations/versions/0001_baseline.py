@@ -331,6 +331,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("alert_id", "record_id", name="pk_watch_alert_records"),
     )
     op.create_index("ix_watch_alert_records_record_id", "watch_alert_records", ["record_id"])
+    op.create_table(
+        "node_minutes",
+        sa.Column("minute_us", sa.BigInteger, autoincrement=False, nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("messages", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("minute_us", "host", name="pk_node_minutes"),
+    )
+    op.create_table(
+        "pull_attempts",
+        sa.Column("id", _ID, nullable=False),
+        sa.Column("started_us", sa.BigInteger, nullable=False),
+        sa.Column("finished_us", sa.BigInteger, nullable=False),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("records", sa.Integer, nullable=True),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_pull_attempts"),
+    )
 
 
 def downgrade() -> None:
@@ -338,6 +355,8 @@ def downgrade() -> None:
     for table in (
         "watch_alert_records",
         "watch_alerts",
+        "pull_attempts",
+        "node_minutes",
         "audit_log",
         "first_exports",
         "export_records",

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
 from app.db.models import history_coverage, mn_participants, reconciliations
+from app.history.status import read_status
 from app.reconcile.service import page_items
 from app.times import iso
 from tests.conftest import Service, cdrecon
@@ -211,6 +212,17 @@ async def test_a_pull_is_complete_up_to_when_it_started(database_url: str, tmp_p
             )
             assert code != 0
         assert len(await coverage_rows(engine)) == 2
+        # The console's view: the last load is the second pull, the last attempt failed.
+        async with engine.connect() as conn:
+            status = await read_status(conn)
+        assert status.participants == len(participants)
+        assert status.last_load is not None
+        assert (status.last_load.kind, status.last_load.as_of_us) == ("pull", newest["as_of_us"])
+        assert status.last_load.records == newest["records"]
+        last = status.last_pull
+        assert last is not None and last.url == broken.url and last.records is None
+        assert last.error and "html" in last.error.lower()
+        assert last.started_us <= last.finished_us
     finally:
         await engine.dispose()
 

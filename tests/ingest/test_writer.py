@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
-from app.db.models import messages, nodes
+from app.db.models import messages, node_minutes, nodes
 from app.ingest.origin import Origin
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
@@ -98,6 +98,68 @@ async def test_node_counters_accumulate_across_batches(engine: AsyncEngine) -> N
         1_000_000,
         5_000_000,
     )
+
+
+async def test_messages_are_counted_per_node_per_minute_of_arrival(engine: AsyncEngine) -> None:
+    minute = 60_000_000
+    start = 29_000_000 * minute  # a minute's start, in 2025
+    writer = BatchWriter(engine, Metrics(), batch_size=1000, linger=0.2)
+    writer.start()
+    lon, nyc = Origin("tcp", "10.0.0.1", 1), Origin("udp", "10.0.0.2", 2)
+    line = b"<134>1 2026-11-26T10:00:00Z %s pexip - - - m"
+    # One batch that crosses a minute and comes back to it (a spilled chunk, say), two hosts.
+    writer.submit(lon, [Frame(line % b"lon")] * 3, received_us=start + 59_999_999)
+    writer.submit(nyc, [Frame(line % b"nyc"), Frame(b"no syslog")], received_us=start + minute)
+    writer.submit(lon, [Frame(line % b"lon")] * 2, received_us=start + minute + 1)
+    writer.submit(lon, [Frame(line % b"lon")], received_us=start + 10)
+    await writer.stop()
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(node_minutes))).all()
+    assert sorted((int(m), str(h), int(n)) for m, h, n in rows) == [
+        (start, "lon", 3 + 1),
+        (start + minute, "10.0.0.2", 1),  # no HOSTNAME: the peer, as in `nodes`
+        (start + minute, "lon", 2),
+        (start + minute, "nyc", 1),
+    ]
+    # A batch long after: the minutes older than two days are dropped.
+    writer = BatchWriter(engine, Metrics(), batch_size=1000, linger=0)
+    writer.start()
+    later = start + 3 * 24 * 60 * minute
+    writer.submit(nyc, [Frame(line % b"nyc")], received_us=later + 5)
+    await writer.stop()
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(node_minutes))).all()
+    assert sorted((int(m), str(h), int(n)) for m, h, n in rows) == [(later, "nyc", 1)]
+
+
+async def test_the_minutes_of_a_day_add_up_to_the_node_counters(engine: AsyncEngine) -> None:
+    minute = 60_000_000
+    start = 29_000_000 * minute
+    writer = BatchWriter(engine, Metrics(), batch_size=3, linger=0)
+    writer.start()
+    origin = Origin("tcp", "10.0.0.1", 1)
+    for index in range(10):
+        frame = Frame(b"<134>1 2026-11-26T10:00:00Z n%d pexip - - - m" % (index % 2))
+        writer.submit(origin, [frame] * (index + 1), received_us=start + index * 20_000_000)
+    await writer.stop()
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(node_minutes))).all()
+        counters = {
+            r["host"]: r["messages"] for r in (await conn.execute(select(nodes))).mappings()
+        }
+    per_minute: dict[tuple[int, str], int] = {(int(m), str(h)): int(n) for m, h, n in rows}
+    # 20 s apart: indexes 0-2 in the first minute, 3-5 in the second, 6-8, then 9.
+    assert per_minute == {
+        (start, "n0"): 1 + 3,
+        (start, "n1"): 2,
+        (start + minute, "n0"): 5,
+        (start + minute, "n1"): 4 + 6,
+        (start + 2 * minute, "n0"): 7 + 9,
+        (start + 2 * minute, "n1"): 8,
+        (start + 3 * minute, "n1"): 10,
+    }
+    for host in ("n0", "n1"):
+        assert sum(n for (_, h), n in per_minute.items() if h == host) == counters[host]
 
 
 async def test_readers_are_paused_over_high_water_and_resumed_after_commit(

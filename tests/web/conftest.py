@@ -261,7 +261,15 @@ def no_sideways_scroll(browser: Browser) -> None:
     widths = browser.driver.execute_script(
         "return [document.documentElement.scrollWidth, window.innerWidth]"
     )
-    assert widths[0] <= widths[1], widths
+    if widths[0] > widths[1]:  # name what sticks out, to say what to fix
+        wide = browser.driver.execute_script(
+            "return [...document.querySelectorAll('body *')]"
+            ".filter(e => e.getBoundingClientRect().right > window.innerWidth"
+            " && !e.closest('.scroll'))"
+            ".slice(-5).map(e => e.tagName + '.' + e.className"
+            " + ' in #' + (e.closest('[id]') || {}).id)"
+        )
+        raise AssertionError(f"page {widths[0]} px wide in a {widths[1]} px window: {wide}")
 
 
 def keep_screenshot(browser: Browser, tmp_path: Path, name: str) -> Path:

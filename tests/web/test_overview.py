@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from app.auth.tokens import Principal, Scope
 from app.ingest.schemas import Stats
+from app.web.moment import Moment
 from app.web.overview import (
     GapRow,
-    Moment,
     NodeRow,
     Overview,
     export_row,

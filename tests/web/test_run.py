@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from app.auth.tokens import Principal, Scope
-from app.web.overview import Moment, run_card, run_url
+from app.web.moment import Moment
+from app.web.overview import run_card, run_url
 from app.web.render import render
 from app.web.run import RunPage, coverage_rows, item_row
 
