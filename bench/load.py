@@ -19,15 +19,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
+import os
 import random
 import socket
 import sqlite3
 import ssl
+import statistics
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -222,6 +224,14 @@ def udp_flooder(port: int, stop: Event) -> None:
                     sock.sendto(junk, ("127.0.0.1", port))
 
 
+def niced(increment: int, target: Callable[..., None], *args: object) -> None:
+    """Run `target(*args)` at a lower priority: on a machine of two cores the hostile
+    sender's own CPU would otherwise come out of the service's share, which a remote
+    attacker's does not."""
+    os.nice(increment)
+    target(*args)
+
+
 # --- measuring ---
 
 
@@ -232,6 +242,7 @@ class Phase:
     name: str
     seconds: float
     sent: int = 0
+    sent_total: int = 0  # normal messages sent in the whole phase, the window's and before
     stored: int = 0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     peak_rss_mb: float = 0.0
@@ -276,7 +287,22 @@ COUNTERS: dict[str, dict[str, str]] = {
     "cdrecon_messages_dropped_total": {},
     "cdrecon_connections_rejected_total": {"transport": "tls"},
     "cdrecon_udp_kernel_drops_total": {},
+    "cdrecon_messages_received_total": {},
 }
+
+
+def hostile_volume(phase: Phase) -> float:
+    """What the hostile sender got into the service per second: garbage frames read, UDP
+    datagrams read or dropped by the kernel, TLS connections given up or refused."""
+    counters = phase.counters
+    if phase.name == "idle-tls":
+        count = counters["cdrecon_connections_rejected_total"]
+    elif phase.name in ("garbage", "udp-flood"):
+        count = counters["cdrecon_messages_received_total"] - phase.sent_total
+        count += counters["cdrecon_udp_kernel_drops_total"]
+    else:
+        return 0.0
+    return count / (phase.seconds + 1)
 
 
 def run_phase(args: argparse.Namespace, hostile: str | None) -> Phase:
@@ -292,14 +318,15 @@ def run_phase(args: argparse.Namespace, hostile: str | None) -> Phase:
             )
             for i in range(args.senders)
         ]
-        if hostile == "garbage":
-            processes.append(SPAWN.Process(target=garbage_sender, args=(server.tcp, stop)))
-        elif hostile == "idle-tls":
+        if hostile is not None:
+            target, port, more = {
+                "garbage": (garbage_sender, server.tcp, ()),
+                "idle-tls": (idle_tls_sender, server.tls, (args.idle,)),
+                "udp-flood": (udp_flooder, server.udp, ()),
+            }[hostile]
             processes.append(
-                SPAWN.Process(target=idle_tls_sender, args=(server.tls, stop, args.idle))
+                SPAWN.Process(target=niced, args=(args.hostile_nice, target, port, stop, *more))
             )
-        elif hostile == "udp-flood":
-            processes.append(SPAWN.Process(target=udp_flooder, args=(server.udp, stop)))
         until = threading.Event()
         watcher = threading.Thread(target=watch_stored, args=(server.database, until, phase))
         watcher.start()
@@ -325,6 +352,7 @@ def run_phase(args: argparse.Namespace, hostile: str | None) -> Phase:
         until.set()
         watcher.join()
         stop.set()
+        phase.sent_total = sum(value.value for value in sent)
         for name, labels in COUNTERS.items():
             phase.counters[name] = server.metric(name, **labels)
         for process in processes:
@@ -393,6 +421,10 @@ def main() -> None:
         "--hostile", default=",".join(HOSTILE), help=f"phases after 'alone': {', '.join(HOSTILE)}"
     )
     parser.add_argument("--idle", type=int, default=3000, help="idle TLS connections")
+    parser.add_argument("--runs", type=int, default=1, help="rounds of every phase, interleaved")
+    parser.add_argument(
+        "--hostile-nice", type=int, default=10, help="niceness of the hostile sender (0: none)"
+    )
     parser.add_argument("--memory", action="store_true", help="the RSS growth scenarios instead")
     args = parser.parse_args()
     when = stamp()
@@ -425,54 +457,52 @@ def main() -> None:
         parser.error(
             f"unknown hostile sender {', '.join(sorted(unknown))}: use {', '.join(HOSTILE)}"
         )
-    phases = [run_phase(args, None)]
-    for hostile in hostiles:
-        phases.append(run_phase(args, hostile))
-    alone = phases[0]
+    rounds = [[run_phase(args, name) for name in [None, *hostiles]] for _ in range(args.runs)]
     print(
         f"cdrecon: {args.cdrecon}; {args.senders} TLS senders at {args.rate:.0f} msg/s each, "
-        f"{args.seconds:.0f} s a phase"
+        f"{args.seconds:.0f} s a phase, {args.runs} run(s), medians"
     )
-    print(
-        table(
-            [
-                "phase",
-                "normal msg/s",
-                "of alone",
-                "sent",
-                "p50 ms",
-                "p99 ms",
-                "peak RSS MiB",
-                "dropped",
-                "TLS refused",
-            ],
-            [
-                [
-                    p.name,
-                    f"{p.rate:.0f}",
-                    f"{p.rate / alone.rate:.0%}" if alone.rate else "-",
-                    p.sent,
-                    f"{p.percentile(50):.0f}",
-                    f"{p.percentile(99):.0f}",
-                    f"{p.peak_rss_mb:.0f}",
-                    f"{p.counters['cdrecon_messages_dropped_total']:.0f}",
-                    f"{p.counters['cdrecon_connections_rejected_total']:.0f}",
-                ]
-                for p in phases
-            ],
-        )
-    )
+    print(report(rounds))
     document = [
-        asdict(p) | {"rate": p.rate, "p50_ms": p.percentile(50), "p99_ms": p.percentile(99)}
-        for p in phases
+        [
+            asdict(p) | {"rate": p.rate, "p50_ms": p.percentile(50), "p99_ms": p.percentile(99)}
+            for p in phases
+        ]
+        for phases in rounds
     ]
-    for entry in document:
-        del entry["latencies_ms"]
+    for phases in document:
+        for entry in phases:
+            del entry["latencies_ms"]
     print(
         write_json(
-            "load", when, {"cdrecon": args.cdrecon, "settings": vars(args), "phases": document}
+            "load", when, {"cdrecon": args.cdrecon, "settings": vars(args), "runs": document}
         )
     )
+
+
+def report(rounds: list[list[Phase]]) -> str:
+    """One row a phase: medians over the rounds; latencies pooled over them."""
+    rows = []
+    alone_rate = 0.0
+    for column in zip(*rounds, strict=True):
+        pooled = Phase(column[0].name, column[0].seconds)
+        pooled.latencies_ms = [ms for phase in column for ms in phase.latencies_ms]
+        rate = statistics.median(phase.rate for phase in column)
+        alone_rate = alone_rate or rate
+        rows.append(
+            [
+                pooled.name,
+                f"{rate:.0f}",
+                f"{rate / alone_rate:.0%}" if alone_rate else "-",
+                f"{pooled.percentile(50):.0f}",
+                f"{pooled.percentile(99):.0f}",
+                f"{max(phase.peak_rss_mb for phase in column):.0f}",
+                f"{statistics.median(hostile_volume(phase) for phase in column):.0f}",
+                f"{sum(phase.counters['cdrecon_messages_dropped_total'] for phase in column):.0f}",
+            ]
+        )
+    headers = ["phase", "normal msg/s", "of alone", "p50 ms", "p99 ms", "peak RSS MiB"]
+    return table([*headers, "hostile in/s", "dropped"], rows)
 
 
 if __name__ == "__main__":

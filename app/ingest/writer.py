@@ -208,9 +208,7 @@ class BatchWriter:
             return self._over_high_water()
         count = len(frames)
         size = _size(frames)
-        if origin.transport == "udp" and (
-            self._pending >= self.udp_limit or self._pending_bytes + size > self.udp_limit_bytes
-        ):
+        if origin.transport == "udp" and self._udp_full(size):
             # UDP cannot be slowed down; past the hard limit, drop visibly rather than grow.
             self._metrics.dropped.labels("udp", "queue_full").inc(count)
             return False
@@ -231,6 +229,17 @@ class BatchWriter:
             self._room.clear()
             return True
         return False
+
+    def _udp_full(self, size: int) -> bool:
+        """Whether a datagram of `size` bytes finds the queue full. While TCP or TLS readers
+        are held back, UDP may fill it only to the low-water marks, where they resume: a UDP
+        flood cannot keep the senders that wait from ever being read again. Without held
+        readers, UDP has the whole limit (bursts, a slow database)."""
+        if self._held:
+            messages, size_limit = self.low_water, self.low_water_bytes
+        else:
+            messages, size_limit = self.udp_limit, self.udp_limit_bytes
+        return self._pending >= messages or self._pending_bytes + size > size_limit
 
     def _over_high_water(self) -> bool:
         return self._pending >= self.high_water or self._pending_bytes >= self.high_water_bytes

@@ -110,3 +110,34 @@ def test_udp_past_the_byte_limit_is_dropped_and_counted(service: Service) -> Non
         dropped = service.metric("cdrecon_messages_dropped_total", reason="queue_full")
         assert dropped == count - fits
     assert service.wait_for("cdrecon_messages_stored_total", fits) == fits
+
+
+def test_udp_does_not_take_the_room_that_held_senders_wait_for(service: Service) -> None:
+    service.env.update(
+        CDRECON_QUEUE_HIGH_WATER="200", CDRECON_QUEUE_LOW_WATER="50", CDRECON_BATCH_SIZE="50"
+    )
+    service.start()
+    lines = b"".join(
+        b"%d %s" % (len(m), m)
+        for m in (b"<134>1 2026-11-26T10:00:00Z tcp-node app - - - %05d" % i for i in range(2000))
+    )
+    datagram = b"<13>Mar  2 10:00:00 udp-node app: flood"
+    sender = threading.Thread(target=send, args=(service.tcp_port, lines))
+    with (
+        database_locked(service),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+    ):
+        sender.start()
+        assert service.wait_for("cdrecon_ingest_paused_connections", 1) == 1
+        # Far below the UDP limit (200,000), yet above the mark where the TCP sender resumes.
+        for i in range(5):
+            udp.sendto(datagram, ("127.0.0.1", service.udp_port))
+            assert handled(service, i + 1) == i + 1
+        assert service.metric("cdrecon_messages_dropped_total", reason="queue_full") == 5
+    sender.join(timeout=60)
+    assert service.wait_for("cdrecon_messages_stored_total", 2000, transport="tcp") == 2000
+    # With nobody held, UDP has the whole queue again.
+    udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with udp_sock:
+        udp_sock.sendto(datagram, ("127.0.0.1", service.udp_port))
+    assert service.wait_for("cdrecon_messages_stored_total", 1, transport="udp") == 1
