@@ -242,7 +242,6 @@ class Phase:
     name: str
     seconds: float
     sent: int = 0
-    sent_total: int = 0  # normal messages sent in the whole phase, the window's and before
     stored: int = 0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     peak_rss_mb: float = 0.0
@@ -282,26 +281,26 @@ def watch_stored(database: Path, until: threading.Event, phase: Phase) -> None:
         db.close()
 
 
-COUNTERS: dict[str, dict[str, str]] = {
-    "cdrecon_messages_stored_total": {},
-    "cdrecon_messages_dropped_total": {},
-    "cdrecon_connections_rejected_total": {"transport": "tls"},
-    "cdrecon_udp_kernel_drops_total": {},
-    "cdrecon_messages_received_total": {},
+# Figures read from /metrics at the end of a phase: key -> (metric, labels).
+COUNTERS: dict[str, tuple[str, dict[str, str]]] = {
+    "stored": ("cdrecon_messages_stored_total", {}),
+    "dropped": ("cdrecon_messages_dropped_total", {}),
+    "tls_refused": ("cdrecon_connections_rejected_total", {"transport": "tls"}),
+    "tcp_received": ("cdrecon_messages_received_total", {"transport": "tcp"}),
+    "udp_received": ("cdrecon_messages_received_total", {"transport": "udp"}),
+    "udp_kernel_drops": ("cdrecon_udp_kernel_drops_total", {}),
 }
 
 
 def hostile_volume(phase: Phase) -> float:
     """What the hostile sender got into the service per second: garbage frames read, UDP
-    datagrams read or dropped by the kernel, TLS connections given up or refused."""
+    datagrams read or dropped, TLS connections given up or refused."""
     counters = phase.counters
-    if phase.name == "idle-tls":
-        count = counters["cdrecon_connections_rejected_total"]
-    elif phase.name in ("garbage", "udp-flood"):
-        count = counters["cdrecon_messages_received_total"] - phase.sent_total
-        count += counters["cdrecon_udp_kernel_drops_total"]
-    else:
-        return 0.0
+    count = {
+        "garbage": counters["tcp_received"],
+        "idle-tls": counters["tls_refused"],
+        "udp-flood": counters["udp_received"] + counters["dropped"] + counters["udp_kernel_drops"],
+    }.get(phase.name, 0.0)
     return count / (phase.seconds + 1)
 
 
@@ -352,9 +351,8 @@ def run_phase(args: argparse.Namespace, hostile: str | None) -> Phase:
         until.set()
         watcher.join()
         stop.set()
-        phase.sent_total = sum(value.value for value in sent)
-        for name, labels in COUNTERS.items():
-            phase.counters[name] = server.metric(name, **labels)
+        for key, (name, labels) in COUNTERS.items():
+            phase.counters[key] = server.metric(name, **labels)
         for process in processes:
             process.join(timeout=30)
             if process.is_alive():
@@ -498,7 +496,7 @@ def report(rounds: list[list[Phase]]) -> str:
                 f"{pooled.percentile(99):.0f}",
                 f"{max(phase.peak_rss_mb for phase in column):.0f}",
                 f"{statistics.median(hostile_volume(phase) for phase in column):.0f}",
-                f"{sum(phase.counters['cdrecon_messages_dropped_total'] for phase in column):.0f}",
+                f"{sum(phase.counters['dropped'] for phase in column):.0f}",
             ]
         )
     headers = ["phase", "normal msg/s", "of alone", "p50 ms", "p99 ms", "peak RSS MiB"]
