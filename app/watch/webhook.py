@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -52,6 +53,14 @@ def verify(
     return hmac.compare_digest(signature(secret, timestamp, body), header)
 
 
+def where(url: str) -> str:
+    """The receiver as the log names it: scheme, host and port only, since many receivers
+    carry a token in the path or query."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
 def body(event: str, alert: dict[str, Any], added: int = 0) -> bytes:
     """The JSON the webhook posts for one alert change."""
     payload = {"event": f"alert.{event}", "added": added, "alert": alert}
@@ -72,6 +81,7 @@ class Webhook:
         """POST `content`, retrying what may pass (connection trouble, 5xx, 429) with
         doubling delays; True once the receiver answered 2xx."""
         delay = self.backoff
+        receiver = where(self.url)
         async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
             for attempt in range(1, self.attempts + 1):
                 # Signed afresh each attempt: the receiver refuses an old timestamp.
@@ -88,15 +98,15 @@ class Webhook:
                         return True
                     reason = f"HTTP {response.status_code}"
                     if response.status_code not in _RETRY:
-                        log.error("alert webhook %s refused the alert: %s", self.url, reason)
+                        log.error("alert webhook %s refused the alert: %s", receiver, reason)
                         return False
                 if attempt < self.attempts:
                     log.warning(
-                        "alert webhook %s failed (%s); retrying in %.1fs", self.url, reason, delay
+                        "alert webhook %s failed (%s); retrying in %.1fs", receiver, reason, delay
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 60.0)
         log.error(
-            "alert webhook %s failed %d times; giving up: %s", self.url, self.attempts, reason
+            "alert webhook %s failed %d times; giving up: %s", receiver, self.attempts, reason
         )
         return False
