@@ -249,7 +249,8 @@ def prune_command(dry_run: bool, **flags: Any) -> None:
     from app.retention.service import Pass, policy_of, prune, summary
 
     async def run(settings: Settings, engine: AsyncEngine) -> Pass:
-        done = await prune(engine, policy_of(settings), dry_run=dry_run, rest=False)
+        # Resting between transactions as serve does: a serve beside it keeps the writer.
+        done = await prune(engine, policy_of(settings), dry_run=dry_run, rest=not dry_run)
         if not dry_run:
             await _audit(engine, "retention.prune", None, summary(done))
         return done

@@ -28,7 +28,10 @@ What it measures
        `--runs` times each. Ingest rate = M / the time until all M are stored and derived;
        the rows pruned meanwhile come from `cdrecon_rows_pruned_total`. Pruning yields to
        the batch writer while messages wait (up to a second per transaction), so beside it:
-       how long `serve` takes to prune the P messages when it receives nothing.
+       how long `serve` takes to prune the P messages when it receives nothing. A third
+       mode starts from a copy whose old messages were deleted behind cdrecon's back, so
+       the pass has only SQLite's free pages to hand back (incremental vacuum) while the M
+       messages arrive.
 
 Run:  .venv/bin/python -m bench.storage [--messages 100000] [--prefill 300000] [--runs 2]
 Writes bench/out/storage-<UTC timestamp>.json.
@@ -329,17 +332,30 @@ def measure_kind(kind: str, frames: list[bytes], directory: Path) -> Stored:
 
 @dataclass
 class PruneRun:
-    """One ingest of M messages, with pruning on or off."""
+    """One ingest of M messages: pruning off (the reference), pruning, or pruning with
+    only free pages left to hand back."""
 
-    pruning: bool
+    mode: str
     seconds: float
     messages: int
     pruned_during: int
-    pruned_total: int
+    pages_returned_during: int
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds
+
+
+MODES = ("off", "pruning", "returning space")
+
+
+def free_pages(database: Path) -> int:
+    """SQLite's free list, read beside the service (WAL lets it)."""
+    connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+    try:
+        return int(connection.execute("PRAGMA freelist_count").fetchone()[0])
+    finally:
+        connection.close()
 
 
 def prefill(directory: Path, count: int) -> Path:
@@ -356,22 +372,40 @@ def prefill(directory: Path, count: int) -> Path:
     return database
 
 
-def ingest_while(prefilled: Path, directory: Path, frames: list[bytes], pruning: bool) -> PruneRun:
-    """Send `frames` to `serve` on a copy of the prefilled database, pruning or not."""
+def freed(prefilled: Path, directory: Path) -> Path:
+    """A copy of the prefilled database with its old messages deleted behind cdrecon's back:
+    only the free pages are left for a pass to hand back."""
+    database = directory / "freed.db"
+    shutil.copyfile(prefilled, database)
+    connection = sqlite3.connect(database, isolation_level=None)
+    try:
+        connection.execute("DELETE FROM messages")
+        connection.execute("DELETE FROM row_counts")
+    finally:
+        connection.close()
+    return database
+
+
+def ingest_while(source: Path, directory: Path, frames: list[bytes], mode: str) -> PruneRun:
+    """Send `frames` to `serve` on a copy of `source`, with pruning off or on (`mode`)."""
     database = directory / "run.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(prefilled, database)
-    settings = {"prune_interval": "1" if pruning else "0", "retain_messages_days": "14"}
+    shutil.copyfile(source, database)
+    on = mode != "off"
+    settings = {"prune_interval": "1" if on else "0", "retain_messages_days": "14"}
     with Service(database, settings) as service:
-        if pruning:  # the first pass has begun
-            while service.metric("cdrecon_rows_pruned_total") == 0:
-                time.sleep(0.05)
-        before = service.metric("cdrecon_rows_pruned_total")
+        free = free_pages(database)
+        # Wait until the first pass has begun its work.
+        while mode == "pruning" and service.metric("cdrecon_rows_pruned_total") == 0:
+            time.sleep(0.05)
+        while mode == "returning space" and free_pages(database) == free:
+            time.sleep(0.05)
+        pruned, free = service.metric("cdrecon_rows_pruned_total"), free_pages(database)
         seconds = service.ingest(frames)
-        during = service.metric("cdrecon_rows_pruned_total") - before
-        total = service.metric("cdrecon_rows_pruned_total")
-    return PruneRun(pruning, seconds, len(frames), int(during), int(total))
+        pruned = int(service.metric("cdrecon_rows_pruned_total") - pruned)
+        returned = free - free_pages(database)
+    return PruneRun(mode, seconds, len(frames), pruned, max(0, returned))
 
 
 def prune_alone(prefilled: Path, directory: Path, count: int) -> float:
@@ -459,42 +493,40 @@ def main(argv: list[str] | None = None) -> int:
             )
             results["prune_alone_seconds"] = alone
             frames = kinds["call"]
+            sources = {
+                "off": prefilled,
+                "pruning": prefilled,
+                "returning space": freed(prefilled, directory),
+            }
             runs: list[PruneRun] = []
             for _ in range(args.runs):
-                for pruning in (False, True):
-                    runs.append(ingest_while(prefilled, directory, frames, pruning))
-            off = [r.rate for r in runs if not r.pruning]
-            on = [r.rate for r in runs if r.pruning]
+                for mode in MODES:
+                    runs.append(ingest_while(sources[mode], directory, frames, mode))
+            rates = {mode: [r.rate for r in runs if r.mode == mode] for mode in MODES}
             print()
             print(
                 table(
-                    [
-                        "pruning",
-                        "runs",
-                        "ingest msg/s (median)",
-                        "each",
-                        "rows pruned during ingest",
-                    ],
+                    ["pruning", "runs", "ingest msg/s (median)", "each", "rows pruned", "pages"],
                     [
                         [
-                            "off",
-                            len(off),
-                            f"{statistics.median(off):,.0f}",
-                            " ".join(f"{r:,.0f}" for r in off),
-                            "0",
-                        ],
-                        [
-                            "on",
-                            len(on),
-                            f"{statistics.median(on):,.0f}",
-                            " ".join(f"{r:,.0f}" for r in on),
-                            " ".join(str(r.pruned_during) for r in runs if r.pruning),
-                        ],
+                            mode,
+                            len(rates[mode]),
+                            f"{statistics.median(rates[mode]):,.0f}",
+                            " ".join(f"{r:,.0f}" for r in rates[mode]),
+                            " ".join(str(r.pruned_during) for r in runs if r.mode == mode),
+                            " ".join(str(r.pages_returned_during) for r in runs if r.mode == mode),
+                        ]
+                        for mode in MODES
                     ],
                 )
             )
+            off = rates["off"]
+            on = rates["pruning"]
             change = statistics.median(on) / statistics.median(off) - 1
             print(f"ingest while pruning: {change:+.1%} against pruning off, same run")
+            returning = statistics.median(rates["returning space"]) / statistics.median(off) - 1
+            print(f"ingest while returning space: {returning:+.1%} against pruning off")
+            results["returning_change"] = returning
             results["prune_runs"] = [asdict(r) | {"rate": r.rate} for r in runs]
             results["prune_change"] = change
     results["load_after"] = load_average()

@@ -225,22 +225,29 @@ async def prune_events(
     return ((rows[-1][0], rows[-1][1]) if len(rows) == limit else None), tally
 
 
+SETTLED = "settled"
+
+
 async def prune_messages(
     conn: AsyncConnection, cutoff_us: int, cursor: Cursor | None, limit: int, dry_run: bool
 ) -> tuple[Cursor | None, Tally]:
     """Raw messages received before the cut-off that carry no call event and are not waiting
-    to be derived, `limit` ids at a time in id order (the order they were received). The
-    cursor is (last id looked at,); the step ends at the first message younger than the
-    cut-off."""
+    to be derived, `limit` ids at a time in id order (the order they were received); the
+    step ends at the first message younger than the cut-off. The cursor is (last id looked
+    at, settled, blocked): every message up to `settled` is decided for good (gone, or kept
+    for its call event, which later steps prune with its CDR), until a message still to be
+    derived or a young one `blocked` it. The step's last cursor is (SETTLED, settled): where
+    the next pass may start instead of the first message (`Resume`)."""
     tally = Tally()
-    after = None if cursor is None else int(cursor[0])
+    after, settled, blocked = cursor if cursor else (None, None, False)
     query = select(messages.c.id, messages.c.received_us).order_by(messages.c.id).limit(limit)
     if after is not None:
         query = query.where(messages.c.id > after)
     rows = [(int(i), int(received)) for i, received in await conn.execute(query)]
     if not rows:
-        return None, tally
+        return (SETTLED, settled), tally
     old = [message_id for message_id, received in rows if received < cutoff_us]
+    waiting: list[tuple[int, int]] = []
     if old:
         carrying = {
             int(i)
@@ -273,8 +280,19 @@ async def prune_messages(
             gone = await _delete(conn, messages.c.id, going)
             tally.add("messages", gone)
             await counts.adjust(conn, "messages", -gone)
-    young = rows[-1][1] >= cutoff_us
-    return (None if young or len(rows) < limit else (rows[-1][0],)), tally
+    for message_id, received in rows:
+        if blocked:
+            break
+        undecided = received >= cutoff_us or any(
+            first <= message_id <= last for first, last in waiting
+        )
+        if undecided:
+            blocked = True
+        else:
+            settled = message_id
+    if rows[-1][1] >= cutoff_us or len(rows) < limit:
+        return (SETTLED, settled), tally
+    return (rows[-1][0], settled, blocked), tally
 
 
 async def prune_mn_participants(

@@ -48,6 +48,15 @@ def policy_of(settings: Settings) -> Policy:
 
 
 @dataclass(slots=True)
+class Resume:
+    """What one pass leaves the next in the same process: the raw messages up to this id
+    are decided (kept ones carry call events, pruned with their CDRs), so the next pass need
+    not read them again."""
+
+    messages: int | None = None
+
+
+@dataclass(slots=True)
 class Pass:
     """What one pass pruned (or would), and the space it handed back."""
 
@@ -69,13 +78,15 @@ async def prune(
     rest: bool = True,
     on_rows: Callable[[str, int], None] | None = None,
     busy: Callable[[], bool] | None = None,
+    resume: Resume | None = None,
 ) -> Pass:
     """One pass over every step: delete what the policy lets go (never an unexported lost
     record's evidence), or with `dry_run` only count it. Each transaction takes at most
     `policy.batch_rows` rows of its step; with `rest` the pass waits after each (see
     `rest_after`), and while `busy()` (the batch writer has messages waiting) up to
     `YIELD_SECONDS` more. `on_rows(table, n)` hears of each transaction's deletions as it
-    commits."""
+    commits. With `resume`, raw messages are walked from where the last pass settled them
+    (else from the first), and where this one settled them is kept there."""
     started = time.monotonic()
     now_us = time.time_ns() // 1000 if now_us is None else now_us
     total = Tally()
@@ -84,6 +95,8 @@ async def prune(
         if cutoff is None:
             continue
         cursor: Cursor | None = None
+        if step is Step.MESSAGES and resume is not None and resume.messages is not None:
+            cursor = (resume.messages, resume.messages, False)
         while True:
             began = time.monotonic()
             async with engine.begin() as conn:
@@ -96,6 +109,10 @@ async def prune(
             if on_rows is not None and not dry_run:
                 for table, count in tally.rows.items():
                     on_rows(table, count)
+            if cursor and cursor[0] == repository.SETTLED:
+                if resume is not None and not dry_run and cursor[1] is not None:
+                    resume.messages = int(cursor[1])
+                break
             if cursor is None:
                 break
             if rest:
@@ -152,10 +169,11 @@ async def prune_forever(
 ) -> None:
     """A pass every `interval` seconds until cancelled; a failed pass is logged and the next
     one tried at its time."""
+    resume = Resume()
     while True:
         await asyncio.sleep(interval)
         try:
-            done = await prune(engine, policy, on_rows=on_rows, busy=busy)
+            done = await prune(engine, policy, on_rows=on_rows, busy=busy, resume=resume)
         except Exception:
             log.exception("pruning failed; next pass in %.0fs", interval)
             continue

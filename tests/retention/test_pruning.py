@@ -24,7 +24,7 @@ from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 from app.reconcile.service import reconcile
 from app.retention.policy import DAY_US, Policy
-from app.retention.service import prune
+from app.retention.service import Resume, prune
 from parsers.framing import Frame
 from tests.conftest import cdrecon
 from tests.reconcile.generator import generate
@@ -224,16 +224,31 @@ async def test_past_the_message_horizon_only_raw_messages_without_a_call_event_g
     assert dry.stdout.decode().splitlines() == [f"messages\t{expected}"]
     assert await _rows(engine) == before
 
-    done = await prune(engine, Policy(14, 0, batch_rows=64), rest=False)
+    resume = Resume()
+    done = await prune(engine, Policy(14, 0, batch_rows=64), rest=False, resume=resume)
     assert dict(done.tally.rows) == {"messages": expected}
     after = await _rows(engine)
     assert after == {**before, "messages": before["messages"] - expected}
+    waiting_sql = text("SELECT count(*) FROM messages WHERE id BETWEEN :f AND :l")
     async with engine.connect() as conn:
-        kept = (
+        kept = (await conn.execute(waiting_sql, {"f": waiting[0], "l": waiting[1]})).scalar()
+        first_young = (
             await conn.execute(
-                text("SELECT count(*) FROM messages WHERE id BETWEEN :f AND :l"),
-                {"f": waiting[0], "l": waiting[1]},
+                text("SELECT min(id) FROM messages WHERE received_us >= :t"), {"t": now_us}
             )
         ).scalar()
     assert kept == 5
+    await _true_counts(engine)
+    # The next pass starts after what this one settled: up to the first message it could not
+    # decide for good (today's, sent before the old ones), which it must look at again.
+    assert resume.messages == first_young - 1 < waiting[0]
+
+    # Three more old lines; the writer, stopping, derives the five waiting ones (no call
+    # event in them): all eight go.
+    await _ingest(engine, [_support(n) for n in range(3)], old_us)
+    again = await prune(engine, Policy(14, 0, batch_rows=64), rest=False, resume=resume)
+    assert dict(again.tally.rows) == {"messages": 8}
+    async with engine.connect() as conn:
+        kept = (await conn.execute(waiting_sql, {"f": waiting[0], "l": waiting[1]})).scalar()
+    assert kept == 0
     await _true_counts(engine)
