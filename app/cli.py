@@ -434,6 +434,13 @@ def import_history(files: tuple[str, ...], as_of: str | None, **flags: Any) -> N
                     else 'no end_time in it, so no "as of" recorded (give --as-of)'
                 )
             )
+            if stored.duplicate_ids:
+                shown = ", ".join(stored.duplicate_ids[:5])
+                more = ", …" if len(stored.duplicate_ids) > 5 else ""
+                click.echo(
+                    f"{path}: {len(stored.duplicate_ids)} id(s) found more than once, each "
+                    f"stored once (its last copy): {shown}{more}"
+                )
         return failures
 
     if _run(flags, run):
