@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
+from starlette.types import Message
 
 from app.api.deps import StateDep
 from app.api.state import ServiceState
@@ -25,6 +26,8 @@ from .upload import import_upload
 router = APIRouter(tags=["history"])
 
 READ_BYTES = 1024 * 1024
+# Bytes of a multipart body beyond its file: boundaries, headers, the other fields.
+FORM_OVERHEAD = 64 * 1024
 # A file name (from the form or `filename`) becomes the records' source.
 NAME_MAX = 255
 
@@ -89,9 +92,27 @@ async def _spool_raw(request: Request, spool: _Spool) -> None:
         spool.write(part)
 
 
+def _counted(request: Request, limit: int, too_large: PayloadTooLargeError) -> Request:
+    """`request` whose body is refused as soon as more than `limit` bytes of it arrived: a
+    form is parsed (and its file spooled by Starlette) before its field can be measured."""
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise too_large
+        return message
+
+    return Request(request.scope, receive)
+
+
 async def _spool_form(request: Request, spool: _Spool) -> str | None:
     """The `file` field of a multipart form (`curl -F file=@participants.json`); the name it
     was sent with."""
+    # The form's own framing is allowed a little room beyond the file's cap.
+    request = _counted(request, spool.limit + FORM_OVERHEAD, spool.too_large())
     async with request.form(max_files=1, max_fields=10) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

@@ -234,4 +234,16 @@ def test_an_upload_over_the_cap_is_refused_before_it_is_read(
     assert streamed.status_code == 413, streamed.text
     form = on_each_database.post("/api/v1/history", files={"file": ("big.json", too_large)})
     assert form.status_code == 413, form.text
+
+    def chunked_form() -> Iterator[bytes]:  # a form without Content-Length
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.json"\r\n\r\n'
+        yield from chunked()
+        yield b"\r\n--b--\r\n"
+
+    streamed_form = on_each_database.post(
+        "/api/v1/history",
+        content=chunked_form(),
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert streamed_form.status_code == 413, streamed_form.text
     assert _count(database_url, "mn_participants") == before
