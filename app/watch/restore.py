@@ -18,6 +18,8 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.history.client import HistoryClient, MNConnection, MNError
+from app.times import to_us
+from parsers.history import parse_history_time
 
 from . import repository
 
@@ -35,6 +37,8 @@ class HistoryProbe(Protocol):
     async def count(self, low_us: int, high_us: int) -> int: ...
 
     async def ids(self, low_us: int, high_us: int) -> set[str]: ...
+
+    async def oldest_end_us(self) -> int | None: ...
 
 
 async def vanished(
@@ -76,18 +80,22 @@ class ClientProbe:
 
     async def count(self, low_us: int, high_us: int) -> int:
         """How many participant records end in [low, high)."""
-        counting = MNConnection(
-            self.connection.url,
-            self.connection.username,
-            self.connection.password,
-            ca_bundle=self.connection.ca_bundle,
-            page_size=1,
-        )
-        async with HistoryClient(counting) as client:
+        async with HistoryClient(self._counting()) as client:
             await client.page("participant", self._filters(low_us, high_us))
             if client.total_count is None:
                 raise MNError(self.connection.url, "the MN's reply has no meta.total_count")
             return client.total_count
+
+    async def oldest_end_us(self) -> int | None:
+        """When the oldest participant record the MN holds ended (None when it holds none)."""
+        async with HistoryClient(self._counting()) as client:
+            objects, _ = await client.page("participant", {"order_by": "end_time"})
+        for record in objects:
+            try:
+                return to_us(parse_history_time(record.get("end_time")))
+            except ValueError:
+                return None
+        return None
 
     async def ids(self, low_us: int, high_us: int) -> set[str]:
         """The ids of the participant records that end in [low, high)."""
@@ -96,6 +104,16 @@ class ClientProbe:
             async for objects in client.pages("participant", self._filters(low_us, high_us)):
                 found.update(str(o.get("id")) for o in objects)
         return found
+
+    def _counting(self) -> MNConnection:
+        """The connection with pages of one record: a count, or the first in an order."""
+        return MNConnection(
+            self.connection.url,
+            self.connection.username,
+            self.connection.password,
+            ca_bundle=self.connection.ca_bundle,
+            page_size=1,
+        )
 
     @staticmethod
     def _filters(low_us: int, high_us: int) -> dict[str, str]:

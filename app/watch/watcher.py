@@ -91,9 +91,7 @@ class Watcher:
         now_us = time.time_ns() // 1000
         notices: list[Notice] = []
         low_us = as_of_us - self.config.window_us
-        lost = await self._step(
-            "the restore check", vanished(self.engine, self.probe, self.url, low_us, as_of_us)
-        )
+        lost = await self._step("the restore check", self._vanished(low_us, as_of_us))
         if lost:
             notices += (
                 await self._step(
@@ -130,6 +128,13 @@ class Watcher:
                 if not await self.webhook.deliver(content):
                     self.metrics.webhook_failures.inc()
         return notices
+
+    async def _vanished(self, low_us: int, high_us: int) -> dict[str, int]:
+        # The MN's retention purge deletes its oldest records: those are not a restore's.
+        oldest = await self.probe.oldest_end_us()
+        if oldest is not None:
+            low_us = max(low_us, oldest)
+        return await vanished(self.engine, self.probe, self.url, low_us, high_us)
 
     async def _publish(self) -> None:
         async with self.engine.connect() as conn:
