@@ -55,7 +55,11 @@ def create_app(state: ServiceState) -> FastAPI:
         if stalled := state.stalled():
             # It answers reads but takes no writes: read-only, full, locked.
             return JSONResponse({"status": "unavailable", "writer": stalled}, status_code=503)
-        disk = await measure(state.engine, state.settings)
+        try:
+            disk = await measure(state.engine, state.settings)
+        except Exception as exc:  # a failed measurement is no failure of the service
+            unmeasured = {"error": str(exc)[:200]}
+            return JSONResponse({"status": "ok", "queued": state.queued(), "disk": unmeasured})
         show_disk(state.metrics, disk.database_bytes, disk.free_bytes, disk.exceeded)
         # Still 200: the service works; the warning is for whoever watches, before it stops.
         status = "warning" if disk.exceeded else "ok"

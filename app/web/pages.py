@@ -3,6 +3,7 @@ that gathers every page, the session and the API explorer."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 from fastapi import APIRouter, Request
@@ -35,7 +36,9 @@ async def overview(request: Request, state: StateDep) -> HTMLResponse:
             return principal
         view = await load_overview(conn, principal, state.queued())
     if view.stats is not None:  # admins: the disk budget too
-        view = replace(view, disk=disk_tile(await measure(state.engine, state.settings)))
+        # A failed measurement leaves the tile out, not the page.
+        with contextlib.suppress(Exception):
+            view = replace(view, disk=disk_tile(await measure(state.engine, state.settings)))
     return render("overview.html", view=view, current="overview")
 
 
