@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.state import ServiceState
+from app.cdr.worker import DeriveWorker
 from app.config import Settings
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
@@ -43,6 +44,11 @@ class Runtime:
             low_water_bytes=settings.queue_low_water_bytes,
             udp_limit_bytes=settings.queue_udp_limit_bytes,
             defer_backlog=settings.defer_backlog if defer_deriving else None,
+            derive_elsewhere=DeriveWorker(
+                settings.database_url, settings.sqlite_synchronous, settings.log_level
+            )
+            if defer_deriving and settings.derive_process
+            else None,
         )
         return cls(settings, engine, metrics, writer)
 

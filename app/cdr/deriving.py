@@ -2,9 +2,10 @@
 
 A batch writer hands each batch it stores to its `Deriver`, which derives it at once or,
 while the database is behind, lists it for later and catches up when the writer has time;
-it keeps the leg cache of the writer's transactions. Whoever reads CDRs that must be
-complete (reconciliation, exports of a window) calls `derive_pending` first. `rebuild`
-derives everything again from the raw store.
+it keeps the leg cache of the writer's transactions. With a deriving process
+(app/cdr/worker.py) it lists every batch for that process instead. Whoever reads CDRs
+that must be complete (reconciliation, exports of a window) calls `derive_pending` first.
+`rebuild` derives everything again from the raw store.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
@@ -295,6 +297,30 @@ async def catch_up(
     return len(stored), derived
 
 
+async def catch_up_found_first(
+    engine: AsyncEngine, cache: LegCache | None = None
+) -> tuple[int | None, Derived]:
+    """`catch_up` of a whole run for a deriving process of its own: on SQLite it finds the
+    run's events (the parsing, most of the work) before it takes the write lock, so the
+    batch writer stores meanwhile; the lock is then held only to store them. On PostgreSQL,
+    where writers do not exclude each other, it is `catch_up`. Returns 0 taken when another
+    deriver took or cut the run meanwhile (look again)."""
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            return await catch_up(conn, cache)
+    async with engine.connect() as conn:
+        run, stored = await pending.peek(conn)
+    if run is None:
+        return None, Derived()
+    found = find_events((node, raw, offset) for _, node, raw, offset in stored)
+    async with engine.begin() as conn:
+        if not await pending.claim(conn, run):
+            return 0, Derived()
+        derived = await derive_isolating(conn, [message[0] for message in stored], found, cache)
+        await pending.done(conn, (run[0], run[1], run[1]))
+    return len(stored), derived
+
+
 async def derive_pending(engine: AsyncEngine) -> Derived:
     """Derive every message whose deriving was deferred, one transaction per listed run:
     before reading CDRs that must be complete (reconciliation, exports of a window).
@@ -347,9 +373,24 @@ async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
             last_id = rows[-1][0]
 
 
+class Elsewhere(Protocol):
+    """A deriving process of its own (app/cdr/worker.py) that derives what is listed."""
+
+    async def start(self, derived: Callable[[int, Derived], None]) -> None:
+        """Start it; `derived(listed, result)` is called for each run it derives, with the
+        messages still listed."""
+
+    def notify(self) -> None:
+        """Say that a run was listed."""
+
+    async def stop(self) -> None:
+        """Stop it (what it has not derived stays listed)."""
+
+
 class Deriver:
     """Derives what one batch writer stores: at once while the database keeps up, else
-    later, in the writer's idle time.
+    later, in the writer's idle time; or, with a deriving process (`elsewhere`), always
+    there: the writer then only stores raw and lists, and that process derives.
 
     While more than `defer_backlog` messages wait in the writer's queue (None: never),
     batches are stored raw only and their messages listed in `pending_derivations`, in the
@@ -361,11 +402,16 @@ class Deriver:
     """
 
     def __init__(
-        self, engine: AsyncEngine, metrics: Metrics, defer_backlog: int | None = 5000
+        self,
+        engine: AsyncEngine,
+        metrics: Metrics,
+        defer_backlog: int | None = 5000,
+        elsewhere: Elsewhere | None = None,
     ) -> None:
         self._engine = engine
         self._metrics = metrics
         self.defer_backlog = defer_backlog
+        self._elsewhere = elsewhere
         self._legs = LegCache()
         # Whether deferred messages may wait to be derived: looked up at `start` (an earlier
         # run may have left some), set whenever a batch is deferred.
@@ -377,11 +423,14 @@ class Deriver:
 
     @property
     def catch_up_due(self) -> bool:
-        """Whether deferred messages may be waiting to be derived."""
-        return self._catch_up_due
+        """Whether deferred messages may be waiting for the writer to derive them."""
+        return self._catch_up_due and self._elsewhere is None
 
     async def start(self) -> None:
-        """Count what an earlier run left listed for the catch-up, for the gauge."""
+        """Count what an earlier run left listed for the catch-up, for the gauge; start the
+        deriving process if there is one (it resumes what is listed)."""
+        if self._elsewhere is not None:
+            await self._elsewhere.start(self._derived_elsewhere)
         try:
             async with self._engine.connect() as conn:
                 self._deferred = await pending.count(conn)
@@ -392,6 +441,21 @@ class Deriver:
         self._metrics.derive_pending.set(self._deferred)
         self._catch_up_due = self._deferred > 0
 
+    async def stop(self, finish: bool) -> None:
+        """The writer has stored everything: stop the deriving process, and with `finish`
+        derive here what is still listed."""
+        if self._elsewhere is None:
+            return  # the writer's own catch-up has finished, if asked to
+        await self._elsewhere.stop()
+        if finish:
+            self._count(await derive_pending(self._engine))
+
+    def _derived_elsewhere(self, listed: int, derived: Derived) -> None:
+        """The deriving process derived a run; `listed` messages are still listed."""
+        self._deferred = listed
+        self._metrics.derive_pending.set(listed)
+        self._count(derived)
+
     def defers(self, queued: int) -> bool:
         """Whether the next batch is stored raw only, with `queued` messages waiting.
 
@@ -399,6 +463,8 @@ class Deriver:
         ahead, so store raw until the catch-up has derived everything deferred. Deciding
         batch by batch instead would derive every batch that happens to find the queue
         short, and a slow reader (TLS) would seldom defer at all."""
+        if self._elsewhere is not None:
+            return True
         if self.defer_backlog is not None and queued > self.defer_backlog:
             self._deferring = True
         return self._deferring
@@ -447,6 +513,8 @@ class Deriver:
             if self._deferred is not None:
                 self._deferred += len(message_ids)
                 self._metrics.derive_pending.set(self._deferred)
+            if self._elsewhere is not None:
+                self._elsewhere.notify()
 
     def rolled_back(self) -> None:
         """The transaction of `store` did not commit: the leg cache may hold what it wrote."""

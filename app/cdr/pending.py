@@ -47,7 +47,6 @@ async def take(
     last id of the run, last id taken), or None if no run is left, and the messages taken,
     with what deriving needs of each. On PostgreSQL the run stays locked until the
     transaction ends."""
-    style = conn.dialect.paramstyle
     if conn.dialect.name == "sqlite":
         # Take SQLite's write lock before reading: a transaction that read first cannot
         # write once another (a second catch-up, a receiver) has committed meanwhile, while
@@ -65,15 +64,49 @@ async def take(
         return None, []
     first, last = (int(i) for i in listed[0])
     upto = last if limit is None else min(last, first + limit - 1)
+    return (first, last, upto), await _messages(conn, first, upto)
+
+
+async def peek(conn: AsyncConnection) -> tuple[tuple[int, int] | None, list[StoredMessage]]:
+    """The oldest listed run (first id, last id) and its messages, read without taking it:
+    for finding their events before `claim` (SQLite's write lock is not held meanwhile)."""
+    listed = await fetch_tuples(
+        conn, "SELECT first_id, last_id FROM pending_derivations ORDER BY first_id LIMIT 1", ()
+    )
+    if not listed:
+        return None, []
+    first, last = (int(i) for i in listed[0])
+    return (first, last), await _messages(conn, first, last)
+
+
+async def claim(conn: AsyncConnection, run: tuple[int, int]) -> bool:
+    """Take the run `peek` saw if it is still listed whole, for this transaction: on SQLite
+    with the write lock, on PostgreSQL with a row lock no one else holds."""
+    style = conn.dialect.paramstyle
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("DELETE FROM pending_derivations WHERE first_id < 0")
+        lock = ""
+    else:
+        lock = " FOR UPDATE SKIP LOCKED"
+    found = await fetch_tuples(
+        conn,
+        f"SELECT last_id FROM pending_derivations WHERE first_id = {placeholder(style, 1)}{lock}",
+        (run[0],),
+    )
+    return bool(found) and int(found[0][0]) == run[1]
+
+
+async def _messages(conn: AsyncConnection, first: int, last: int) -> list[StoredMessage]:
+    """The messages `first` to `last`, with what deriving needs of each."""
+    style = conn.dialect.paramstyle
     rows = await fetch_tuples(
         conn,
         # The sending node as the writer names it: HOSTNAME, else the peer.
         "SELECT id, coalesce(hostname, peer_host), raw, msg_offset FROM messages "
         f"WHERE id BETWEEN {placeholder(style, 1)} AND {placeholder(style, 2)} ORDER BY id",
-        (first, upto),
+        (first, last),
     )
-    taken = [(int(i), node, bytes(raw), int(offset)) for i, node, raw, offset in rows]
-    return (first, last, upto), taken
+    return [(int(i), node, bytes(raw), int(offset)) for i, node, raw, offset in rows]
 
 
 async def done(conn: AsyncConnection, run: tuple[int, int, int]) -> None:

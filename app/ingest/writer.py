@@ -31,7 +31,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.cdr.deriving import Deriver, FoundEvents
+from app.cdr.deriving import Deriver, Elsewhere, FoundEvents
 from app.db.checkpoint import WalCheckpointer
 from app.metrics import Metrics
 from parsers.framing import Frame
@@ -86,6 +86,7 @@ class BatchWriter:
         quarantine_path: Path | None = None,
         spill_path: Path | None = None,
         stop_bound: float = STOP_BOUND,
+        derive_elsewhere: Elsewhere | None = None,
     ) -> None:
         self._engine = engine
         self._metrics = metrics
@@ -97,7 +98,7 @@ class BatchWriter:
         self.high_water_bytes = high_water_bytes
         self.low_water_bytes = min(low_water_bytes, high_water_bytes)
         self.udp_limit_bytes = max(udp_limit_bytes, high_water_bytes)
-        self._deriver = Deriver(engine, metrics, defer_backlog)
+        self._deriver = Deriver(engine, metrics, defer_backlog, derive_elsewhere)
         self._chunks: deque[Chunk] = deque()
         self._pending = 0
         self._pending_bytes = 0  # the frames' bytes of the messages in `_pending`
@@ -175,6 +176,7 @@ class BatchWriter:
                     self._spill()
             if not task.cancelled() and task.exception() is not None:
                 await task  # a bug in the writer: raise it
+            await self._deriver.stop(self._finish_deriving)
         if self._checkpointer is not None:
             await self._checkpointer.stop()
 

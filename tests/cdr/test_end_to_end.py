@@ -6,6 +6,8 @@ import gzip
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, LINES
 from tests.conftest import Service, send_with_logger
 
@@ -63,12 +65,14 @@ def test_live_and_backfilled_conference_gives_each_cdr_once(
     assert [i["id"] for i in filtered] == ["p-dave"]
 
 
+@pytest.mark.parametrize("setting", ["CDRECON_DEFER_BACKLOG=-1", "CDRECON_DERIVE_PROCESS=true"])
 def test_a_receiver_that_defers_deriving_catches_up_by_itself(
-    service: Service, logger_path: str, tmp_path: Path
+    service: Service, logger_path: str, tmp_path: Path, setting: str
 ) -> None:
-    """With deriving always deferred, the messages are stored first and the CDRs follow,
-    without anything else happening."""
-    service.env["CDRECON_DEFER_BACKLOG"] = "-1"
+    """With deriving always deferred, or done by the deriving process, the messages are
+    stored first and the CDRs follow, without anything else happening."""
+    name, value = setting.split("=")
+    service.env[name] = value
     service.start()
     live = tmp_path / "live.txt"
     live.write_text("".join(line.body + "\n" for line in LINES))

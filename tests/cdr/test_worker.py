@@ -1,0 +1,141 @@
+"""Deriving in a process of its own (app/cdr/worker.py): the same CDRs, whatever the arrival
+order, and nothing lost when the process is killed mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.cdr import pending
+from app.cdr.worker import DeriveWorker
+from app.db.models import events
+from app.ingest.origin import Origin
+from app.ingest.writer import BatchWriter
+from app.metrics import Metrics
+from parsers.framing import Frame
+from tests.cdr.scenario import CALL_EVENTS, EXPECTED, LINES
+from tests.cdr.stored import count, legs
+from tests.cdr.test_deriving import pexip_line
+
+# A bound on waiting for the deriving process, not a speed: it fails only a stuck test.
+PATIENCE = 120.0
+
+
+async def listed(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return await pending.count(conn)
+
+
+async def until_derived(engine: AsyncEngine) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while await listed(engine):
+        assert time.monotonic() < deadline, "the deriving process did not derive the list"
+        await asyncio.sleep(0.05)
+
+
+def worker_for(engine: AsyncEngine) -> DeriveWorker:
+    return DeriveWorker(engine.url.render_as_string(hide_password=False), "NORMAL", "WARNING")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+async def test_the_deriving_process_gives_the_same_cdrs_whatever_the_order(
+    engine: AsyncEngine, seed: int
+) -> None:
+    frames = [line.rfc5424() for line in LINES]
+    random.Random(seed).shuffle(frames)
+    writer = BatchWriter(
+        engine, Metrics(), batch_size=seed + 2, linger=0, derive_elsewhere=worker_for(engine)
+    )
+    writer.start()
+    try:
+        for start in range(0, len(frames), 3):
+            chunk = [Frame(f) for f in frames[start : start + 3]]
+            writer.submit(Origin("tcp", "10.0.1.11", 5000), chunk)
+            await writer.drained()
+        await until_derived(engine)
+    finally:
+        await writer.stop(finish_deriving=False)
+    assert await legs(engine) == EXPECTED
+    assert await count(engine, events) == CALL_EVENTS
+
+
+async def test_a_process_killed_mid_run_is_replaced_and_everything_is_derived(
+    engine: AsyncEngine,
+) -> None:
+    legs_count = 150
+    frames = []
+    for index in range(legs_count):
+        frames.append(pexip_line("a", "10:00:00", "Participant has joined.", f"leg-{index}"))
+        frames.append(pexip_line("a", "10:05:00", "Participant has disconnected.", f"leg-{index}"))
+    # Stored raw and listed, nothing derived: a writer that always defers, stopped at once
+    # (a stop that need not finish leaves the list to the next deriver).
+    writer = BatchWriter(engine, Metrics(), batch_size=2, linger=0, defer_backlog=-1)
+    writer.start()
+    writer.submit(Origin("tcp", "a", 1), [Frame(f) for f in frames])
+    await writer.stop(finish_deriving=False)
+    assert await listed(engine) == 2 * legs_count
+
+    reports: list[int] = []
+    worker = worker_for(engine)
+    async with engine.connect() as blocker:
+        # Hold what storing an event needs, so the process stops in the middle of its run.
+        await blocker.begin()
+        if engine.dialect.name == "sqlite":
+            await blocker.exec_driver_sql("DELETE FROM pending_derivations WHERE first_id < 0")
+        else:
+            await blocker.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+        await worker.start(lambda listed_now, _: reports.append(listed_now))
+        try:
+            killed = worker.pid
+            assert killed is not None
+            if engine.dialect.name == "postgresql":
+                await until_waiting_for_a_lock(blocker, killed)
+            os.kill(killed, signal.SIGKILL)
+            await blocker.rollback()
+            await until_derived(engine)
+            replacement = worker.pid
+        finally:
+            await worker.stop()
+
+    assert replacement not in (None, killed)
+    states = await legs(engine)
+    assert len(states) == legs_count
+    assert {(state, duration) for state, duration, *_ in states.values()} == {("closed", 300)}
+    assert await count(engine, events) == 2 * legs_count
+    assert reports[-1] == 0
+
+
+async def until_waiting_for_a_lock(conn: AsyncConnection, pid: int) -> None:
+    """Until the PostgreSQL session of process `pid` waits for a lock (in its run)."""
+    deadline = time.monotonic() + PATIENCE
+    query = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE NOT l.granted AND a.datname = current_database()"
+    )
+    while not (await conn.exec_driver_sql(query)).scalar_one():
+        assert time.monotonic() < deadline, f"process {pid} never waited for the lock"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_stop_that_finishes_derives_what_the_process_left(engine: AsyncEngine) -> None:
+    worker = worker_for(engine)
+    writer = BatchWriter(engine, Metrics(), batch_size=2, linger=0, derive_elsewhere=worker)
+    writer.start()
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while worker.pid is None:
+            assert time.monotonic() < deadline, "the deriving process did not start"
+            await asyncio.sleep(0.01)
+        os.kill(worker.pid, signal.SIGKILL)  # gone before anything is listed
+        frames = [Frame(line.rfc5424()) for line in LINES]
+        writer.submit(Origin("tcp", "10.0.1.11", 5000), frames)
+    finally:
+        await writer.stop()  # finish_deriving: what is listed is derived here
+    assert await listed(engine) == 0
+    assert await legs(engine) == EXPECTED
