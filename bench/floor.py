@@ -15,7 +15,8 @@ wal_autocheckpoint 16384), in transactions of `--batch` messages:
 * `messages`: one row per message, every column filled as cdrecon fills it for the ingest
   benchmark's RFC 5424 Pexip lines, `raw` 496 bytes (the benchmark's mean frame);
 * `events`: one row per message (every benchmark line is a participant event), random
-  16-byte digest, ascending time;
+  16-byte digest, ascending time; with `--event-every K`, one row per K messages (the
+  realistic mix, where the other lines are support-log lines);
 * `cdrs`: one row per three messages (a call logs attempting, joined, disconnected), keyed by
   a random participant uuid as real ones are.
 * `--backfill`: the messages come from a file, so each also gets its line key (its first 24
@@ -130,8 +131,12 @@ def cdr_select(random_id: str, random_hex: str, clock: str, message_ids: str) ->
     return ", ".join(values.get(column, "NULL") for column in CDR_COLUMNS)
 
 
-def batch_statements(first: int, count: int, first_message_id: int, backfill: bool) -> list[str]:
-    """The INSERT ... SELECT statements that write messages `first` .. `first + count - 1`."""
+def batch_statements(
+    first: int, count: int, first_message_id: int, backfill: bool, event_every: int = 1
+) -> list[str]:
+    """The INSERT ... SELECT statements that write messages `first` .. `first + count - 1`;
+    one in `event_every` of them carries a call event (the realistic mix: the rest are
+    support-log lines, stored raw only)."""
     transport, source, digest = (
         ("'file'", "'/var/log/pexip/pexip.log.gz'", "CAST(substr(raw, 1, 24) || key AS BLOB)")
         if backfill
@@ -161,29 +166,32 @@ def batch_statements(first: int, count: int, first_message_id: int, backfill: bo
     )
     events = (
         f"INSERT INTO events ({EVENT_COLUMNS}) "
-        + _series(first, count)
+        + _series(first, max(count // event_every, 1), event_every)
         + f"SELECT randomblob(16), {EPOCH_US} + i * 125000, 'conf-node-0' || (1 + i % 8), "
         "'INFO', 'administrator.conference', 'Participant has joined.', "
         "lower(hex(randomblob(18))), lower(hex(randomblob(16))) || '@10.34.10.61', "
         f"'All hands', 0, {first_message_id} + i - {first} FROM s"
     )
-    legs = count // 3
+    legs = count // (3 * event_every)
     message = f"{first_message_id} + i - {first}"
     select = cdr_select(
         "lower(hex(randomblob(18)))",
         "lower(hex(randomblob(16)))",
         f"{EPOCH_US} + i * 125000",
-        f"({message}) || ',' || ({message} + 1) || ',' || ({message} + 2)",
+        f"({message}) || ',' || ({message} + {event_every}) || ',' || "
+        f"({message} + {2 * event_every})",
     )
     cdrs = (
         f"INSERT INTO cdrs ({', '.join(CDR_COLUMNS)}) "
-        + _series(first, max(legs, 1), 3)
+        + _series(first, max(legs, 1), 3 * event_every)
         + f"SELECT {select} FROM s"
     )
     return [messages, events] + ([cdrs] if legs else [])
 
 
-def write_rows(database: Path, messages: int, batch: int, backfill: bool) -> None:
+def write_rows(
+    database: Path, messages: int, batch: int, backfill: bool, event_every: int = 1
+) -> None:
     """Write the rows of `messages` messages into `database`, `batch` per transaction."""
     conn = sqlite3.connect(database, isolation_level=None)
     for pragma in PRAGMAS:
@@ -191,7 +199,7 @@ def write_rows(database: Path, messages: int, batch: int, backfill: bool) -> Non
     for first in range(0, messages, batch):
         count = min(batch, messages - first)
         conn.execute("BEGIN")
-        statements = batch_statements(first, count, first + 1, backfill)
+        statements = batch_statements(first, count, first + 1, backfill, event_every)
         for statement in statements:
             conn.execute(statement)
         conn.execute("COMMIT")
@@ -223,7 +231,7 @@ class Floor:
         )
 
 
-def measure_floor(messages: int, backfill: bool, batch: int = 5000) -> Floor:
+def measure_floor(messages: int, backfill: bool, batch: int = 5000, event_every: int = 1) -> Floor:
     """Create a fresh cdrecon database and time a child process writing the rows into it."""
     workdir = Path(tempfile.mkdtemp(prefix="cdrecon-floor-"))
     try:
@@ -232,6 +240,7 @@ def measure_floor(messages: int, backfill: bool, batch: int = 5000) -> Floor:
         argv = [sys.executable, "-m", "bench.floor", "--child", str(database)]
         argv += ["--messages", str(messages), "--batch", str(batch)]
         argv += ["--backfill"] if backfill else []
+        argv += ["--event-every", str(event_every)]
         measured = run_measured(argv, cdrecon_env(database), ROOT)
         if measured.returncode != 0:
             raise RuntimeError(f"the floor child failed: {measured.stderr.strip()[-2000:]}")
@@ -362,6 +371,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5000, help="messages per transaction")
     parser.add_argument("--backfill", action="store_true", help="rows of a backfilled file")
+    parser.add_argument(
+        "--event-every", type=int, default=1, help="one call event in K messages (live rows)"
+    )
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--quiet-wait", type=float, default=120, help="seconds, at most")
     parser.add_argument(
@@ -378,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     """Print the floor for the given settings."""
     args = parse_args(argv)
     if args.child is not None:
-        write_rows(args.child, args.messages, args.batch, args.backfill)
+        write_rows(args.child, args.messages, args.batch, args.backfill, args.event_every)
         return 0
     print(f"machine: {machine_info()}", flush=True)
     for _ in range(args.runs):
@@ -387,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.postgres:
             floor = measure_floor_postgres(args.postgres, args.messages, args.batch).text()
         else:
-            floor = measure_floor(args.messages, args.backfill, args.batch).text()
+            floor = measure_floor(
+                args.messages, args.backfill, args.batch, max(args.event_every, 1)
+            ).text()
         print(f"{started} {floor}", flush=True)
     return 0
 

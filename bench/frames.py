@@ -213,21 +213,65 @@ def _rfc5424_frame(
     return str(len(msg)).encode() + b" " + msg
 
 
-def pexip_frames(size: int = 500, seed: int = 5424) -> Iterator[bytes]:
-    """Endless distinct, framed Pexip conference log lines of roughly `size` bytes each.
+SUPPORT_LINES = (
+    ("support.media", "Stable call quality changed"),
+    ("support.media", "New mode activated"),
+    ("support.sip", "Sending SIP response"),
+    ("support.ice", "ICE candidate pair selected"),
+    ("support.participant", "Media stream created"),
+    ("support.rest", "REST request handled"),
+)
 
-    Calls go through attempting / joined / disconnected, interleaved as on a busy node. The
-    same seed gives the same lines.
+
+def _support_fields(
+    call: Call, rng: random.Random
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A support-log line about `call` (no Participant-id: not a call event, as in the
+    support log, whose lines cdrecon stores but derives nothing from)."""
+    name, message = rng.choice(SUPPORT_LINES)
+    core = [
+        ("Level", "INFO"),
+        ("Name", name),
+        ("Message", message),
+        ("Conference", call.conference),
+        ("Call-id", call.call_id),
+    ]
+    optional = [
+        ("Stream-id", str(rng.randrange(1, 8))),
+        ("Was", rng.choice(("GOOD", "OK", "BAD"))),
+        ("Now", rng.choice(("GOOD", "OK", "BAD"))),
+        ("Remote-address", call.remote_address),
+        ("Media-node", call.media_node),
+        ("Detail", "rx_bitrate=1843 tx_bitrate=2011 rx_loss=0.00 tx_loss=0.01 jitter=3"),
+        ("Transport", rng.choice(("UDP", "TCP", "TLS"))),
+        ("Codec", rng.choice(("H264", "VP8", "OPUS", "G722"))),
+        ("Resolution", rng.choice(("1280x720", "1920x1080", "640x360"))),
+    ]
+    return core, optional
+
+
+def pexip_frames(size: int = 500, seed: int = 5424, event_every: int = 1) -> Iterator[bytes]:
+    """Endless distinct, framed Pexip log lines of roughly `size` bytes each.
+
+    Calls go through attempting / joined / disconnected, interleaved as on a busy node. With
+    `event_every` K > 1, only one line in K is such a call event (administrator log) and the
+    others are support-log lines about the calls in progress: the realistic mix of a node
+    that forwards its support log. The same seed gives the same lines.
     """
     rng = random.Random(seed)
     clock = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
     live: list[tuple[Call, int]] = []
+    line = 0
     while True:
         if len(live) < 40 or rng.random() < 0.3:
             live.append((_random_call(rng), 0))
         index = rng.randrange(len(live))
         call, step = live[index]
-        clock += timedelta(microseconds=rng.randrange(1000, 250_000))
+        clock += timedelta(microseconds=rng.randrange(1000, 250_000) // max(event_every, 1))
+        line += 1
+        if event_every > 1 and line % event_every:
+            yield _rfc5424_frame(call.host, clock, _support_fields(call, rng), size)
+            continue
         yield _rfc5424_frame(call.host, clock, _event_fields(call, step, rng), size)
         if step == 2:
             live.pop(index)

@@ -78,16 +78,8 @@ class DeriveWorker:
     async def stop(self) -> None:
         """Close its stdin (it ends after its run), wait `STOP_BOUND`, then kill it."""
         self._stopping = True
-        process = self._process
-        if process is not None and process.returncode is None:
-            if process.stdin is not None:
-                process.stdin.close()
-            try:
-                await asyncio.wait_for(process.wait(), STOP_BOUND)
-            except TimeoutError:
-                log.warning("the deriving process did not stop in %.0fs; killing it", STOP_BOUND)
-                process.kill()
-                await process.wait()
+        if self._process is not None:
+            await _end(self._process)
         if self._task is not None:
             await self._task
 
@@ -133,6 +125,24 @@ class DeriveWorker:
                 self._process = await self._spawn()
             except OSError:
                 log.exception("starting the deriving process failed; trying again")
+                continue
+            if self._stopping:  # `stop` came while it started
+                await _end(self._process)
+                return
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    """Close the process's stdin (it ends after its run), wait `STOP_BOUND`, then kill it."""
+    if process.returncode is not None:
+        return
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        await asyncio.wait_for(process.wait(), STOP_BOUND)
+    except TimeoutError:
+        log.warning("the deriving process did not stop in %.0fs; killing it", STOP_BOUND)
+        process.kill()
+        await process.wait()
 
 
 class _Word(asyncio.Protocol):

@@ -46,7 +46,7 @@ def run_floors(settings: Settings) -> list[Floor]:
     for run in range(1, settings.runs + 1):
         wait_until_quiet(settings.quiet_wait)
         print(f"  {'-':<7} {'sqlite alone':<12} run {run}: ", end="", flush=True)
-        floor = measure_floor(settings.messages, backfill=False)
+        floor = measure_floor(settings.messages, backfill=False, event_every=settings.event_every)
         print(floor.text(), flush=True)
         floors.append(floor)
     return floors
@@ -94,13 +94,20 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         help="0 (default): every message distinct, one loggen per connection; "
         "K: loggen loops over K distinct lines",
     )
+    parser.add_argument(
+        "--event-every",
+        type=int,
+        default=1,
+        help="1 (default): every line a call event; K: one in K, the rest support-log lines",
+    )
     parser.add_argument("--connections", default="1,4", help="TCP connection counts")
     parser.add_argument("--tls-connections", type=int, default=1)
     parser.add_argument("--skip-tls", action="store_true")
     parser.add_argument(
         "--receivers",
         default="syslog-ng,python-lean,cdrecon",
-        help="python-lean: bench/lean_receiver.py, the leanest CPython raw store",
+        help="python-lean: bench/lean_receiver.py, the leanest CPython raw store; "
+        "cdrecon-2proc: cdrecon with CDRECON_DERIVE_PROCESS=true",
     )
     add_no_floor(parser)
     parser.add_argument("--runs", type=int, default=1, help="repeat each measurement")
@@ -119,7 +126,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if not args.skip_tls:
         scenarios.append(Scenario("tls", args.tls_connections))
     receivers = tuple(r.strip() for r in args.receivers.split(",") if r.strip())
-    unknown = set(receivers) - {"syslog-ng", "python-lean", "cdrecon"}
+    unknown = set(receivers) - {"syslog-ng", "python-lean", "cdrecon", "cdrecon-2proc"}
     if unknown or not receivers:
         parser.error(f"unknown receivers: {sorted(unknown)}")
     if args.messages < max(s.connections for s in scenarios):
@@ -137,6 +144,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         start_timeout=args.start_timeout,
         quiet_wait=args.quiet_wait,
         floor=not args.no_floor,
+        event_every=max(args.event_every, 1),
     )
 
 

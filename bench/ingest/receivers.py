@@ -175,7 +175,17 @@ class CdreconReceiver:
 
     name = "cdrecon"
 
-    def __init__(self, workdir: Path, logdir: Path, tls: TlsFiles, start_timeout: float) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        logdir: Path,
+        tls: TlsFiles,
+        start_timeout: float,
+        derive_process: bool = False,
+    ) -> None:
+        self.derive_process = derive_process
+        if derive_process:
+            self.name = "cdrecon-2proc"
         self.workdir = workdir
         self.logdir = logdir
         self.tls = tls
@@ -196,6 +206,7 @@ class CdreconReceiver:
             "CDRECON_SYSLOG_TCP": f"127.0.0.1:{port}" if scenario.transport == "tcp" else "off",
             "CDRECON_SYSLOG_UDP": "off",
             "CDRECON_HTTP": f"127.0.0.1:{http_port}",
+            "CDRECON_DERIVE_PROCESS": "true" if self.derive_process else "false",
         }
         if scenario.transport == "tls":
             env |= {
@@ -383,4 +394,4 @@ def make_receiver(name: str, workdir: Path, logdir: Path, tls: TlsFiles, s: Sett
         return SyslogNgReceiver(workdir, logdir, tls, syslog_ng_config_version())
     if name == "python-lean":
         return LeanReceiver(workdir, logdir, tls)
-    return CdreconReceiver(workdir, logdir, tls, s.start_timeout)
+    return CdreconReceiver(workdir, logdir, tls, s.start_timeout, name == "cdrecon-2proc")

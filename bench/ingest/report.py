@@ -64,6 +64,7 @@ class Summary:
 
 
 DERIVED = "cdrecon+CDRs"
+DERIVED_2PROC = "cdrecon-2proc+CDRs"
 
 
 def derived_view(r: RunResult) -> RunResult:
@@ -71,7 +72,7 @@ def derived_view(r: RunResult) -> RunResult:
     assert r.derived_seconds is not None
     return replace(
         r,
-        receiver=DERIVED,
+        receiver=f"{r.receiver}+CDRs",
         seconds=r.derived_seconds,
         rate=r.target / r.derived_seconds,
         cpu_seconds=r.derived_cpu_seconds or 0.0,
@@ -170,6 +171,22 @@ def table(summaries: list[Summary], floors: list[Floor] | None = None) -> str:
             )
         # The floor holds the CDR rows too: compare it with cdrecon's run to the last CDR.
         lines.extend(floor_rows(scenario, floors or [], with_cdrs or ours))
+        two, two_raw = receivers.get(DERIVED_2PROC), receivers.get("cdrecon-2proc")
+        if two and floors:
+            floor_rate = statistics.median(f.per_second for f in floors)
+            lines.append(
+                f"{scenario:<8} {'2proc+CDRs/sqlite':<17} {ratio(two.rate, floor_rate):>11}"
+            )
+        if two and with_cdrs:
+            lines.append(
+                f"{scenario:<8} {'+CDRs 2proc/1proc':<17} {ratio(two.rate, with_cdrs.rate):>11}"
+                f"{'':>22} {ratio(two.peak_rss_mb, with_cdrs.peak_rss_mb):>11} "
+                f"{ratio(two.cpu_seconds, with_cdrs.cpu_seconds):>7}"
+            )
+        if two_raw and ours:
+            lines.append(
+                f"{scenario:<8} {'raw 2proc/1proc':<17} {ratio(two_raw.rate, ours.rate):>11}"
+            )
         lines.append("")
     lines.append(
         "messages/s = delivered / seconds from loggen start to the last message stored "
@@ -178,7 +195,8 @@ def table(summaries: list[Summary], floors: list[Floor] | None = None) -> str:
         "python-lean = bench/lean_receiver.py: frames, parses the header and stores the raw row, "
         "nothing else;\n"
         "cdrecon = raw messages stored; cdrecon+CDRs = until their call events and CDRs are "
-        "derived too;\n"
+        "derived too;\ncdrecon-2proc = the same with CDRECON_DERIVE_PROCESS=true (RSS and CPU of "
+        "both processes);\n"
         "sqlite alone = SQLite's own C code writing the rows cdrecon keeps for as many messages"
         "\n(raw, event, CDR; bench/floor.py): nothing received or parsed, no Python in the loop"
     )
@@ -186,9 +204,14 @@ def table(summaries: list[Summary], floors: list[Floor] | None = None) -> str:
 
 
 def lines_text(settings: Settings) -> str:
+    mix = (
+        f"; one call event in {settings.event_every}, the rest support-log lines"
+        if settings.event_every > 1
+        else ""
+    )
     if settings.distinct:
-        return f"{settings.distinct:,} distinct lines looped"
-    return "every one distinct, one loggen process per connection"
+        return f"{settings.distinct:,} distinct lines looped{mix}"
+    return f"every one distinct, one loggen process per connection{mix}"
 
 
 def header(settings: Settings, machine: dict[str, object], vers: dict[str, str]) -> str:

@@ -63,6 +63,7 @@ class Settings:
     start_timeout: float
     quiet_wait: float
     floor: bool = True  # also time SQLite alone writing the rows (bench/floor.py)
+    event_every: int = 1  # one call-event line in K, the rest support-log lines
 
 
 def add_error(result: RunResult, text: str) -> None:

@@ -47,7 +47,7 @@ class StreamMaker:
         if self._master is None:
             count = self.settings.distinct or self.settings.messages
             self._master = self.directory / "pexip-frames.txt"
-            frames = pexip_frames(self.settings.size)
+            frames = pexip_frames(self.settings.size, event_every=self.settings.event_every)
             self.frames, self.bytes = write_frames([self._master], count, frames)
         return self._master
 
