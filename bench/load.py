@@ -117,6 +117,7 @@ def serving(cdrecon: str, **settings: str) -> Iterator[Server]:
 
 
 def healthy(server: Server) -> bool:
+    """Whether the server answers /healthz with 200; an error if it has exited."""
     if server.process.poll() is not None:
         raise RuntimeError(f"cdrecon serve exited: {(server.directory / 'serve.log').read_text()}")
     try:
@@ -129,6 +130,7 @@ def healthy(server: Server) -> bool:
 
 
 def client_context(ca: Path) -> ssl.SSLContext:
+    """A TLS client trusting the throw-away CA (the certificate names 127.0.0.1)."""
     context = ssl.create_default_context(cafile=str(ca))
     context.check_hostname = False
     return context
@@ -262,8 +264,6 @@ def watch_stored(database: Path, until: threading.Event, phase: Phase) -> None:
     """Look at the database every POLL seconds for the normal senders' new messages: each
     one's latency is when it was first seen less the send time in its PROCID."""
     last = 0
-    while not wait_for(lambda: database.exists(), timeout=1):
-        pass
     db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
     try:
         while not until.is_set():
