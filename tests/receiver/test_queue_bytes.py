@@ -78,7 +78,7 @@ def test_four_senders_of_large_frames_stop_at_the_byte_high_water(service: Servi
     assert service.metric("cdrecon_ingest_paused_connections") == 0
 
 
-def handled(service: Service, target: int, timeout: float = 10.0) -> float:
+def handled(service: Service, target: int, timeout: float = 30.0) -> float:
     """UDP datagrams read (queued or dropped), once `target` have been or at the timeout."""
     names = "cdrecon_messages_received_total", "cdrecon_messages_dropped_total"
     deadline = time.monotonic() + timeout
