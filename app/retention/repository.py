@@ -295,49 +295,70 @@ async def prune_messages(
     return (rows[-1][0], settled, blocked), tally
 
 
-async def prune_mn_participants(
-    conn: AsyncConnection, cutoff_us: int, cursor: Cursor | None, limit: int, dry_run: bool
+async def _prune_phases(
+    conn: AsyncConnection,
+    phases: Sequence[_Scan],
+    cursor: Cursor | None,
+    limit: int,
+    dry_run: bool,
 ) -> tuple[Cursor | None, Tally]:
-    """MN participant records that ended before the cut-off (never ended: started before
-    it), except those an open alert names (a restore: the MN's own record of what it lost).
-    The cursor is ("ended", end, id), then ("unended", start, id)."""
-    table = mn_participants
-    kept = table.c.id.not_in(open_alert_records())
-    if cursor is None or cursor[0] == "ended":
-        scan = _Scan(table, and_(table.c.end_us < cutoff_us, kept), (table.c.end_us, table.c.id))
-        phase, position = "ended", None if cursor is None else cursor[1:]
-    else:
-        scan = _Scan(
-            table,
-            and_(table.c.end_us.is_(None), table.c.start_us < cutoff_us, kept),
-            (table.c.start_us, table.c.id),
-        )
-        phase, position = "unended", cursor[1:] or None
-    rows = await scan.next(conn, position, limit)
+    """Rows of one table found by several scans in turn, deleted by id (the last key). The
+    cursor is (scan number, its keys...)."""
+    phase = 0 if not cursor else int(cursor[0])
+    scan = phases[phase]
+    table = scan.table
+    rows = await scan.next(conn, cursor[1:] if cursor else None, limit)
     tally = Tally()
-    ids = [str(row[1]) for row in rows]
+    ids = [row[-1] for row in rows]
     if dry_run:
         tally.add(table.name, len(ids))
     else:
         gone = await _delete(conn, table.c.id, ids)
         tally.add(table.name, gone)
-        await counts.adjust(conn, table.name, -gone)
+        if table.name in counts.COUNTED:
+            await counts.adjust(conn, table.name, -gone)
     if len(rows) == limit:
         return (phase, *rows[-1]), tally
-    return (("unended",) if phase == "ended" else None), tally
+    return ((phase + 1,) if phase + 1 < len(phases) else None), tally
+
+
+async def prune_mn_participants(
+    conn: AsyncConnection, cutoff_us: int, cursor: Cursor | None, limit: int, dry_run: bool
+) -> tuple[Cursor | None, Tally]:
+    """MN participant records that ended before the cut-off (never ended: started before it;
+    neither: imported before it), except those an open alert names (a restore: the MN's own
+    record of what it lost)."""
+    table = mn_participants
+    kept = table.c.id.not_in(open_alert_records())
+    unended = table.c.end_us.is_(None)
+    phases = (
+        _Scan(table, and_(table.c.end_us < cutoff_us, kept), (table.c.end_us, table.c.id)),
+        _Scan(
+            table,
+            and_(unended, table.c.start_us < cutoff_us, kept),
+            (table.c.start_us, table.c.id),
+        ),
+        _Scan(
+            table,
+            and_(unended, table.c.start_us.is_(None), table.c.imported_us < cutoff_us, kept),
+            (table.c.id,),
+        ),
+    )
+    return await _prune_phases(conn, phases, cursor, limit, dry_run)
 
 
 async def prune_mn_conferences(
     conn: AsyncConnection, cutoff_us: int, cursor: Cursor | None, limit: int, dry_run: bool
 ) -> tuple[Cursor | None, Tally]:
-    """MN conference records that ended before the cut-off. The cursor is (end, id)."""
+    """MN conference records that ended before the cut-off (never ended: started, else were
+    imported, before it)."""
     table = mn_conferences
-    scan = _Scan(table, table.c.end_us < cutoff_us, (table.c.end_us, table.c.id))
-    rows = await scan.next(conn, cursor, limit)
-    tally = Tally()
-    ids = [str(row[1]) for row in rows]
-    tally.add(table.name, len(ids) if dry_run else await _delete(conn, table.c.id, ids))
-    return (rows[-1] if len(rows) == limit else None), tally
+    started = func.coalesce(table.c.start_us, table.c.imported_us)
+    phases = (
+        _Scan(table, table.c.end_us < cutoff_us, (table.c.end_us, table.c.id)),
+        _Scan(table, and_(table.c.end_us.is_(None), started < cutoff_us), (table.c.id,)),
+    )
+    return await _prune_phases(conn, phases, cursor, limit, dry_run)
 
 
 async def _prune_parent(

@@ -68,10 +68,13 @@ async def loaded(database_url: str) -> AsyncIterator[Loaded]:
         ]
         await _ingest(engine, calls, us(START))
         await _ingest(engine, [_support(n) for n in range(SUPPORT_LINES)], us(START))
+        # A failed attempt as the MN keeps it: no start, no end (pruned by its import time).
+        attempt = {**SCENARIO.mn_records[0], "id": "attempt-1", "start_time": None}
+        attempt["end_time"] = attempt["duration"] = None
         async with engine.begin() as conn:
             await import_export(
                 conn,
-                json.dumps(SCENARIO.mn_records),
+                json.dumps([*SCENARIO.mn_records, attempt]),
                 "mn.json",
                 Kind.FILE,
                 as_of_us=us(SCENARIO.as_of),
