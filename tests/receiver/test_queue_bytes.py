@@ -6,13 +6,11 @@ the queue while the senders push."""
 from __future__ import annotations
 
 import socket
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from tests.conftest import Service
+from tests.receiver.streams import database_locked, send
 
 FRAME = 64_000  # bytes of each message: Pexip lines are ~500, a hostile sender's are not
 # asyncio reads a socket 256 KiB at a time; the frames one read completes may have begun in
@@ -30,23 +28,6 @@ def big_frames(count: int, sender: int) -> bytes:
     return b"".join(parts)
 
 
-@contextmanager
-def database_locked(service: Service) -> Iterator[None]:
-    """Another connection holds SQLite's write lock: nothing commits meanwhile."""
-    blocker = sqlite3.connect(service.db_path, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
-
-
-def send(port: int, payload: bytes) -> None:
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(payload)
-
-
 def test_four_senders_of_large_frames_stop_at_the_byte_high_water(service: Service) -> None:
     high_water = 2 * 1024 * 1024
     service.env.update(
@@ -59,7 +40,7 @@ def test_four_senders_of_large_frames_stop_at_the_byte_high_water(service: Servi
         threading.Thread(target=send, args=(service.tcp_port, big_frames(per_sender, s)))
         for s in range(senders)
     ]
-    with database_locked(service):
+    with database_locked(service.db_path):
         for thread in threads:
             thread.start()
         # Every sender still has bytes to send, so each is read until the writer holds it.
@@ -97,7 +78,7 @@ def test_udp_past_the_byte_limit_is_dropped_and_counted(service: Service) -> Non
     service.start()
     fits = limit // size  # datagrams the queue takes before the limit
     with (
-        database_locked(service),
+        database_locked(service.db_path),
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
     ):
         for i in range(count):
@@ -124,7 +105,7 @@ def test_udp_does_not_take_the_room_that_held_senders_wait_for(service: Service)
     datagram = b"<13>Mar  2 10:00:00 udp-node app: flood"
     sender = threading.Thread(target=send, args=(service.tcp_port, lines))
     with (
-        database_locked(service),
+        database_locked(service.db_path),
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
     ):
         sender.start()
@@ -137,7 +118,6 @@ def test_udp_does_not_take_the_room_that_held_senders_wait_for(service: Service)
     sender.join(timeout=60)
     assert service.wait_for("cdrecon_messages_stored_total", 2000, transport="tcp") == 2000
     # With nobody held, UDP has the whole queue again.
-    udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with udp_sock:
-        udp_sock.sendto(datagram, ("127.0.0.1", service.udp_port))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto(datagram, ("127.0.0.1", service.udp_port))
     assert service.wait_for("cdrecon_messages_stored_total", 1, transport="udp") == 1

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import signal
-import socket
 import sqlite3
 import threading
 
 from tests.conftest import Service
+from tests.receiver.streams import database_locked, send
 
 
 def framed(count: int, start: int = 0, host: str = "conf-node") -> bytes:
@@ -17,11 +17,6 @@ def framed(count: int, start: int = 0, host: str = "conf-node") -> bytes:
         message = b"<134>1 2026-11-26T10:00:00.000Z %s pexip - - - seq=%08d" % (host.encode(), i)
         parts.append(b"%d %s" % (len(message), message))
     return b"".join(parts)
-
-
-def send(port: int, payload: bytes) -> None:
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(payload)
 
 
 def test_sigterm_after_the_senders_finished_loses_nothing(service: Service) -> None:
@@ -51,18 +46,13 @@ def test_a_stalled_database_pauses_reading_and_loses_nothing(service: Service) -
     )
     service.start()
     total = 50_000
-    blocker = sqlite3.connect(service.db_path, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")  # the database stops taking writes
     sender = threading.Thread(target=send, args=(service.tcp_port, framed(total)))
-    sender.start()
-    try:
+    with database_locked(service.db_path):  # the database stops taking writes
+        sender.start()
         assert service.wait_for("cdrecon_ingest_paused_connections", 1) == 1
         # Reading stopped near the high-water mark: one socket read past it at most.
         assert service.metric("cdrecon_ingest_queue_messages") < 500 + 2000
         assert service.metric("cdrecon_messages_stored_total") == 0
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     sender.join(timeout=60)
     assert service.wait_for("cdrecon_messages_stored_total", total, timeout=60) == total
     assert service.metric("cdrecon_ingest_paused_connections") == 0
