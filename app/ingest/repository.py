@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import counts
 from app.db.models import node_minutes, nodes
-from app.db.sql import insert_sql, placeholders
+from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders
 
 from .rows import MESSAGE_COLUMNS, MINUTE_US, NodeTally, Row
 
@@ -137,16 +137,19 @@ class MessageRepository:
                 delete(node_minutes).where(node_minutes.c.minute_us < newest - NODE_MINUTES_KEPT_US)
             )
 
-    async def node_minutes_since(
-        self, conn: AsyncConnection, since_us: int
-    ) -> list[tuple[int, str, int]]:
-        """(minute start, host, messages) of every minute from `since_us` on."""
-        result = await conn.execute(
-            select(node_minutes.c.minute_us, node_minutes.c.host, node_minutes.c.messages).where(
-                node_minutes.c.minute_us >= since_us
-            )
+    async def node_steps_since(
+        self, conn: AsyncConnection, since_us: int, step_us: int
+    ) -> list[tuple[str, int, int]]:
+        """(host, step, messages): the messages of each host in each `step_us` from
+        `since_us` on (step 0 starts at `since_us`), summed by the database."""
+        first, width, again = (placeholder(conn.dialect.paramstyle, i) for i in (1, 2, 3))
+        rows = await fetch_tuples(
+            conn,
+            f"SELECT host, (minute_us - {first}) / {width} AS step, sum(messages) "
+            f"FROM node_minutes WHERE minute_us >= {again} GROUP BY host, step",
+            (since_us, step_us, since_us),
         )
-        return [(int(m), str(h), int(n)) for m, h, n in result]
+        return [(str(host), int(step), int(n)) for host, step, n in rows]
 
     async def list_nodes(self, conn: AsyncConnection) -> list[dict[str, Any]]:
         """Every sending host with its counters, most recently seen first."""

@@ -46,6 +46,9 @@ async def list_nodes(conn: AsyncConnection) -> list[Node]:
     ]
 
 
-async def minutes_since(conn: AsyncConnection, since_us: int) -> list[tuple[int, str, int]]:
-    """(minute start, host, messages) of every minute received from `since_us` on."""
-    return await MessageRepository.for_connection(conn).node_minutes_since(conn, since_us)
+async def traffic_since(
+    conn: AsyncConnection, since_us: int, step_us: int
+) -> list[tuple[str, int, int]]:
+    """(host, step, messages received) of every `step_us` from `since_us` on (step 0 starts
+    at `since_us`), from the per-minute counts the writer keeps."""
+    return await MessageRepository.for_connection(conn).node_steps_since(conn, since_us, step_us)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.ingest.rows import MINUTE_US
-from app.ingest.stats import minutes_since
+from app.ingest.stats import traffic_since
 from app.times import to_us
 
 SPAN = timedelta(hours=24)
@@ -47,12 +47,11 @@ def window(now: datetime) -> tuple[int, int]:
     return end - BUCKETS * BUCKET_MINUTES * MINUTE_US, end
 
 
-def rates(counts: Iterable[tuple[int, int]], start_us: int) -> list[float]:
-    """Messages per minute in each step of the day, from (minute start, messages) pairs."""
+def rates(steps: Iterable[tuple[int, int]]) -> list[float]:
+    """Messages per minute in each step of the day, from (step, messages) pairs; steps
+    outside the day are left out."""
     totals = [0] * BUCKETS
-    step = BUCKET_MINUTES * MINUTE_US
-    for minute_us, messages in counts:
-        index = (minute_us - start_us) // step
+    for index, messages in steps:
         if 0 <= index < BUCKETS:
             totals[index] += messages
     return [total / BUCKET_MINUTES for total in totals]
@@ -83,9 +82,9 @@ def paths(values: Sequence[float]) -> tuple[str, str]:
     return f"M0,{HEIGHT}" + "V" + drawn[3:] + f"V{HEIGHT}Z", drawn
 
 
-def node_traffic(host: str, counts: Iterable[tuple[int, int]], start_us: int) -> NodeTraffic:
-    """One node's chart from its (minute start, messages) pairs of the window."""
-    values = rates(counts, start_us)
+def node_traffic(host: str, steps: Iterable[tuple[int, int]]) -> NodeTraffic:
+    """One node's chart from its (step, messages) pairs of the day."""
+    values = rates(steps)
     area, line = paths(values)
     hour = 60 // BUCKET_MINUTES
     return NodeTraffic(
@@ -101,11 +100,12 @@ def node_traffic(host: str, counts: Iterable[tuple[int, int]], start_us: int) ->
 async def load_traffic(
     conn: AsyncConnection, hosts: Sequence[str], now: datetime
 ) -> list[NodeTraffic]:
-    """The chart of each of `hosts` (in that order) for the 24 hours up to `now`; reads at
-    most hosts x 1,440 rows of `node_minutes`, however many messages there are."""
+    """The chart of each of `hosts` (in that order) for the 24 hours up to `now`: the
+    database sums at most hosts x 1,440 rows of `node_minutes` into hosts x 288 steps,
+    however many messages there are."""
     start, _ = window(now)
     by_host: dict[str, list[tuple[int, int]]] = {host: [] for host in hosts}
-    for minute_us, host, messages in await minutes_since(conn, start):
+    for host, step, messages in await traffic_since(conn, start, BUCKET_MINUTES * MINUTE_US):
         if host in by_host:
-            by_host[host].append((minute_us, messages))
-    return [node_traffic(host, by_host[host], start) for host in hosts]
+            by_host[host].append((step, messages))
+    return [node_traffic(host, by_host[host]) for host in hosts]

@@ -1,10 +1,24 @@
-"""The traffic chart's pure parts: the day's window, steps, and compact SVG paths."""
+"""The traffic chart: the day's window, steps, compact SVG paths, and the database's sums
+of the per-minute counts (on both databases)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
-from app.web.traffic import BUCKET_MINUTES, BUCKETS, HEIGHT, node_traffic, paths, rates, window
+from app.db.engine import create_engine
+from app.db.models import node_minutes
+from app.web.traffic import (
+    BUCKET_MINUTES,
+    BUCKETS,
+    HEIGHT,
+    NodeTraffic,
+    load_traffic,
+    node_traffic,
+    paths,
+    rates,
+    window,
+)
 
 MINUTE = 60_000_000
 NOW = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
@@ -16,18 +30,8 @@ def test_the_window_is_the_day_up_to_the_end_of_the_current_minute() -> None:
     assert end - start == 24 * 60 * MINUTE == BUCKETS * BUCKET_MINUTES * MINUTE
 
 
-def test_minutes_fall_into_their_step_as_a_per_minute_rate() -> None:
-    start, end = window(NOW)
-    values = rates(
-        [
-            (start - MINUTE, 1000),  # before the day: left out
-            (start, 10),
-            (start + (BUCKET_MINUTES - 1) * MINUTE, 5),  # same first step
-            (end - MINUTE, 50),  # the current minute, in the last step
-            (end, 1000),  # after: left out
-        ],
-        start,
-    )
+def test_steps_are_per_minute_rates_of_the_day() -> None:
+    values = rates([(-1, 1000), (0, 10), (0, 5), (BUCKETS - 1, 50), (BUCKETS, 1000)])
     assert len(values) == BUCKETS
     assert values[0] == 15 / BUCKET_MINUTES
     assert values[-1] == 50 / BUCKET_MINUTES
@@ -44,9 +48,56 @@ def test_a_quiet_day_draws_in_a_few_bytes_and_runs_are_merged() -> None:
 
 
 def test_a_node_has_its_day_total_peak_and_last_hour() -> None:
-    start, end = window(NOW)
-    traffic = node_traffic("conf-1", [(start, 600), (end - MINUTE, 120)], start)
+    traffic = node_traffic("conf-1", [(0, 600), (BUCKETS - 1, 120)])
     assert traffic.total == 720
     assert traffic.peak == 600 / BUCKET_MINUTES
     assert traffic.last_hour == 120 / 60
     assert traffic.area and traffic.line
+
+
+async def test_the_database_sums_the_minutes_of_the_day_into_steps(database_url: str) -> None:
+    engine = create_engine(database_url)
+    start, end = window(NOW)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                node_minutes.insert(),
+                [
+                    {"minute_us": start - MINUTE, "host": "a", "messages": 1000},  # the day before
+                    {"minute_us": start, "host": "a", "messages": 10},
+                    {
+                        "minute_us": start + (BUCKET_MINUTES - 1) * MINUTE,
+                        "host": "a",
+                        "messages": 5,
+                    },
+                    {"minute_us": start + BUCKET_MINUTES * MINUTE, "host": "a", "messages": 7},
+                    {"minute_us": end - MINUTE, "host": "b", "messages": 50},
+                ],
+            )
+        async with engine.connect() as conn:
+            [a, b, unknown] = await load_traffic(conn, ["a", "b", "c"], NOW)
+    finally:
+        await engine.dispose()
+    assert rates_of(a) == {0: 15, 1: 7}
+    assert rates_of(b) == {BUCKETS - 1: 50}
+    assert (a.total, b.total, unknown.total) == (22, 50, 0)
+
+
+def rates_of(traffic: NodeTraffic) -> dict[int, int]:
+    """The chart's steps with messages, back from its line path (per-minute rate x step)."""
+    steps: dict[int, int] = {}
+    x, y = 0, HEIGHT
+    peak = traffic.peak
+    for command in re.findall(r"[MHV][^MHV]+", traffic.line):
+        if command[0] == "M":
+            y = float(command[1:].split(",")[1])
+        elif command[0] == "V":
+            y = float(command[1:])
+        else:
+            end = int(command[1:])
+            if y < HEIGHT:
+                rate = (HEIGHT - y) / (HEIGHT - 2) * peak
+                for step in range(x, end):
+                    steps[step] = round(rate * BUCKET_MINUTES)
+            x = end
+    return steps
