@@ -233,6 +233,12 @@ def db_verify(file: Path) -> None:
     click.echo(f"schema revision {found.revision or '-'} (newest {found.newest_revision})")
     for table, count in found.counts.items():
         click.echo(f"{table}\t{count}")
+    for table, (kept, rows) in found.counts_off.items():
+        click.echo(
+            f"{file}: note: the maintained count of {table} is {kept}, the table holds {rows}; "
+            "run cdrecon db recount after restoring it",
+            err=True,
+        )
     if not found.sound:
         for problem in found.problems:
             click.echo(f"{file}: {problem}", err=True)

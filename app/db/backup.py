@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.db.counts import COUNTED
 from app.db.migrate import alembic_config
 from app.db.models import metadata
 from app.errors import CdreconError
@@ -46,6 +47,10 @@ class Verification:
     newest_revision: str
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # Maintained row counts (app/db/counts.py) that differ from the rows: (kept, rows). Not a
+    # damaged copy (they are kept in each writing transaction, so a sound snapshot matches
+    # unless the live database was off too), but `cdrecon db recount` after restoring it.
+    counts_off: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def sound(self) -> bool:
@@ -151,8 +156,27 @@ def verify(path: Path) -> Verification:
                 )
             except sqlite3.Error as exc:
                 problems.append(f"table {table.name}: {exc}")
+        counts_off = _counts_off(connection, counts)
     except sqlite3.DatabaseError as exc:
         problems.append(f"not a readable SQLite database: {exc}")
+        counts_off = {}
     finally:
         connection.close()
-    return Verification(path, revision, newest, counts, problems)
+    return Verification(path, revision, newest, counts, problems, counts_off)
+
+
+def _counts_off(connection: sqlite3.Connection, rows: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """The maintained counts that differ from the rows counted."""
+    if "row_counts" not in rows:
+        return {}
+    kept = {
+        str(table): int(n)
+        for table, n in connection.execute(
+            "SELECT table_name, sum(n) FROM row_counts GROUP BY table_name"
+        )
+    }
+    return {
+        table: (kept.get(table, 0), rows[table])
+        for table in COUNTED
+        if table in rows and kept.get(table, 0) != rows[table]
+    }

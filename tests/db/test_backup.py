@@ -80,6 +80,8 @@ def test_backup_during_ingest_is_consistent_and_verifies(service: Service, tmp_p
     verified = verify(copy)
     assert verified.sound and verified.revision == verified.newest_revision
     assert verified.counts["messages"] == copied
+    # The counts the writer keeps in each transaction match the rows of the snapshot.
+    assert verified.counts_off == {}
 
 
 def test_verify_refuses_a_damaged_copy_and_a_foreign_database(tmp_path: Path) -> None:
@@ -98,6 +100,13 @@ def test_verify_refuses_a_damaged_copy_and_a_foreign_database(tmp_path: Path) ->
     assert verify(copy).sound
     with pytest.raises(BackupError, match="never overwrites"):
         asyncio.run(copy_once())
+
+    miscounted = tmp_path / "miscounted.db"
+    miscounted.write_bytes(copy.read_bytes())
+    with sqlite3.connect(miscounted) as connection:
+        connection.execute("INSERT INTO row_counts (table_name, slot, n) VALUES ('messages', 0, 5)")
+    found = verify(miscounted)
+    assert found.sound and found.counts_off == {"messages": (5, 0)}  # a note: db recount
 
     damaged = tmp_path / "damaged.db"
     data = bytearray(copy.read_bytes())
