@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -27,8 +27,12 @@ from parsers.mn_record import (
     compared_text,
 )
 
-from .client import MNError, Resource
 from .repository import HistoryRepository
+
+# The REST client (and httpx with it) loads only for a pull: importing documents, and every
+# reconciliation, which reads the history's coverage through this module, do without it.
+if TYPE_CHECKING:
+    from .client import Resource
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +197,7 @@ async def import_document(
 # The MN client's page reader: (resource, filters, a `meta.next` link or None for the first
 # page) -> (that page's objects, its own `meta.next`).
 Page = Callable[
-    [Resource, Mapping[str, str], str | None],
+    ["Resource", Mapping[str, str], str | None],
     Awaitable[tuple[list[dict[str, Any]], str | None]],
 ]
 WindowFilters = Callable[[str, datetime | None, datetime | None], dict[str, str]]
@@ -284,6 +288,8 @@ async def _pull_resource(
             # A whole page ending at T: asking from T again would return the same page, so
             # page on through the ties by offset; a link seen before would never end.
             if following in followed:
+                from .client import MNError
+
                 raise MNError(url, f"{resource} paging does not advance (meta.next {following!r})")
             followed.add(following)
             at_bound.update(_id(o) for o, end in zip(objects, ends, strict=True) if end == bound_us)
