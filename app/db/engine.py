@@ -84,7 +84,11 @@ def create_engine(
             pool_timeout=wait,
             connect_args={"server_settings": {"lock_timeout": str(round(wait * 1000))}},
         )
-    engine = create_async_engine(url, pool_timeout=wait, connect_args={"timeout": wait})
+    # An in-memory database has one connection (StaticPool), which nobody waits for.
+    pooled = make_url(url).database not in (None, "", ":memory:")
+    engine = create_async_engine(
+        url, connect_args={"timeout": wait}, **({"pool_timeout": wait} if pooled else {})
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

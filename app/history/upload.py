@@ -4,6 +4,7 @@ written in short transactions so that the ingest writer never waits long for the
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from parsers.history import RecordError
 from .coverage import AsOf, Kind, decide, record_coverage
 from .repository import HistoryRepository
 from .service import ExportRows, HistoryImport, HistoryImportError, read_export
+
+log = logging.getLogger(__name__)
 
 # Records per transaction: each holds SQLite's write lock for a few milliseconds.
 CHUNK_RECORDS = 500
@@ -66,11 +69,13 @@ async def store_in_chunks(
             raise
         if written == 0 and is_busy(exc):
             raise DatabaseBusyError(f"{source}: the database is busy; nothing was stored") from exc
-        raise HistoryStoreFailed(
+        failed = HistoryStoreFailed(
             f"{source}: the database failed after {written} of "
             f"{stored.participants + stored.conferences} records were stored ({exc}); "
             "upload it again: stored records are replaced, not doubled"
-        ) from exc
+        )
+        log.warning("%s", failed)
+        raise failed from exc
     return stored, as_of
 
 
