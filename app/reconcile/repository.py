@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, select, true
+from sqlalchemy import Table, and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
@@ -185,28 +186,24 @@ class ReconcileRepository:
         )
         return {row.id: dict(row._mapping) for row in await conn.execute(query)}
 
-    async def ends_per_bucket(
+    async def starts_per_bucket(
         self, conn: AsyncConnection, table: Table, from_us: int, until_us: int, bucket_us: int
-    ) -> dict[int, int]:
-        """How many legs of `table` (cdrs or mn_participants) ended in each `bucket_us`-long
-        bucket of [from, until), by bucket number from `from`. A CDR still open counts at
-        its start. CDRs are found through their start time's index, reaching back a day
-        (longer calls are left out); MN records through their end time's."""
-        ended: ColumnElement[Any]
-        reach: ColumnElement[bool]
-        if table is cdrs:
-            ended = func.coalesce(cdrs.c.end_us, cdrs.c.start_us)
-            reach = cdrs.c.start_us.between(from_us - DAY_US, until_us - 1)
-        else:
-            ended = mn_participants.c.end_us
-            reach = true()
-        bucket = ((ended - from_us) // bucket_us).label("bucket")
-        query = (
-            select(bucket, func.count())
-            .where(reach, ended >= from_us, ended < until_us)
-            .group_by(bucket)
-        )
-        return {int(n): int(count) for n, count in await conn.execute(query)}
+    ) -> list[int]:
+        """How many legs of `table` (cdrs or mn_participants) started in each
+        `bucket_us`-long bucket of [from, until), in order. One count per bucket over the
+        start-time index, all in one statement: the index alone is read, once, where a
+        GROUP BY sorts every row first (six times as long on SQLite: bench/timeline.py)."""
+        started = table.c.start_us
+        edges = [*range(from_us, until_us, bucket_us), until_us]
+        counts = [
+            select(func.count())
+            .where(started >= low, started < high)
+            .scalar_subquery()
+            .label(f"b{i}")
+            for i, (low, high) in enumerate(itertools.pairwise(edges))
+        ]
+        row = (await conn.execute(select(*counts))).one()
+        return [int(n) for n in row]
 
     async def kept_around(
         self, conn: AsyncConnection, window: tuple[int, int], gap: tuple[int, int], limit: int
@@ -237,7 +234,6 @@ class ReconcileRepository:
         return [dict(r._mapping) for r in before], [dict(r._mapping) for r in after]
 
 
-DAY_US = 86_400 * 1_000_000
 # What the page shows of an MN record kept around a gap.
 KEPT_COLUMNS = (
     "id",

@@ -228,7 +228,7 @@ HOUR_US = 3600 * 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class Density:
-    """How many syslog CDRs and MN records ended in each bucket of a window."""
+    """How many syslog CDRs and MN records started in each bucket of a window."""
 
     from_us: int
     bucket_us: int  # an hour, or whole hours when the window is long
@@ -239,17 +239,14 @@ class Density:
 async def density(
     conn: AsyncConnection, from_us: int, until_us: int, max_buckets: int = 720
 ) -> Density:
-    """Syslog CDRs and MN records per hour of call end over [from, until); the buckets are
-    whole hours, widened so that there are at most `max_buckets`."""
+    """Syslog CDRs and MN records per hour of call start over [from, until); the buckets
+    are whole hours, widened so that there are at most `max_buckets`."""
     hours = max(1, -(-(until_us - from_us) // HOUR_US))
     bucket_us = HOUR_US * -(-hours // max_buckets)
-    n = -(-(until_us - from_us) // bucket_us)
     repository = ReconcileRepository()
-    sides = []
-    for table in (cdrs, mn_participants):
-        found = await repository.ends_per_bucket(conn, table, from_us, until_us, bucket_us)
-        sides.append([found.get(i, 0) for i in range(n)])
-    return Density(from_us, bucket_us, sides[0], sides[1])
+    syslog = await repository.starts_per_bucket(conn, cdrs, from_us, until_us, bucket_us)
+    mn = await repository.starts_per_bucket(conn, mn_participants, from_us, until_us, bucket_us)
+    return Density(from_us, bucket_us, syslog, mn)
 
 
 async def kept_around_gaps(

@@ -93,6 +93,11 @@ async def upload_history_form(request: Request, state: StateDep) -> HTMLResponse
             )
         except AsOfRefused as exc:
             form.errors["as_of"] = str(exc)
+        except InvalidInputError as exc:
+            if str(exc).startswith("as of "):  # `coverage.decide` refused the "made at"
+                form.errors["as_of"] = f"{str(exc)[:1].upper()}{str(exc)[1:]}."
+            else:
+                _rejected(exc, form)
         except CdreconError as exc:
             _rejected(exc, form)
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth.tokens import Principal, Scope
-from app.export.service import ExportFormat, list_manifests
+from app.export.service import ExportFormat, list_manifests, lost_per_run
 from app.ingest.schemas import Stats
 from app.ingest.stats import get_stats, list_nodes
 from app.reconcile.matching import Status
@@ -79,6 +79,7 @@ class RunCard:
     missing_url: str  # the JSON list
     page_url: str
     missing_page_url: str
+    exported: int = 0  # lost records already in a batch: not to bill again
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +275,8 @@ async def load_overview(
         traffic = await load_traffic(conn, [node.host for node in nodes], now)
         history = await load_history(conn)
     runs = [run_card(summary) for summary in await newest_runs(conn, RUNS_SHOWN)]
+    billed = await lost_per_run(conn, [run.id for run in runs])
+    runs = [replace(run, exported=billed.get(run.id, (0, 0))[1]) for run in runs]
     batches = await list_manifests(conn, EXPORTS_SHOWN)
     now_moment = Moment.of(now)
     assert now_moment is not None

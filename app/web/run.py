@@ -166,7 +166,8 @@ async def load_run_page(
     _, exported = (await lost_per_run(conn, [run_id])).get(run_id, (0, 0))
     drawn = None
     start_us, until_us = _us(summary.get("from")), _us(summary.get("until"))
-    if start_us is not None and until_us is not None and start_us < until_us:
+    # The timeline heads the run's first page; later pages are for reading records.
+    if cursor is None and start_us is not None and until_us is not None and start_us < until_us:
         gaps = [
             (first, last, int(gap.get("count") or 0))
             for gap in summary.get("gaps") or []

@@ -1,5 +1,6 @@
 """The geometry of a run's timeline: syslog CDRs above the axis and MN records below it,
-per hour of call end, with the restore gaps as bands; drawn as inline SVG by run.html."""
+per hour of call start, with the restore gaps (by call end) as bands; drawn as inline SVG
+by run.html."""
 
 from __future__ import annotations
 
@@ -138,7 +139,7 @@ def timeline(density: Density, until_us: int, gaps: list[tuple[int, int, int]]) 
         )
     described = (
         f"Syslog CDRs (above the line) and MN records (below it) per "
-        f"{'hour' if hours == 1 else f'{hours} hours'} of call end"
+        f"{'hour' if hours == 1 else f'{hours} hours'} of call start"
     )
     if bands:
         described += "; " + "; ".join(band.label for band in bands)

@@ -1,4 +1,4 @@
-"""The run page's timeline queries over real databases: records per hour of call end, and
+"""The run page's timeline queries over real databases: records per hour of call start, and
 the MN records kept either side of a gap, checked against the stored rows themselves."""
 
 from __future__ import annotations
@@ -25,20 +25,20 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
 
 
-async def test_density_counts_each_record_in_the_hour_it_ended(engine: AsyncEngine) -> None:
+async def test_density_counts_each_record_in_the_hour_it_started(engine: AsyncEngine) -> None:
     start, end = us(SCENARIO.window[0]), us(SCENARIO.window[1])
     async with engine.connect() as conn:
         density = await service.density(conn, start, end)
         legs = (await conn.execute(select(cdrs.c.start_us, cdrs.c.end_us))).all()
-        records = (await conn.execute(select(mn_participants.c.end_us))).all()
+        records = (await conn.execute(select(mn_participants.c.start_us))).all()
     assert density.bucket_us == service.HOUR_US and len(density.syslog) == 24
 
-    def per_hour(ends: list[int | None]) -> list[int]:
-        found = Counter((e - start) // service.HOUR_US for e in ends if e and start <= e < end)
+    def per_hour(starts: list[int | None]) -> list[int]:
+        found = Counter((s - start) // service.HOUR_US for s in starts if s and start <= s < end)
         return [found.get(hour, 0) for hour in range(24)]
 
-    assert density.syslog == per_hour([e if e is not None else s for s, e in legs])
-    assert density.mn == per_hour([e for (e,) in records])
+    assert density.syslog == per_hour([s for s, _ in legs])
+    assert density.mn == per_hour([s for (s,) in records])
     assert sum(density.syslog) > sum(density.mn) > 0  # the MN lost some
     # A window of several years is drawn in wider buckets, no more than asked for.
     async with engine.connect() as conn:

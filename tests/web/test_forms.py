@@ -153,6 +153,14 @@ def test_a_refused_history_upload_names_the_bad_record_and_stores_nothing(
     )
     assert "Not a time" in _field_error(when, "as_of")
     assert 'value="soon"' in when.text
+    future = _post(
+        loaded,
+        "/history",
+        loaded.admin,
+        files={"file": ("mn.json", json.dumps(loaded.scenario.mn_records))},
+        data={"as_of": "2999-01-01T00:00Z"},
+    )
+    assert "is in the future" in _field_error(future, "as_of")
     empty = _post(loaded, "/history", loaded.admin, files={"file": ("empty.json", b"")})
     assert "empty upload" in _field_error(empty, "file")
     assert _history(loaded) == before

@@ -55,6 +55,10 @@ def test_admin_signs_in_and_sees_receiver_runs_and_exports(
     run = loaded.run
     card = browser.wait_for(f"#run-{run['id']}")
     assert card.find_element("css selector", ".missing .big").text == str(len(loaded.scenario.lost))
+    # The loaded export holds them all: the card does not ask for them to be billed again.
+    billed = card.find_element("css selector", ".missing [data-field=exported]")
+    assert billed.text == "all in an export batch: nothing left to bill"
+    assert "lost" not in card.find_element("css selector", ".missing").get_attribute("class")
     shown = {
         dd.get_attribute("data-status"): dd.text
         for dd in card.find_elements("css selector", "[data-status]")
