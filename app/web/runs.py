@@ -22,7 +22,7 @@ from app.reconcile.endpoints import start_run
 from app.reconcile.schemas import RunRequest
 from app.reconcile.service import RunNotFound, newest_runs
 
-from .moment import Moment
+from .history_state import HistoryView, load_history
 from .overview import RunCard, run_card, run_url
 from .render import render
 from .run import ITEMS_PER_PAGE, UnknownStatus, load_run_page
@@ -54,23 +54,13 @@ class FormState:
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryState:
-    """How far the stored MN history reaches."""
-
-    as_of: Moment | None
-    as_of_source: str | None
-    as_of_basis: str | None
-    oldest: Moment | None
-
-
-@dataclass(frozen=True, slots=True)
 class RunsPage:
     """Everything on /runs for one principal."""
 
     principal: Principal
     may_run: bool
     runs: list[RunRow]
-    history: HistoryState
+    history: HistoryView | None  # the overview's MN history block, for admin as there
     run_form: FormState
     history_form: FormState
 
@@ -95,26 +85,17 @@ async def load_runs_page(
     history_form: FormState | None = None,
 ) -> RunsPage:
     """The newest runs, the history's reach, and the two forms (as given, or fresh)."""
+    may_run = principal.scope in (RUN_SCOPE, Scope.ADMIN)
     cards = [run_card(summary) for summary in await newest_runs(conn, RUNS_LISTED)]
     billed = await lost_per_run(conn, [card.id for card in cards])
-    coverage = await history_coverage.read(conn)
     return RunsPage(
         principal=principal,
-        may_run=principal.scope in (RUN_SCOPE, Scope.ADMIN),
+        may_run=may_run,
         runs=[RunRow(card, billed.get(card.id, (0, 0))[1]) for card in cards],
-        history=HistoryState(
-            as_of=Moment.of(_time(coverage.as_of_us)),
-            as_of_source=coverage.as_of_source,
-            as_of_basis=coverage.as_of_basis,
-            oldest=Moment.of(_time(coverage.oldest_us)),
-        ),
+        history=await load_history(conn) if may_run else None,
         run_form=run_form or default_run_form(),
         history_form=history_form or FormState(),
     )
-
-
-def _time(us: int | None) -> datetime | None:
-    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
 
 
 def read_run_form(fields: dict[str, str]) -> tuple[RunRequest | None, FormState]:

@@ -25,7 +25,7 @@ def fresh(tmp_path: Path) -> Iterator[Service]:
     chromium_paths()
     service = Service(tmp_path / "service")
     service.workdir.mkdir()
-    service.start()
+    service.start(timeout=60)  # a loaded machine starts it slowly
     try:
         yield service
     finally:
