@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -108,9 +108,9 @@ def _counted(request: Request, limit: int, too_large: PayloadTooLargeError) -> R
     return Request(request.scope, receive)
 
 
-async def _spool_form(request: Request, spool: _Spool) -> str | None:
+async def _spool_form(request: Request, spool: _Spool) -> tuple[str | None, dict[str, str]]:
     """The `file` field of a multipart form (`curl -F file=@participants.json`); the name it
-    was sent with."""
+    was sent with, and the form's other (text) fields."""
     # The form's own framing is allowed a little room beyond the file's cap.
     request = _counted(request, spool.limit + FORM_OVERHEAD, spool.too_large())
     async with request.form(max_files=1, max_fields=10) as form:
@@ -119,7 +119,8 @@ async def _spool_form(request: Request, spool: _Spool) -> str | None:
             raise InvalidInputError("a multipart upload needs a `file` field: -F file=@mn.json")
         while part := await upload.read(READ_BYTES):
             spool.write(part)
-        return upload.filename
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}
+        return upload.filename, fields
 
 
 def _source_name(name: str) -> str:
@@ -164,12 +165,8 @@ async def upload_history(
     record or, if any is bad, none. An id found more than once is stored once (its last
     copy) and listed in `duplicate_ids`. Records when the history is complete up to ("as
     of"): calls that ended after it are not counted lost."""
-
-    async def given_as_of() -> int | None:
-        return to_us(as_of)
-
     client = request.client.host if request.client else None
-    return await import_sent(request, state, principal, filename, given_as_of, client)
+    return await import_sent(request, state, principal, filename, lambda _: to_us(as_of), client)
 
 
 async def import_sent(
@@ -177,18 +174,20 @@ async def import_sent(
     state: ServiceState,
     principal: Principal,
     filename: str | None,
-    as_of: Callable[[], Awaitable[int | None]],
+    as_of: Callable[[Mapping[str, str]], int | None],
     client: str | None,
 ) -> HistoryImported:
     """Import the MN export `request` carries (raw body or multipart `file`) and audit it as
-    `principal`. `as_of` is asked once the body is read, so that a form's other fields can
-    say it. The API's route and the web console's upload form both import here."""
+    `principal`. `as_of` is asked once the body is read, given a form's other fields (none
+    for a raw body), which may say it. The API's route and the web console's upload form
+    both import here."""
     spool = _Spool(state.settings.history_upload_max_bytes)
     try:
         spool.check_declared(request)
-        sent_name = None
+        sent_name: str | None = None
+        fields: dict[str, str] = {}
         if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-            sent_name = await _spool_form(request, spool)
+            sent_name, fields = await _spool_form(request, spool)
         else:
             await _spool_raw(request, spool)
         spool.file.close()
@@ -201,7 +200,7 @@ async def import_sent(
             spool.path,
             spool.size,
             source,
-            as_of_us=await as_of(),
+            as_of_us=as_of(fields),
         )
     finally:
         spool.close()

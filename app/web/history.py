@@ -3,7 +3,7 @@ imported by the same functions, with its answer shown next to the form."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from fastapi import APIRouter, Request
@@ -32,13 +32,12 @@ class AsOfRefused(InvalidInputError):
     """The form's "made at" is not a time."""
 
 
-def _form_as_of(request: Request, form: FormState) -> Callable[[], Awaitable[int | None]]:
+def _form_as_of(form: FormState) -> Callable[[Mapping[str, str]], int | None]:
     """Reads the form's optional "made at" once the upload is read, as the API reads its
-    `as_of` parameter."""
+    `as_of` parameter; keeps what was typed, to show it again."""
 
-    async def as_of() -> int | None:
-        fields = await request.form()  # the multipart form the upload was read from, kept
-        text = str(fields.get("as_of") or "").strip()
+    def as_of(fields: Mapping[str, str]) -> int | None:
+        text = fields.get("as_of", "").strip()
         form.values["as_of"] = text
         if not text:
             return None
@@ -88,9 +87,7 @@ async def upload_history_form(request: Request, state: StateDep) -> HTMLResponse
     else:
         client = request.client.host if request.client else None
         try:
-            imported = await import_sent(
-                request, state, principal, None, _form_as_of(request, form), client
-            )
+            imported = await import_sent(request, state, principal, None, _form_as_of(form), client)
         except AsOfRefused as exc:
             form.errors["as_of"] = str(exc)
         except InvalidInputError as exc:
