@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.db.engine import is_busy
 
@@ -108,9 +109,30 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(problems) or "invalid request"
 
 
+class RefuseNul:
+    """ASGI middleware: a NUL in a request's path or query string is refused with 422 before
+    any route sees it. No stored text holds NUL (PostgreSQL refuses it outright), so such a
+    value can name nothing, and letting it reach a query would answer 500 on PostgreSQL."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")
+        ):
+            answer = error_response(
+                422, InvalidInputError.code, "a request's path and parameters may not hold NUL"
+            )
+            await answer(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def install_handlers(app: FastAPI, *, retry_after: int = 2) -> None:
     """Answer every error, ours, FastAPI's and Starlette's, in the one shape; a busy
-    database with 503 and `Retry-After: <retry_after>` seconds."""
+    database with 503 and `Retry-After: <retry_after>` seconds; NUL refused up front."""
+    app.add_middleware(RefuseNul)
 
     async def cdrecon_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, CdreconError)
