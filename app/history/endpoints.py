@@ -92,27 +92,30 @@ async def _spool_raw(request: Request, spool: _Spool) -> None:
         spool.write(part)
 
 
-def _counted(request: Request, limit: int, too_large: PayloadTooLargeError) -> Request:
-    """`request` whose body is refused as soon as more than `limit` bytes of it arrived: a
-    form is parsed (and its file spooled by Starlette) before its field can be measured."""
+def _count_body(request: Request, limit: int, too_large: PayloadTooLargeError) -> None:
+    """Refuse `request`'s body as soon as more than `limit` bytes of it arrived: a form is
+    parsed (and its file spooled by Starlette) before its field can be measured. The same
+    request object, so that the form it parses stays cached for later readers of its fields
+    (the console's "made at")."""
     received = 0
+    arrived = request.receive
 
     async def receive() -> Message:
         nonlocal received
-        message = await request.receive()
+        message = await arrived()
         received += len(message.get("body", b""))
         if received > limit:
             raise too_large
         return message
 
-    return Request(request.scope, receive)
+    request._receive = receive  # Starlette reads the body through it
 
 
 async def _spool_form(request: Request, spool: _Spool) -> tuple[str | None, dict[str, str]]:
     """The `file` field of a multipart form (`curl -F file=@participants.json`); the name it
     was sent with, and the form's other (text) fields."""
     # The form's own framing is allowed a little room beyond the file's cap.
-    request = _counted(request, spool.limit + FORM_OVERHEAD, spool.too_large())
+    _count_body(request, spool.limit + FORM_OVERHEAD, spool.too_large())
     async with request.form(max_files=1, max_fields=10) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
