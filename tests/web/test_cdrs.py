@@ -199,3 +199,17 @@ def test_wrong_searches_say_what_to_correct(browser: Browser, loaded: Loaded) ->
     browser.driver.set_window_size(NARROW, 900)
     no_sideways_scroll(browser)
     assert browser.console_errors() == []
+
+
+def test_a_lost_record_opens_on_its_cdr_with_the_syslog_behind_it(
+    browser: Browser, loaded: Loaded
+) -> None:
+    browser.sign_in(loaded.billing)
+    browser.open(f"/runs/{loaded.run['id']}?status=missing_in_mn")
+    row = browser.wait_for("#items tbody tr")
+    pid = row.get_attribute("data-cdr-id")
+    assert pid in loaded.scenario.lost
+    row.find_element("css selector", "a.to-cdr").click()
+    assert pid in browser.text("#cdr-title")
+    assert browser.all(".event pre.raw")
+    assert browser.console_errors() == []
