@@ -213,21 +213,23 @@ class ReconcileRepository:
         for an MN record (a start, not a backplane): the records gaps are bounded by."""
         table = mn_participants
         columns = [table.c[name] for name in KEPT_COLUMNS]
-        in_window = and_(
-            table.c.end_us.between(window[0], window[1] - 1),
+        billable = and_(
             table.c.start_us.is_not(None),
             func.upper(func.coalesce(table.c.protocol, "")) != "BACKPLANE",
         )
+        # One range on the end-time index each, walked from the gap outwards and stopped
+        # at `limit` (no tie-breaker, which would make SQLite sort the whole range; with
+        # two upper bounds it would walk down from the window's end instead).
         before = await conn.execute(
             select(*columns)
-            .where(in_window, table.c.end_us <= gap[0])
-            .order_by(table.c.end_us.desc(), table.c.id.desc())
+            .where(table.c.end_us.between(window[0], min(gap[0], window[1] - 1)), billable)
+            .order_by(table.c.end_us.desc())
             .limit(limit)
         )
         after = await conn.execute(
             select(*columns)
-            .where(in_window, table.c.end_us >= gap[1])
-            .order_by(table.c.end_us, table.c.id)
+            .where(table.c.end_us.between(max(gap[1], window[0]), window[1] - 1), billable)
+            .order_by(table.c.end_us)
             .limit(limit)
         )
         return [dict(r._mapping) for r in before], [dict(r._mapping) for r in after]
