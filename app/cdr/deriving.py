@@ -42,6 +42,10 @@ CATCH_UP_SHARE = 0.25
 # Messages one catch-up derives while frames keep arriving: a few milliseconds of work,
 # so that reading the sockets never waits long for it.
 CATCH_UP_SLICE = 500
+# Messages a deriving process takes at once, over as many listed runs as that holds: under
+# steady traffic each of the writer's small batches is a run, and a transaction per run
+# costs more than the runs' deriving.
+CATCH_UP_RUNS = 5000
 
 
 @dataclass(slots=True)
@@ -300,24 +304,25 @@ async def catch_up(
 async def catch_up_found_first(
     engine: AsyncEngine, cache: LegCache | None = None
 ) -> tuple[int | None, Derived]:
-    """`catch_up` of a whole run for a deriving process of its own: on SQLite it finds the
-    run's events (the parsing, most of the work) before it takes the write lock, so the
-    batch writer stores meanwhile; the lock is then held only to store them. On PostgreSQL,
-    where writers do not exclude each other, it is `catch_up`. Returns 0 taken when another
-    deriver took or cut the run meanwhile (look again)."""
+    """`catch_up` for a deriving process of its own, over the oldest runs that hold at most
+    `CATCH_UP_RUNS` messages: on SQLite it finds their events (the parsing, most of the
+    work) before it takes the write lock, so the batch writer stores meanwhile; the lock is
+    then held only to store them. On PostgreSQL, where writers do not exclude each other,
+    it is `catch_up`. Returns 0 taken when another deriver took or cut a run meanwhile
+    (look again)."""
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
             return await catch_up(conn, cache)
     async with engine.connect() as conn:
-        run, stored = await pending.peek(conn)
-    if run is None:
+        runs, stored = await pending.peek(conn, CATCH_UP_RUNS)
+    if not runs:
         return None, Derived()
     found = find_events((node, raw, offset) for _, node, raw, offset in stored)
     async with engine.begin() as conn:
-        if not await pending.claim(conn, run):
+        if not await pending.claim(conn, runs):
             return 0, Derived()
         derived = await derive_isolating(conn, [message[0] for message in stored], found, cache)
-        await pending.done(conn, (run[0], run[1], run[1]))
+        await pending.done_runs(conn, runs)
     return len(stored), derived
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import pending_derivations
-from app.db.sql import fetch_tuples, insert_sql, placeholder
+from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders
 
 # (message id, sending host, raw frame, offset of MSG in the frame)
 StoredMessage = tuple[int, str | None, bytes, int]
@@ -67,21 +67,44 @@ async def take(
     return (first, last, upto), await _messages(conn, first, upto)
 
 
-async def peek(conn: AsyncConnection) -> tuple[tuple[int, int] | None, list[StoredMessage]]:
-    """The oldest listed run (first id, last id) and its messages, read without taking it:
-    for finding their events before `claim` (SQLite's write lock is not held meanwhile)."""
+async def peek(
+    conn: AsyncConnection, limit: int
+) -> tuple[list[tuple[int, int]], list[StoredMessage]]:
+    """The oldest listed runs (first id, last id), as many as hold at most `limit` messages
+    (at least one), and their messages, read without taking them: for finding their events
+    before `claim` (SQLite's write lock is not held meanwhile). Several at once, because a
+    writer under steady traffic lists many small batches."""
     listed = await fetch_tuples(
-        conn, "SELECT first_id, last_id FROM pending_derivations ORDER BY first_id LIMIT 1", ()
+        conn, "SELECT first_id, last_id FROM pending_derivations ORDER BY first_id LIMIT 100", ()
     )
-    if not listed:
-        return None, []
-    first, last = (int(i) for i in listed[0])
-    return (first, last), await _messages(conn, first, last)
+    runs: list[tuple[int, int]] = []
+    size = 0
+    for first, last in listed:
+        first, last = int(first), int(last)
+        if runs and size + last - first + 1 > limit:
+            break
+        runs.append((first, last))
+        size += last - first + 1
+    if not runs:
+        return [], []
+    stored = await _messages(conn, runs[0][0], runs[-1][1])
+    if len(runs) > 1:
+        # Ids between the runs are not listed (derived already, or another writer's).
+        bounds = iter(runs)
+        first, last = next(bounds)
+        kept = []
+        for message in stored:
+            while message[0] > last:
+                first, last = next(bounds, (message[0] + 1, message[0] + 1))
+            if first <= message[0] <= last:
+                kept.append(message)
+        stored = kept
+    return runs, stored
 
 
-async def claim(conn: AsyncConnection, run: tuple[int, int]) -> bool:
-    """Take the run `peek` saw if it is still listed whole, for this transaction: on SQLite
-    with the write lock, on PostgreSQL with a row lock no one else holds."""
+async def claim(conn: AsyncConnection, runs: list[tuple[int, int]]) -> bool:
+    """Take the runs `peek` saw if each is still listed whole, for this transaction: on
+    SQLite with the write lock, on PostgreSQL with row locks no one else holds."""
     style = conn.dialect.paramstyle
     if conn.dialect.name == "sqlite":
         await conn.exec_driver_sql("DELETE FROM pending_derivations WHERE first_id < 0")
@@ -90,10 +113,20 @@ async def claim(conn: AsyncConnection, run: tuple[int, int]) -> bool:
         lock = " FOR UPDATE SKIP LOCKED"
     found = await fetch_tuples(
         conn,
-        f"SELECT last_id FROM pending_derivations WHERE first_id = {placeholder(style, 1)}{lock}",
-        (run[0],),
+        "SELECT first_id, last_id FROM pending_derivations "
+        f"WHERE first_id IN ({placeholders(style, len(runs))}){lock}",
+        tuple(first for first, _ in runs),
     )
-    return bool(found) and int(found[0][0]) == run[1]
+    return sorted((int(a), int(b)) for a, b in found) == sorted(runs)
+
+
+async def done_runs(conn: AsyncConnection, runs: list[tuple[int, int]]) -> None:
+    """Strike the whole `runs` off the list."""
+    style = conn.dialect.paramstyle
+    await conn.exec_driver_sql(
+        f"DELETE FROM pending_derivations WHERE first_id IN ({placeholders(style, len(runs))})",
+        tuple(first for first, _ in runs),
+    )
 
 
 async def _messages(conn: AsyncConnection, first: int, last: int) -> list[StoredMessage]:
