@@ -227,8 +227,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="1proc,2proc")
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
-    frames = pexip_frames(500, event_every=args.event_every)
-    burst_frames = list(itertools.islice(frames, args.burst))
     results: list[ModeResult] = []
     when = stamp()
     print(f"latency benchmark: burst {args.burst:,}, one call event in {args.event_every}")
@@ -240,13 +238,16 @@ def main(argv: list[str] | None = None) -> int:
             wait_until_quiet(args.quiet_wait)
             before = load_average()
             result = ModeResult(mode)
+            # The same lines for every mode: the paced lines continue the burst's calls, so
+            # each disconnect closes a call whose join that service has seen.
+            frames = pexip_frames(500, event_every=args.event_every)
+            burst_frames = list(itertools.islice(frames, args.burst))
             service = Service(workdir, derive_process=mode == "2proc")
             try:
                 burst(service, burst_frames, result)
                 if not rate:
                     rate = result.burst_rate / 2
                 result.offered_rate = rate
-                # Fresh lines (new participants), so each disconnect is a new CDR.
                 count = int(rate * args.seconds) + 1
                 paced_frames = list(itertools.islice(frames, count))
                 result.sent, result.probes, result.latencies_ms = paced(
