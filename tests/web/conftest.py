@@ -203,8 +203,8 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     """Syslog in over TCP, MN history uploaded, a reconciliation run, a billing export."""
     chromium_paths()  # no point loading anything without a browser
     service = Service(tmp_path_factory.mktemp("web-service"))
-    service.start()
     try:
+        service.start()  # inside: a start that timed out leaves a process to stop
         if service.get("/", token="").status_code == 404:
             pytest.fail("GET / is 404: app/api/app.py must include app.web.pages.router")
         admin = service.token("test-admin", "admin")

@@ -25,10 +25,10 @@ def fresh(tmp_path: Path) -> Iterator[Service]:
     chromium_paths()
     service = Service(tmp_path / "service")
     service.workdir.mkdir()
-    service.start(timeout=60)  # a loaded machine starts it slowly
     try:
+        service.start(timeout=60)  # a loaded machine starts it slowly
         yield service
-    finally:
+    finally:  # a start that timed out leaves its process running: stop it too
         if service.process is not None:
             service.stop()
 
