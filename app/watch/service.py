@@ -249,20 +249,25 @@ async def clear_resolved(engine: AsyncEngine, now_us: int) -> list[Notice]:
         exported = await repository.exported_open_alerts(conn)
         found = [i for i in await repository.found_open_gaps(conn) if i not in exported]
         for alert_id, reason in [(i, EXPORTED) for i in exported] + [(i, FOUND) for i in found]:
-            await repository.update_alert(
-                conn,
-                alert_id,
-                {
-                    "state": State.CLEARED.value,
-                    "cleared_us": now_us,
-                    "cleared_by": reason,
-                    "updated_us": now_us,
-                },
-            )
-            row = await repository.get_alert(conn, alert_id)
-            assert row is not None
-            notices.append(Notice("cleared", describe(row)))
+            notices.append(Notice("cleared", await _clear(conn, alert_id, reason, now_us)))
     return notices
+
+
+async def _clear(conn: AsyncConnection, alert_id: int, by: str, now_us: int) -> dict[str, Any]:
+    """Clear one alert, `by` a reason or a person; the alert as it now is."""
+    await repository.update_alert(
+        conn,
+        alert_id,
+        {
+            "state": State.CLEARED.value,
+            "cleared_us": now_us,
+            "cleared_by": by,
+            "updated_us": now_us,
+        },
+    )
+    row = await repository.get_alert(conn, alert_id)
+    assert row is not None
+    return describe(row)
 
 
 async def acknowledge(
@@ -275,19 +280,7 @@ async def acknowledge(
         raise AlertNotFound(alert_id)
     if row["state"] != State.OPEN.value:
         return describe(row), False
-    await repository.update_alert(
-        conn,
-        alert_id,
-        {
-            "state": State.CLEARED.value,
-            "cleared_us": now_us,
-            "cleared_by": who,
-            "updated_us": now_us,
-        },
-    )
-    row = await repository.get_alert(conn, alert_id)
-    assert row is not None
-    return describe(row), True
+    return await _clear(conn, alert_id, who, now_us), True
 
 
 class NotARestore(InvalidInputError):

@@ -121,15 +121,23 @@ async def tokens_page(
         return await _page(conn, principal, revoked=revoked)
 
 
+async def _admin_post(request: Request, conn: AsyncConnection) -> Principal | HTMLResponse:
+    """The admin behind a form posted from this site, or the page that refuses it."""
+    principal = await signed_in(request, conn, status_code=401, scope=Scope.ADMIN)
+    if isinstance(principal, HTMLResponse):
+        return principal
+    if cross_site(request):
+        return await _page(conn, principal, status_code=403, notice=_CROSS_SITE)
+    return principal
+
+
 @router.post("/tokens", response_class=HTMLResponse)
 async def create(request: Request, state: StateDep) -> HTMLResponse:
     """Create a token; the answer shows its secret, once."""
     async with state.engine.begin() as conn:
-        principal = await signed_in(request, conn, status_code=401, scope=Scope.ADMIN)
-        if isinstance(principal, HTMLResponse):
+        principal = await _admin_post(request, conn)
+        if not isinstance(principal, Principal):
             return principal
-        if cross_site(request):
-            return await _page(conn, principal, status_code=403, notice=_CROSS_SITE)
         checked = check_form(await posted_form(request))
         if isinstance(checked, TokenForm):
             return await _page(conn, principal, form=checked)
@@ -150,11 +158,9 @@ async def create(request: Request, state: StateDep) -> HTMLResponse:
 async def revoke(request: Request, state: StateDep) -> Response:
     """Revoke a token by name; it stops working at once (revoking one's own signs out)."""
     async with state.engine.begin() as conn:
-        principal = await signed_in(request, conn, status_code=401, scope=Scope.ADMIN)
-        if isinstance(principal, HTMLResponse):
+        principal = await _admin_post(request, conn)
+        if not isinstance(principal, Principal):
             return principal
-        if cross_site(request):
-            return await _page(conn, principal, status_code=403, notice=_CROSS_SITE)
         name = (await posted_form(request)).get("name", "")
         try:
             await revoke_token(conn, name)
