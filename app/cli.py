@@ -19,7 +19,7 @@ import click
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.config import Settings, StartupError
+from app.config import Settings, StartupError, read_secret_file
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.errors import CdreconError
@@ -468,7 +468,7 @@ def pull_history(
     from app.history.pulling import pull_once
     from app.history.service import HistoryImport
 
-    password = Path(password_file).read_text().strip()
+    password = read_secret_file(Path(password_file), "--password-file", "MN password")
 
     async def run(_settings: Settings, engine: AsyncEngine) -> tuple[HistoryImport, AsOf]:
         pulled, as_of = await pull_once(

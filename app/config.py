@@ -50,6 +50,19 @@ def cannot_listen(what: str, setting: str, address: ListenAddress, exc: OSError)
     )
 
 
+def read_secret_file(path: Path, setting: str, what: str) -> str:
+    """A secret kept in a file (its surrounding whitespace dropped), read before a command
+    starts: a wrong path or an empty file is a start-up error naming the setting."""
+    try:
+        secret = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise StartupError(f"cannot read the {what} {path} ({setting}): {reason}") from exc
+    if not secret:
+        raise StartupError(f"the {what} file {path} ({setting}) is empty")
+    return secret
+
+
 @dataclass(frozen=True, slots=True)
 class ListenAddress:
     """A host and port to listen on."""

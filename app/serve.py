@@ -19,7 +19,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.app import create_app
-from app.config import ListenAddress, Settings, StartupError, cannot_listen
+from app.config import ListenAddress, Settings, cannot_listen, read_secret_file
 from app.db import counts
 from app.db.engine import create_engine
 from app.db.location import DatabaseFile
@@ -45,6 +45,7 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
     """Run until SIGTERM or SIGINT, then stop without losing what was read."""
     runtime = Runtime.build(settings, engine)
     webhook_secret = _webhook_secret(settings)
+    mn_password = _mn_password(settings)
     # Bound here, not by uvicorn, so that a taken port is a clear start-up error.
     http_socket = _bind_http(settings.http_address)
     await _fold_counts(engine)
@@ -92,7 +93,9 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
             await http_task  # re-raise a bind failure
             raise RuntimeError("the HTTP server stopped during start-up")
         log.info("cdrecon serving; HTTP on %s", settings.http_address)
-        puller = _start_history_pulls(settings, engine, runtime.metrics, webhook_secret)
+        puller = _start_history_pulls(
+            settings, engine, runtime.metrics, mn_password, webhook_secret
+        )
         pruner = _start_pruning(settings, engine, runtime)
         file_watch = None
         if database_file is not None:
@@ -141,7 +144,11 @@ def _bind_http(address: ListenAddress) -> socket.socket:
 
 
 def _start_history_pulls(
-    settings: Settings, engine: AsyncEngine, metrics: Metrics, webhook_secret: bytes | None
+    settings: Settings,
+    engine: AsyncEngine,
+    metrics: Metrics,
+    password: str,
+    webhook_secret: bytes | None,
 ) -> asyncio.Task[None] | None:
     """The scheduled MN history pull, when an MN is configured, and the watch after it."""
     if not settings.mn_url:
@@ -149,9 +156,6 @@ def _start_history_pulls(
     from app.history.coverage import AsOf
     from app.history.pulling import pull_forever
 
-    password = ""
-    if settings.mn_password_file is not None:
-        password = settings.mn_password_file.read_text().strip()
     watcher = None
     if settings.watch:
         from app.watch.watcher import Watcher
@@ -207,15 +211,14 @@ def _webhook_secret(settings: Settings) -> bytes | None:
     path = settings.watch_webhook_secret_file
     if path is None or not settings.watch:
         return None
-    try:
-        secret = path.read_bytes().strip()
-    except OSError as exc:
-        raise StartupError(
-            f"cannot read the webhook secret {path} (CDRECON_WATCH_WEBHOOK_SECRET_FILE): "
-            f"{exc.strerror or exc}"
-        ) from exc
-    if not secret:
-        raise StartupError(
-            f"the webhook secret file {path} (CDRECON_WATCH_WEBHOOK_SECRET_FILE) is empty"
-        )
-    return secret
+    secret = read_secret_file(path, "CDRECON_WATCH_WEBHOOK_SECRET_FILE", "webhook secret")
+    return secret.encode()
+
+
+def _mn_password(settings: Settings) -> str:
+    """The MN API password, read before anything starts: a wrong path is a start-up error,
+    not a pull that fails every interval."""
+    path = settings.mn_password_file
+    if path is None or not settings.mn_url:
+        return ""
+    return read_secret_file(path, "CDRECON_MN_PASSWORD_FILE", "MN password")

@@ -53,6 +53,7 @@ def place(tmp_path: Path) -> Iterator[Place]:
     (tmp_path / "a-directory").mkdir()
     (tmp_path / "conferences.json").write_text('{"objects": [{"colour": "blue"}]}')
     (tmp_path / "mn.pass").write_text("secret\n")
+    (tmp_path / "empty.pass").write_text("\n")
     (tmp_path / "no-such-file").unlink(missing_ok=True)
     found = Place(tmp_path)
     yield found
@@ -151,6 +152,16 @@ CASES = [
          command("pull-history", "--url", "https://mn.invalid", "--user", "admin",
                  "--password-file", "{no-such-file}"),
          USAGE, ("no-such-file", "does not exist")),
+    Case("serve's MN password file missing",
+         serve("--mn-url", "https://mn.invalid", "--mn-password-file", "{no-such-file}"),
+         SETUP, ("cannot read the MN password", "no-such-file", "CDRECON_MN_PASSWORD_FILE")),
+    Case("serve's MN password file empty",
+         serve("--mn-url", "https://mn.invalid", "--mn-password-file", "{empty.pass}"),
+         SETUP, ("empty.pass", "CDRECON_MN_PASSWORD_FILE", "is empty")),
+    Case("history password file empty",
+         command("pull-history", "--url", "https://mn.invalid", "--user", "admin",
+                 "--password-file", "{empty.pass}"),
+         SETUP, ("empty.pass", "--password-file", "is empty")),
     Case("not MN history", command("import-history", "{cert.pem}"), FAILED,
          ("cert.pem", "not MN history")),
 ]  # fmt: skip
