@@ -325,9 +325,9 @@ async def page_records(
     conn: AsyncConnection, alert_id: int, cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     """An alert's records (CDR ids for a gap, MN record ids for a restore) in write order."""
+    after = decode_cursor(cursor, int, str) if cursor else None  # a bad request before a lookup
     if await repository.get_alert(conn, alert_id) is None:
         raise AlertNotFound(alert_id)
-    after = decode_cursor(cursor, int, str) if cursor else None
     rows = await repository.page_records(
         conn, alert_id, None if after is None else (after[0], after[1]), limit + 1
     )
