@@ -82,6 +82,8 @@ class BillingPage:
     runs: list[RemainingRun]  # runs with something left to bill
     records: list[RemainingRow]
     more_records: bool  # more than REMAINING_SHOWN remain
+    older_runs: bool  # runs older than the RUNS_CONSIDERED newest exist, and are not looked at
+    runs_considered: int
     run_choices: list[int]  # runs the form offers, newest first
     form: FormState
     key: str  # the form's Idempotency-Key: a resubmitted form makes no second batch
@@ -129,7 +131,8 @@ async def load_billing_page(
     cursor: str | None = None,
 ) -> BillingPage:
     """What remains to bill over the newest runs, and a page of batches."""
-    cards = [run_card(summary) for summary in await newest_runs(conn, RUNS_CONSIDERED)]
+    newest = await newest_runs(conn, RUNS_CONSIDERED + 1)
+    cards = [run_card(summary) for summary in newest[:RUNS_CONSIDERED]]
     run_ids = [card.id for card in cards]
     lost = await lost_per_run(conn, run_ids)
     found = await remaining_to_bill(conn, run_ids, REMAINING_SHOWN + 1)
@@ -159,6 +162,8 @@ async def load_billing_page(
         runs=remaining,
         records=records,
         more_records=len(found) > REMAINING_SHOWN,
+        older_runs=len(newest) > RUNS_CONSIDERED,
+        runs_considered=RUNS_CONSIDERED,
         run_choices=run_ids,
         form=form or FormState(values={"source": "run"}),
         key=secrets.token_urlsafe(18),

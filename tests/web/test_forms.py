@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.web.billing import RUNS_CONSIDERED
+from tests.conftest import Service
 from tests.web.conftest import NARROW, Browser, Loaded, no_sideways_scroll
 
 CROSS_SITE = {"Sec-Fetch-Site": "cross-site"}
@@ -244,3 +246,23 @@ def test_the_pages_fit_400_px_and_log_no_console_error(browser: Browser, loaded:
         browser.wait_for(landmark)
         no_sideways_scroll(browser)
         assert browser.console_errors() == [], path
+
+
+def test_billing_says_when_older_runs_are_not_looked_at(service: Service) -> None:
+    # What remains to bill is read from the newest runs only; past them the page must say so
+    # rather than answer "nothing remains" for records lost only in an older run.
+    service.start()
+    window = {"from": "2026-03-02T00:00:00Z", "until": "2026-03-03T00:00:00Z", "force": True}
+    assert service.post("/api/v1/reconciliations", json=window).status_code == 201
+    billing = service.token("billing", "billing")
+    cookies = {"cdrecon_token": billing}
+    page = httpx.get(f"{service.url}/billing", cookies=cookies, timeout=30, verify=False)
+    assert page.status_code == 200 and 'id="older-runs"' not in page.text
+    with closing(sqlite3.connect(service.db_path)) as db, db:
+        columns = "created_us, created_by, from_us, until_us, tolerance_us, summary"
+        copy = f"insert into reconciliations ({columns}) select {columns} from reconciliations"
+        for _ in range(RUNS_CONSIDERED):
+            db.execute(f"{copy} where id = 1")
+    page = httpx.get(f"{service.url}/billing", cookies=cookies, timeout=30, verify=False)
+    assert page.status_code == 200
+    assert f"Only the newest {RUNS_CONSIDERED} runs" in page.text
