@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,3 +299,36 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
     asyncio.run(truncate())
     return url
+
+
+@contextlib.asynccontextmanager
+async def writes_held(database_url: str, table: str) -> AsyncIterator[None]:
+    """From another connection, hold SQLite's write lock, or an exclusive lock on PostgreSQL's
+    `table` (reads go on; writes wait), as a busy or stuck database would."""
+    import sqlite3
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        assert url.database is not None
+        lock = sqlite3.connect(url.database, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            lock.rollback()
+            lock.close()
+        return
+    conn = await asyncpg.connect(
+        url.set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+        yield
+        await transaction.rollback()
+    finally:
+        await conn.close()

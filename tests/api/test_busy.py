@@ -3,16 +3,12 @@ Retry-After at once, changes nothing, and the same request works once the lock i
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
-from tests.conftest import Service
+from tests.conftest import Service, writes_held
 
 PARTICIPANT = (
     Path(__file__).parents[1]
@@ -20,32 +16,6 @@ PARTICIPANT = (
     / "history"
     / "history_participant_object.pexip-docs-example.json"
 )
-
-
-@asynccontextmanager
-async def history_locked(database_url: str) -> AsyncIterator[None]:
-    """Another connection holds SQLite's write lock, or an exclusive lock on PostgreSQL's
-    `mn_participants` (reads go on; writes wait)."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        assert url.database is not None
-        lock = sqlite3.connect(url.database, isolation_level=None)
-        lock.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            lock.rollback()
-            lock.close()
-        return
-    conn = await asyncpg.connect(
-        url.set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    try:
-        async with conn.transaction():
-            await conn.execute("LOCK TABLE mn_participants IN EXCLUSIVE MODE")
-            yield
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -63,7 +33,7 @@ async def test_a_request_that_cannot_get_the_lock_answers_busy_and_changes_nothi
     served: Service, database_url: str
 ) -> None:
     token = served.token()  # before the lock: creating it writes
-    async with history_locked(database_url):
+    async with writes_held(database_url, "mn_participants"):
         busy = served.post("/api/v1/history", token=token, content=PARTICIPANT.read_bytes())
         assert busy.status_code == 503, busy.text
         assert busy.json()["error"] == "database_busy"

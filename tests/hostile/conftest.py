@@ -4,20 +4,17 @@ database might refuse a value nobody foresaw) or takes no writes for a while."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.cdr.conftest import engine  # noqa: F401  (the same real database)
-from tests.conftest import CDRECON, Service
+from tests.conftest import CDRECON, Service, writes_held
 
 # Makes the database refuse rows of `table` where the SQL condition on NEW/the row holds.
 Refuse = Callable[[str, str], Awaitable[None]]
@@ -70,32 +67,10 @@ async def refuse(engine: AsyncEngine) -> AsyncIterator[Refuse]:  # noqa: F811
                 await conn.execute(text(f"ALTER TABLE {table} DROP CONSTRAINT {name}"))
 
 
-@asynccontextmanager
-async def writes_blocked(database_url: str) -> AsyncIterator[None]:
-    """Hold the database's write lock (SQLite) or an exclusive lock on `messages`
-    (PostgreSQL) from another connection, as a stuck or failing database would."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        assert url.database is not None
-        lock = sqlite3.connect(url.database, isolation_level=None)
-        lock.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            lock.rollback()
-            lock.close()
-        return
-    conn = await asyncpg.connect(
-        url.set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    try:
-        transaction = conn.transaction()
-        await transaction.start()
-        await conn.execute("LOCK TABLE messages IN EXCLUSIVE MODE")
-        yield
-        await transaction.rollback()
-    finally:
-        await conn.close()
+def writes_blocked(database_url: str) -> AbstractAsyncContextManager[None]:
+    """Hold the database's writes (on PostgreSQL, `messages`) from another connection, as a
+    stuck or failing database would."""
+    return writes_held(database_url, "messages")
 
 
 def rebuild(database_url: str) -> str:
