@@ -3,8 +3,9 @@
 The dicts come from parsers/history_documents.py (JSON or CSV documents) or straight from the
 API. `parse_participant` and `parse_conference` type one each, field by field as
 parsers/mn_record.py declares them, and raise `HistoryRecordError` listing every bad field.
-`parse_document` reads a document and types each record, keeping going past bad records, so
-the caller sees every problem of a document at once and decides whether to reject it.
+`iter_document` (a document in chunks, as it is read) and `parse_document` (a whole one) type
+each record, keeping going past bad records, so the caller sees every problem of a document at
+once and decides whether to reject it.
 
 Sans-IO: dicts in, frozen dataclasses out. Policies (one rule per kind of value, the same for
 JSON and CSV, so that one record parses to the same typed fields whichever way it arrived):
@@ -24,14 +25,14 @@ JSON and CSV, so that one record parses to the same typed fields whichever way i
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from parsers.history_documents import read_items, show, type_name
+from parsers.history_documents import Chunks, iter_items, show, type_name
 from parsers.mn_record import (
     CONFERENCE_FIELDS,
     CONFERENCE_ONLY,
@@ -45,9 +46,11 @@ from parsers.mn_record import (
 )
 
 __all__ = [
+    "DocumentRecord",
     "HistoryRecordError",
     "ParsedDocument",
     "RecordError",
+    "iter_document",
     "parse_conference",
     "parse_document",
     "parse_history_time",
@@ -425,26 +428,54 @@ def record_kind(obj: Mapping[str, Any]) -> Literal["participant", "conference"]:
     raise HistoryRecordError([RecordError(0, fields.record_id, None, reason)])
 
 
-def parse_document(document: str | bytes, filename: str | None = None) -> ParsedDocument:
-    """Read a document (`read_records`) and type each of its records.
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    """One record of a document, typed, or the problems that kept it from being typed."""
 
-    A record that cannot be typed adds its `RecordError`s (with its 1-based ``row`` and, where
-    known, ``line``) and the others carry on; so does a CSV row of the wrong width. The caller
-    decides whether a document with errors is rejected. `HistoryFormatError` is raised only when
-    the document as a whole is unreadable. Duplicate ids are kept: deduplication is the caller's.
+    row: int
+    """1-based number of the record in its document."""
+    record: MNParticipant | MNConference | None
+    errors: tuple[RecordError, ...] = ()
+
+
+def iter_document(chunks: Chunks, filename: str | None = None) -> Iterator[DocumentRecord]:
+    """Type each record of a document given in chunks (`iter_items`), as it is read.
+
+    A record that cannot be typed comes with its `RecordError`s (with its 1-based ``row`` and,
+    where known, ``line``) and the others carry on; so does a CSV row of the wrong width.
+    `HistoryFormatError` is raised when the document as a whole turns out unreadable, after
+    the records before the fault. Duplicate ids are kept: deduplication is the caller's.
+    """
+    for row, item in enumerate(iter_items(chunks, filename), 1):
+        if item.record is None:
+            yield DocumentRecord(
+                row, None, (RecordError(row, None, None, f"row {item.problem}", item.line),)
+            )
+            continue
+        try:
+            if record_kind(item.record) == "participant":
+                yield DocumentRecord(row, parse_participant(item.record))
+            else:
+                yield DocumentRecord(row, parse_conference(item.record))
+        except HistoryRecordError as error:
+            yield DocumentRecord(
+                row, None, tuple(replace(e, row=row, line=item.line) for e in error.errors)
+            )
+
+
+def parse_document(document: str | bytes, filename: str | None = None) -> ParsedDocument:
+    """Read a whole document and type each of its records (`iter_document`).
+
+    The caller decides whether a document with errors is rejected. `HistoryFormatError` is
+    raised only when the document as a whole is unreadable.
     """
     participants: list[MNParticipant] = []
     conferences: list[MNConference] = []
     errors: list[RecordError] = []
-    for row, item in enumerate(read_items(document, filename), 1):
-        if item.record is None:
-            errors.append(RecordError(row, None, None, f"row {item.problem}", item.line))
-            continue
-        try:
-            if record_kind(item.record) == "participant":
-                participants.append(parse_participant(item.record))
-            else:
-                conferences.append(parse_conference(item.record))
-        except HistoryRecordError as error:
-            errors.extend(replace(e, row=row, line=item.line) for e in error.errors)
+    for typed in iter_document([document], filename):
+        errors.extend(typed.errors)
+        if isinstance(typed.record, MNParticipant):
+            participants.append(typed.record)
+        elif typed.record is not None:
+            conferences.append(typed.record)
     return ParsedDocument(participants, conferences, errors)
