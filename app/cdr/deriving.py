@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.models import messages
+from app.db.packing import unpack
 from app.metrics import Metrics
 
 from . import pending
@@ -364,6 +365,7 @@ async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
                         # The sending node as the writer names it: HOSTNAME, else the peer.
                         func.coalesce(messages.c.hostname, messages.c.peer_host),
                         messages.c.raw,
+                        messages.c.packed,
                         messages.c.msg_offset,
                     )
                     .where(messages.c.id > last_id)
@@ -373,7 +375,7 @@ async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
             ).all()
             if not rows:
                 return total
-            messages_ = [(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+            messages_ = [(r[0], r[1], unpack(bytes(r[2]), r[3]), r[4]) for r in rows]
             total.add(await derive(conn, messages_, cache))
             last_id = rows[-1][0]
 

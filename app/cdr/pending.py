@@ -16,9 +16,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import pending_derivations
+from app.db.packing import unpack
 from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders
 
-# (message id, sending host, raw frame, offset of MSG in the frame)
+# (message id, sending host, raw frame as received, offset of MSG in the frame)
 StoredMessage = tuple[int, str | None, bytes, int]
 
 
@@ -135,11 +136,14 @@ async def _messages(conn: AsyncConnection, first: int, last: int) -> list[Stored
     rows = await fetch_tuples(
         conn,
         # The sending node as the writer names it: HOSTNAME, else the peer.
-        "SELECT id, coalesce(hostname, peer_host), raw, msg_offset FROM messages "
+        "SELECT id, coalesce(hostname, peer_host), raw, packed, msg_offset FROM messages "
         f"WHERE id BETWEEN {placeholder(style, 1)} AND {placeholder(style, 2)} ORDER BY id",
         (first, last),
     )
-    return [(int(i), node, bytes(raw), int(offset)) for i, node, raw, offset in rows]
+    return [
+        (int(i), node, unpack(bytes(raw), packed), int(offset))
+        for i, node, raw, packed, offset in rows
+    ]
 
 
 async def done(conn: AsyncConnection, run: tuple[int, int, int]) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import counts
 from app.db.models import cdrs, event_messages, events, messages
+from app.db.packing import unpack
 from app.db.sql import insert_sql, placeholders
 
 from .assembly import LEG_COLUMNS, Leg, LegEvent
@@ -133,13 +134,14 @@ class CdrRepository:
         owner = {message_id: pid for pid, ids in message_ids.items() for message_id in ids}
         for chunk in _chunks(sorted(owner)):
             result = await conn.exec_driver_sql(
-                "SELECT id, coalesce(hostname, peer_host), raw, msg_offset FROM messages "
+                "SELECT id, coalesce(hostname, peer_host), raw, packed, msg_offset FROM messages "
                 f"WHERE id IN ({placeholders(self._paramstyle, len(chunk))})",
                 tuple(chunk),
             )
             rows: Sequence[Any] = result.all()
-            for message_id, node, raw, offset in rows:
-                if (event := _reparse(bytes(raw), offset, node, message_id)) is not None:
+            for message_id, node, stored, packed, offset in rows:
+                raw = unpack(bytes(stored), packed)
+                if (event := _reparse(raw, offset, node, message_id)) is not None:
                     legs[owner[message_id]].append(event.leg_event(message_id))
         return legs
 
@@ -224,13 +226,14 @@ class CdrRepository:
         rows: list[dict[str, Any]] = []
         for chunk in _chunks(message_ids):
             result = await conn.execute(
-                select(events, messages.c.raw, messages.c.msg_offset)
+                select(events, messages.c.raw, messages.c.packed, messages.c.msg_offset)
                 .join(messages, messages.c.id == events.c.message_id)
                 .where(events.c.message_id.in_(chunk))
             )
             for row in result:
                 values = dict(row._mapping)
-                raw, offset = bytes(values.pop("raw")), values.pop("msg_offset")
+                raw = unpack(bytes(values.pop("raw")), values.pop("packed"))
+                offset = values.pop("msg_offset")
                 event = _reparse(raw, offset, values["node"], values["message_id"])
                 values["fields"] = {} if event is None else dict(event.event.fields)
                 rows.append(values)
@@ -254,7 +257,7 @@ class CdrRepository:
         self, conn: AsyncConnection, message_ids: Sequence[int]
     ) -> list[dict[str, Any]]:
         """The raw messages `message_ids` as received (frame, time, transport, peer, host),
-        in id order."""
+        in id order; `raw` unpacked."""
         rows: list[dict[str, Any]] = []
         for chunk in _chunks(sorted(set(message_ids))):
             result = await conn.execute(
@@ -269,9 +272,13 @@ class CdrRepository:
                     messages.c.source,
                     messages.c.truncated,
                     messages.c.raw,
+                    messages.c.packed,
                 ).where(messages.c.id.in_(chunk))
             )
-            rows += [dict(row._mapping) for row in result]
+            for row in result:
+                values = dict(row._mapping)
+                values["raw"] = unpack(bytes(values["raw"]), values.pop("packed"))
+                rows.append(values)
         rows.sort(key=lambda row: int(row["id"]))
         return rows
 

@@ -50,7 +50,8 @@ metadata = MetaData(
 
 # The raw store: one row per received syslog frame, parsed or not. Times are integer
 # microseconds since the Unix epoch (UTC): cheap to produce per batch, and identical on
-# SQLite and PostgreSQL. The frame is kept byte for byte; the message is raw[msg_offset:].
+# SQLite and PostgreSQL. The frame is kept byte for byte, packed (app/db/packing.py, `packed`
+# names the dictionary; 0 is plain); the message is the unpacked raw[msg_offset:].
 # The parsed fields' lengths are the parsers' limits (parsers/limits.py).
 messages = Table(
     "messages",
@@ -75,6 +76,7 @@ messages = Table(
     Column("truncated", Boolean, nullable=False),
     Column("error", Text, nullable=True),
     Column("raw", LargeBinary, nullable=False),
+    Column("packed", SmallInteger, nullable=False, server_default=text("0")),
     # The file a backfilled message came from, and its digest: a re-import adds nothing.
     Column("source", Text, nullable=True),
     # A backfilled line's key: its first 24 bytes and a hash (app/ingest/prepare.py).

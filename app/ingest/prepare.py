@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.cdr.deriving import FoundEvents, find_events
+from app.db.packing import pack
 from parsers.framing import Frame
 from parsers.syslog import SyslogMessage, parse_syslog
 
@@ -47,6 +48,7 @@ class PreparedChunk:
     received_us: int
     frames: list[Frame]
     messages: list[SyslogMessage]
+    stored: list[tuple[bytes, int]]  # each frame as `messages.raw` keeps it, and `packed`
     digests: list[bytes] | None  # backfilled lines only
     # None if finding the events failed (the messages still count) or was not asked for
     found: FoundEvents | None
@@ -55,13 +57,15 @@ class PreparedChunk:
 def prepare_chunk(
     origin: Origin, received_us: int, frames: list[Frame], *, find: bool = True
 ) -> PreparedChunk:
-    """Parse `frames` (all read at `received_us` from `origin`) and, with `find`, find their
-    call events (without, `found` is None: deriving them is deferred)."""
+    """Parse and pack `frames` (all read at `received_us` from `origin`) and, with `find`,
+    find their call events (without, `found` is None: deriving them is deferred)."""
     received_at = datetime.fromtimestamp(received_us / 1_000_000, UTC)
     messages = [parse_syslog(frame.data, received_at=received_at) for frame in frames]
+    # Packed here, outside the transaction, like the parsing.
+    stored = [pack(frame.data) for frame in frames]
     digests = [line_digest(f.data) for f in frames] if origin.transport == "file" else None
     if not find:
-        return PreparedChunk(origin, received_us, frames, messages, digests, None)
+        return PreparedChunk(origin, received_us, frames, messages, stored, digests, None)
     peer = origin.peer_host
     found: FoundEvents | None
     try:
@@ -74,4 +78,4 @@ def prepare_chunk(
         # `cdrecon rebuild` derives them again once it is fixed.
         log.exception("finding call events in %d messages failed", len(frames))
         found = None
-    return PreparedChunk(origin, received_us, frames, messages, digests, found)
+    return PreparedChunk(origin, received_us, frames, messages, stored, digests, found)

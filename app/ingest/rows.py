@@ -32,6 +32,7 @@ MESSAGE_COLUMNS = (
     "truncated",
     "error",
     "raw",
+    "packed",
     "source",
     "digest",
 )
@@ -93,10 +94,11 @@ def add_frames(
     received_us: int,
     frames: Sequence[Frame],
     messages: Sequence[SyslogMessage],
+    stored: Sequence[tuple[bytes, int]],
     digests: Sequence[bytes] | None = None,
 ) -> None:
-    """Append `frames` (all read at `received_us` from `origin`), parsed as `messages`, to
-    `batch`.
+    """Append `frames` (all read at `received_us` from `origin`), parsed as `messages` and
+    packed as `stored` (`app.db.packing.pack`), to `batch`.
 
     `digests` (one per frame) are stored for backfilled files, so that a re-import adds nothing.
     """
@@ -113,8 +115,8 @@ def add_frames(
     peer_host, peer_port, tls_subject = origin.peer_host, origin.peer_port, origin.tls_subject
     source = origin.source
     raw_format = SyslogFormat.RAW
-    for index, ((data, truncated, framing_error), message) in enumerate(
-        zip(frames, messages, strict=True)
+    for index, ((_, truncated, framing_error), message, (raw, packed)) in enumerate(
+        zip(frames, messages, stored, strict=True)
     ):
         failed = message.format is raw_format
         error = message.error
@@ -144,7 +146,8 @@ def add_frames(
                 message.msg_offset,
                 truncated,
                 error,
-                data,
+                raw,
+                packed,
                 source,
                 None if digests is None else digests[index],
             )

@@ -473,6 +473,7 @@ class BatchWriter:
                     chunk.received_us,
                     chunk.frames,
                     chunk.messages,
+                    chunk.stored,
                     chunk.digests,
                 )
                 found.add(chunk_found)
@@ -483,6 +484,7 @@ class BatchWriter:
                 chunk.received_us,
                 [chunk.frames[i] for i in keep],
                 [chunk.messages[i] for i in keep],
+                [chunk.stored[i] for i in keep],
                 [chunk.digests[i] for i in keep] if chunk.digests is not None else None,
             )
             found.add(chunk_found, keep)
@@ -550,7 +552,7 @@ def _as_raw(chunk: PreparedChunk, refusal: Exception) -> PreparedChunk:
     """A one-message chunk as a raw message, unparsed, with the database's reason."""
     message = SyslogMessage(SyslogFormat.RAW, error=f"refused by the database: {_reason(refusal)}")
     return PreparedChunk(
-        chunk.origin, chunk.received_us, chunk.frames, [message], chunk.digests, None
+        chunk.origin, chunk.received_us, chunk.frames, [message], chunk.stored, chunk.digests, None
     )
 
 
@@ -579,6 +581,7 @@ def _part(chunk: PreparedChunk, start: int, stop: int) -> PreparedChunk:
         chunk.received_us,
         chunk.frames[start:stop],
         chunk.messages[start:stop],
+        chunk.stored[start:stop],
         None if chunk.digests is None else chunk.digests[start:stop],
         None if chunk.found is None else chunk.found.part(start, stop),
     )

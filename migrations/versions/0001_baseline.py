@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("truncated", sa.Boolean, nullable=False),
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("raw", sa.LargeBinary, nullable=False),
+        sa.Column("packed", sa.SmallInteger, nullable=False, server_default=sa.text("0")),
         sa.Column("source", sa.Text, nullable=True),
         sa.Column("digest", sa.LargeBinary(40), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_messages"),

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app.db.engine import create_engine
 from app.db.models import events, messages
+from app.db.packing import unpack
 from tests.cdr.scenario import CALL_EVENTS, EXPECTED, JOIN, LINES, Line, admin
 from tests.cdr.stored import legs
 from tests.conftest import Service
@@ -58,8 +59,11 @@ async def stored(database_url: str) -> tuple[list[tuple[object, ...]], list[tupl
                 messages.c.structured_data,
                 messages.c.error,
                 messages.c.raw,
+                messages.c.packed,
             ).order_by(messages.c.id)
-            rows = [tuple(row) for row in await conn.execute(query)]
+            rows = [
+                (*row[:-2], unpack(bytes(row[-2]), row[-1])) for row in await conn.execute(query)
+            ]
             query = select(events.c.participant_id, events.c.truncated).where(events.c.truncated)
             flagged = [tuple(row) for row in await conn.execute(query)]
         return rows, flagged

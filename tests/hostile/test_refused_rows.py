@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cdr import deriving
 from app.db.models import messages
+from app.db.packing import pack, unpack
 from app.ingest.origin import Origin
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
@@ -94,11 +95,13 @@ async def test_rebuild_skips_and_reports_a_refused_leg(engine: AsyncEngine, refu
     assert await legs(engine) == EXPECTED
 
 
-def frame_sql_contains(engine: AsyncEngine, needle: str) -> str:
-    """SQL true for a `messages` row whose raw frame contains `needle`."""
+def frame_sql_is(engine: AsyncEngine, frame: bytes) -> str:
+    """SQL true for a `messages` row that stores `frame` (packed as the writer packs it):
+    the same row whether the frame is stored parsed or raw."""
+    stored, _ = pack(frame)
     if engine.dialect.name == "sqlite":
-        return f"instr({{row}}raw, CAST('{needle}' AS BLOB)) > 0"
-    return f"position(convert_to('{needle}', 'UTF8') in {{row}}raw) > 0"
+        return f"{{row}}raw = X'{stored.hex()}'"
+    return f"{{row}}raw = '\\x{stored.hex()}'::bytea"
 
 
 async def test_a_message_the_database_refuses_parsed_is_stored_raw_with_the_reason(
@@ -110,10 +113,12 @@ async def test_a_message_the_database_refuses_parsed_is_stored_raw_with_the_reas
     await write(engine, metrics, [hostile], quarantine=tmp_path / "quarantine.jsonl")
     async with engine.connect() as conn:
         rows = (
-            await conn.execute(select(messages.c.raw, messages.c.format, messages.c.error))
+            await conn.execute(
+                select(messages.c.raw, messages.c.packed, messages.c.format, messages.c.error)
+            )
         ).all()
     assert len(rows) == len(LINES) + 1
-    refused = [row for row in rows if bytes(row[0]) == hostile]
+    refused = [row[1:] for row in rows if unpack(bytes(row[0]), row[1]) == hostile]
     assert [(row[1], str(row[2]).startswith("refused by the database: ")) for row in refused] == [
         ("raw", True)
     ]
@@ -126,13 +131,16 @@ async def test_a_message_the_database_refuses_parsed_is_stored_raw_with_the_reas
 async def test_a_message_the_database_refuses_even_raw_is_quarantined_to_a_file(
     engine: AsyncEngine, refuse: Refuse, tmp_path: Path
 ) -> None:
-    await refuse("messages", frame_sql_contains(engine, "poison"))
     hostile = b"<134>1 2026-11-26T10:00:00Z conf-a app - - - poison"
+    await refuse("messages", frame_sql_is(engine, hostile))
     metrics = Metrics()
     quarantine = tmp_path / "quarantine.jsonl"
     await write(engine, metrics, [hostile], quarantine=quarantine)
     async with engine.connect() as conn:
-        raws = {bytes(raw) for (raw,) in await conn.execute(select(messages.c.raw))}
+        raws = {
+            unpack(bytes(raw), packed)
+            for raw, packed in await conn.execute(select(messages.c.raw, messages.c.packed))
+        }
     assert raws == {line.rfc5424() for line in LINES}
     assert await legs(engine) == EXPECTED
     (entry,) = [json.loads(line) for line in quarantine.read_text().splitlines()]

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
 from app.db.models import messages, node_minutes, nodes
+from app.db.packing import unpack
 from app.ingest.origin import Origin
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
@@ -73,8 +74,9 @@ async def test_frames_are_stored_with_origin_and_parsed_header(engine: AsyncEngi
     )
     assert first["timestamp_us"] == 1_795_687_200_250_000
     assert first["received_us"] == 1_795_687_200_000_000
-    assert bytes(first["raw"])[first["msg_offset"] :] == b"hello"
-    assert stored[1]["error"] and bytes(stored[1]["raw"]) == b"not syslog \xff"
+    raws = [unpack(bytes(row["raw"]), row["packed"]) for row in stored]
+    assert raws[0][first["msg_offset"] :] == b"hello"
+    assert stored[1]["error"] and raws[1] == b"not syslog \xff"
     assert stored[2]["truncated"] is True or stored[2]["truncated"] == 1
     assert node_rows["conf-1"]["messages"] == 1
     assert node_rows["10.0.0.5"]["parse_failures"] == 1

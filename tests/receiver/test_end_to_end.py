@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from app.db.packing import unpack
 from tests.conftest import Service
 from tests.receiver.tls import send_tls, tls_client, tls_service
 
@@ -45,12 +46,12 @@ def test_logger_over_tcp_octet_counted_rfc5424_is_stored_parsed(
         "hello over tcp",
     )
     assert service.wait_for("cdrecon_messages_stored_total", 1, transport="tcp") == 1
-    [(fmt, app_name, msgid, transport, raw, offset, error)] = rows(
+    [(fmt, app_name, msgid, transport, raw, packed, offset, error)] = rows(
         service,
-        "select format, app_name, msgid, transport, raw, msg_offset, error from messages",
+        "select format, app_name, msgid, transport, raw, packed, msg_offset, error from messages",
     )
     assert (fmt, app_name, msgid, transport, error) == ("rfc5424", "pexip", "ADMIN", "tcp", None)
-    assert bytes(raw)[offset:] == b"hello over tcp"
+    assert unpack(raw, packed)[offset:] == b"hello over tcp"
     stats = service.get("/api/v1/stats").json()
     assert stats["messages"] == 1
     assert stats["parse_failures"] == 0
@@ -103,8 +104,8 @@ def test_many_messages_from_a_file_arrive_once_each(
         str(tmp_path / "lines.txt"),
     )
     assert service.wait_for("cdrecon_messages_stored_total", 2000) == 2000
-    stored = rows(service, "select raw, msg_offset from messages order by id")
-    assert [bytes(raw)[offset:].decode() for raw, offset in stored] == lines
+    stored = rows(service, "select raw, packed, msg_offset from messages order by id")
+    assert [unpack(raw, packed)[offset:].decode() for raw, packed, offset in stored] == lines
 
 
 def test_nodes_endpoint_counts_per_sending_host(service: Service) -> None:
@@ -144,10 +145,10 @@ def test_bad_input_is_kept_raw_and_the_service_keeps_running(service: Service) -
     idle.sendall(b"200 <14>1 partial")
     assert service.wait_for("cdrecon_messages_stored_total", 7) == 7
     assert service.metric("cdrecon_messages_oversize_total", transport="tcp") == 1
-    stored = rows(service, "select format, truncated, length(raw), error from messages order by id")
+    stored = rows(service, "select format, truncated, raw, packed, error from messages order by id")
     assert stored[-1][0] == "rfc5424"
-    assert stored[4][1] == 1 and stored[4][2] == 1024
-    assert all(row[3] for row in stored[:4])  # each kept with its reason
+    assert stored[4][1] == 1 and len(unpack(stored[4][2], stored[4][3])) == 1024
+    assert all(row[4] for row in stored[:4])  # each kept with its reason
     assert service.get("/healthz").status_code == 200
     idle.close()
     # The partial frame of the closed connection is stored too, flagged.
@@ -229,5 +230,5 @@ def test_tls_client_not_on_the_allow_list_is_refused(
         )
         == 1
     )
-    [(raw,)] = rows(service, "select raw from messages")
-    assert bytes(raw).endswith(b"y")
+    [(raw, packed)] = rows(service, "select raw, packed from messages")
+    assert unpack(raw, packed).endswith(b"y")

@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import threading
 
+from app.db.packing import unpack
 from tests.conftest import Service
 from tests.receiver.streams import database_locked, send
 
@@ -36,7 +37,8 @@ def test_sigterm_after_the_senders_finished_loses_nothing(service: Service) -> N
     service.start()
     assert service.get("/api/v1/stats").json()["messages"] == total
     with sqlite3.connect(service.db_path) as db:
-        sequences = {bytes(raw)[-8:] for (raw,) in db.execute("select raw from messages")}
+        stored = db.execute("select raw, packed from messages")
+        sequences = {unpack(raw, packed)[-8:] for raw, packed in stored}
     assert len(sequences) == total
 
 
