@@ -5,7 +5,10 @@ The loss window after a hard kill is therefore what is queued plus the batch in 
 at most `queue_high_water` + one chunk per connection, and in steady state one batch.
 When the database falls behind, the queue passes a high-water mark (in messages or in bytes,
 whichever comes first) and the writer pauses the readers (TCP back-pressure) until it drains
-below both low-water marks.
+below both low-water marks. Before that, past the low-water marks, one sender may hold at
+most half of the queue while another has messages in it (`Shares`): a flood or a sender of
+huge frames is held back (TCP, TLS) or dropped (UDP) alone, and the others are not kept
+waiting behind it.
 
 Deriving call events and CDRs costs about three times what storing the raw messages does.
 The writer hands each batch it stores to its `Deriver` (app/cdr/deriving.py), which decides
@@ -43,6 +46,7 @@ from .origin import Origin
 from .prepare import PreparedChunk, prepare_chunk
 from .repository import MessageRepository
 from .rows import Batch, add_frames
+from .shares import Shares
 from .spill import Chunk
 
 log = logging.getLogger(__name__)
@@ -103,6 +107,7 @@ class BatchWriter:
         self._pending = 0
         self._pending_bytes = 0  # the frames' bytes of the messages in `_pending`
         self._held: set[Pausable] = set()
+        self._shares = Shares()
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -147,6 +152,9 @@ class BatchWriter:
             self._chunks.extendleft(reversed(chunks))
             self._pending += self._unspilled
             self._pending_bytes += sum(_size(frames) for _, _, frames in chunks)
+            now = time.monotonic()
+            for origin, _, frames in chunks:
+                self._shares.add(origin, len(frames), _size(frames), now)
             if self._pending:
                 self._drained.clear()
                 self._waiting_since = time.monotonic()
@@ -205,24 +213,31 @@ class BatchWriter:
         )
 
     def submit(self, origin: Origin, frames: list[Frame], received_us: int | None = None) -> bool:
-        """Queue frames read from `origin`. True means: over high water, stop reading."""
+        """Queue frames read from `origin`. True means: stop reading from it (the queue is
+        over high water, or `origin` holds more than its share of a busy queue)."""
         if not frames:
             return self._over_high_water()
         count = len(frames)
         size = _size(frames)
-        if origin.transport == "udp" and self._udp_full(size):
-            # UDP cannot be slowed down; past the hard limit, drop visibly rather than grow.
-            self._metrics.dropped.labels("udp", "queue_full").inc(count)
-            return False
+        now = time.monotonic()
+        if origin.transport == "udp":
+            # UDP cannot be slowed down: past a limit, drop visibly rather than grow.
+            if self._udp_full(size):
+                self._metrics.dropped.labels("udp", "queue_full").inc(count)
+                return False
+            if self._busy() and self._shares.over_half(origin, now, count, size):
+                self._metrics.dropped.labels("udp", "fair_share").inc(count)
+                return False
         self._metrics.received.labels(origin.transport).inc(count)
         if received_us is None:
             received_us = time.time_ns() // 1000
         self._chunks.append((origin, received_us, frames))
-        self._last_submit = time.monotonic()
+        self._last_submit = now
         if not self._pending:
             self._waiting_since = self._last_submit
         self._pending += count
         self._pending_bytes += size
+        self._shares.add(origin, count, size, now)
         self._drained.clear()
         self._metrics.queue.set(self._pending)
         self._metrics.queue_bytes.set(self._pending_bytes)
@@ -230,7 +245,7 @@ class BatchWriter:
         if self._over_high_water():
             self._room.clear()
             return True
-        return False
+        return self._busy() and self._shares.over_half(origin, now)
 
     def _udp_full(self, size: int) -> bool:
         """Whether a datagram of `size` bytes finds the queue full. While TCP or TLS readers
@@ -245,6 +260,10 @@ class BatchWriter:
 
     def _over_high_water(self) -> bool:
         return self._pending >= self.high_water or self._pending_bytes >= self.high_water_bytes
+
+    def _busy(self) -> bool:
+        """Whether the queue is past a low-water mark, where senders' shares are kept."""
+        return self._pending > self.low_water or self._pending_bytes > self.low_water_bytes
 
     def hold(self, reader: Pausable) -> None:
         """Pause `reader` until the queue drains below the low-water mark."""
@@ -332,7 +351,10 @@ class BatchWriter:
         queued = sum(len(chunk.frames) for chunk in chunks)
         await self._commit_isolating(chunks, defer)
         self._pending -= queued
-        self._pending_bytes -= sum(_size(chunk.frames) for chunk in chunks)
+        for chunk in chunks:
+            size = _size(chunk.frames)
+            self._pending_bytes -= size
+            self._shares.remove(chunk.origin, len(chunk.frames), size)
         if not self._pending:
             self._drained.set()
         self._metrics.queue.set(self._pending)
