@@ -75,10 +75,7 @@ MESSAGE_COLUMNS = (
     "timestamp_us, timestamp_text, hostname, app_name, procid, msgid, structured_data, "
     "msg_offset, truncated, error, raw, source, digest"
 )
-EVENT_COLUMNS = (
-    "digest, time_us, node, level, name, message, participant_id, call_id, conference, "
-    "truncated, message_id"
-)
+EVENT_COLUMNS = "digest, time_us, participant_id, truncated, message_id"
 # The `cdrs` columns: the leg's (the product's declaration) and its message ids.
 CDR_COLUMNS = (*LEG_COLUMNS, "message_ids")
 # The microsecond clock of the first message: 2026-11-26T10:00:00Z.
@@ -167,10 +164,8 @@ def batch_statements(
     events = (
         f"INSERT INTO events ({EVENT_COLUMNS}) "
         + _series(first, max(count // event_every, 1), event_every)
-        + f"SELECT randomblob(16), {EPOCH_US} + i * 125000, 'conf-node-0' || (1 + i % 8), "
-        "'INFO', 'administrator.conference', 'Participant has joined.', "
-        "lower(hex(randomblob(18))), lower(hex(randomblob(16))) || '@10.34.10.61', "
-        f"'All hands', 0, {first_message_id} + i - {first} FROM s"
+        + f"SELECT randomblob(16), {EPOCH_US} + i * 125000, lower(hex(randomblob(18))), 0, "
+        f"{first_message_id} + i - {first} FROM s"
     )
     legs = count // (3 * event_every)
     message = f"{first_message_id} + i - {first}"
@@ -274,9 +269,7 @@ def postgres_statements(first: int, count: int) -> list[str]:
     )
     events = (
         f"INSERT INTO events ({EVENT_COLUMNS}) "
-        f"SELECT decode(md5(random()::text), 'hex'), {clock}, 'conf-node-0' || (1 + i % 8), "
-        "'INFO', 'administrator.conference', 'Participant has joined.', "
-        "gen_random_uuid()::text, md5(random()::text) || '@10.34.10.61', 'All hands', false, "
+        f"SELECT decode(md5(random()::text), 'hex'), {clock}, gen_random_uuid()::text, false, "
         f"i + 1 FROM {series}"
     )
     legs = (

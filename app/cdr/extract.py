@@ -8,19 +8,7 @@ from typing import NamedTuple
 from app.cdr.assembly import LegEvent
 from parsers.pexip import PexipEvent, PexipParseError, find_pexip_body, parse_pexip
 
-EVENT_COLUMNS = (
-    "digest",
-    "time_us",
-    "node",
-    "level",
-    "name",
-    "message",
-    "participant_id",
-    "call_id",
-    "conference",
-    "truncated",
-    "message_id",
-)
+EVENT_COLUMNS = ("digest", "time_us", "participant_id", "truncated", "message_id")
 
 
 class CallEvent(NamedTuple):
@@ -48,17 +36,10 @@ class CallEvent(NamedTuple):
     def as_tuple(self, message_id: int) -> tuple[object, ...]:
         """The `events` row, in EVENT_COLUMNS order, as first seen in `message_id`."""
         event = self.event
-        fields = event.fields
         return (
             self.digest,
             self.time_us,
-            self.node,
-            event.level,
-            event.name,
-            event.message,
-            fields.get("participant-id"),
-            fields.get("call-id"),
-            fields.get("conference"),
+            event.fields.get("participant-id"),
             event.truncated,
             message_id,
         )

@@ -220,13 +220,21 @@ class CdrRepository:
     async def events_of_leg(
         self, conn: AsyncConnection, participant_id: str
     ) -> list[dict[str, Any]]:
-        """A leg's events in time order, each with its keys (`fields`) and the ids of the raw
-        messages it came in."""
+        """A leg's events in time order, each with its node, level, name, message and keys
+        (`fields`), parsed again from the raw message it was first seen in, and the ids of the
+        raw messages it came in."""
         message_ids = (await self.stored_legs(conn, [participant_id])).get(participant_id, [])
         rows: list[dict[str, Any]] = []
         for chunk in _chunks(message_ids):
             result = await conn.execute(
-                select(events, messages.c.raw, messages.c.packed, messages.c.msg_offset)
+                select(
+                    events,
+                    # The sending node as the writer names it: HOSTNAME, else the peer.
+                    func.coalesce(messages.c.hostname, messages.c.peer_host).label("node"),
+                    messages.c.raw,
+                    messages.c.packed,
+                    messages.c.msg_offset,
+                )
                 .join(messages, messages.c.id == events.c.message_id)
                 .where(events.c.message_id.in_(chunk))
             )
@@ -234,8 +242,12 @@ class CdrRepository:
                 values = dict(row._mapping)
                 raw = unpack(bytes(values.pop("raw")), values.pop("packed"))
                 offset = values.pop("msg_offset")
-                event = _reparse(raw, offset, values["node"], values["message_id"])
-                values["fields"] = {} if event is None else dict(event.event.fields)
+                found = _reparse(raw, offset, values["node"], values["message_id"])
+                event = None if found is None else found.event
+                values["level"] = None if event is None else event.level
+                values["name"] = None if event is None else event.name
+                values["message"] = None if event is None else event.message
+                values["fields"] = {} if event is None else dict(event.fields)
                 rows.append(values)
         rows.sort(key=lambda values: (values["time_us"], values["id"]))
         digests = [row["digest"] for row in rows]

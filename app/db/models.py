@@ -25,9 +25,7 @@ from parsers.limits import (
     APP_NAME_MAX,
     FORMAT_MAX,
     HOSTNAME_MAX,
-    LEVEL_MAX,
     MSGID_MAX,
-    NAME_MAX,
     PARTICIPANT_ID_MAX,
     PROCID_MAX,
     TIMESTAMP_TEXT_MAX,
@@ -107,21 +105,17 @@ nodes = Table(
 
 # One row per distinct Pexip call event. The digest of the Pexip body makes the same line
 # received twice (resent, or live and later backfilled) one event. `message_id` is the first
-# raw message it was seen in, which also holds all its keys (parsed again when needed, so
-# ingest writes them once); `event_messages` lists every further message that carried it.
+# raw message it was seen in, which holds everything else about it (its node, level, name,
+# message and keys: parsed again when needed, so ingest writes them once);
+# `event_messages` lists every further message that carried it. The row keeps only what
+# queries select on: the time, and the leg (retention asks which events belong to no CDR).
 events = Table(
     "events",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("digest", LargeBinary(16), nullable=False),
     Column("time_us", BigInteger, nullable=False),
-    Column("node", String(HOSTNAME_MAX), nullable=True),
-    Column("level", String(LEVEL_MAX), nullable=True),
-    Column("name", String(NAME_MAX), nullable=True),
-    Column("message", Text, nullable=True),
     Column("participant_id", String(PARTICIPANT_ID_MAX), nullable=True),
-    Column("call_id", Text, nullable=True),
-    Column("conference", Text, nullable=True),
     Column("truncated", Boolean, nullable=False),
     Column("message_id", BigInteger, nullable=False),
     # (time, digest) is as unique as the digest (the body starts with the time) and, unlike

@@ -19,6 +19,10 @@ async def test_a_leg_can_be_read_with_its_events_and_raw_messages(ingested: Asyn
         "Participant has joined.",
         "Participant has disconnected.",
     ]
+    # The event row keeps its time and leg; the rest comes from its raw message.
+    assert [(e["node"], e["level"], e["name"], e["truncated"]) for e in leg_events] == [
+        ("conf-b", "INFO", "administrator.conference", False)
+    ] * 2
     assert all(len(e["message_ids"]) == 1 for e in leg_events)
     # The keys are parsed again from the raw message the event came in.
     assert leg_events[0]["fields"]["participant-id"] == "p-carol"
