@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings, StartupError, read_secret_file
 from app.db.engine import create_engine
@@ -513,29 +513,30 @@ def reconcile_command(from_: str, until: str, tolerance: str, force: bool, **fla
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tolerance") from exc
 
+    async def audited(conn: AsyncConnection, summary: dict[str, Any]) -> None:
+        window = {"from": summary["from"], "until": summary["until"]}
+        await record(
+            conn,
+            _actor(),
+            "reconciliation.run",
+            str(summary["id"]),
+            {
+                **window,
+                "tolerance": tolerance_us / 1_000_000,
+                "forced": summary["coverage"]["forced"],
+            },
+        )
+
     async def run(_settings: Settings, engine: AsyncEngine) -> dict[str, Any]:
-        async with engine.begin() as conn:
-            summary = await reconcile(
-                conn,
-                round(start.timestamp() * 1_000_000),
-                round(end.timestamp() * 1_000_000),
-                tolerance_us,
-                created_by=_actor(),
-                force=force,
-            )
-            window = {"from": summary["from"], "until": summary["until"]}
-            await record(
-                conn,
-                _actor(),
-                "reconciliation.run",
-                str(summary["id"]),
-                {
-                    **window,
-                    "tolerance": tolerance_us / 1_000_000,
-                    "forced": summary["coverage"]["forced"],
-                },
-            )
-            return summary
+        return await reconcile(
+            engine,
+            round(start.timestamp() * 1_000_000),
+            round(end.timestamp() * 1_000_000),
+            tolerance_us,
+            created_by=_actor(),
+            force=force,
+            then=audited,
+        )
 
     summary = _run(flags, run)
     click.echo(json.dumps(summary, indent=2))

@@ -25,6 +25,7 @@ from app.db.engine import create_engine
 from app.db.location import DatabaseFile
 from app.metrics import Metrics
 from app.receiver.listeners import Receivers
+from app.reconcile.service import fail_interrupted
 from app.runtime import Runtime, settle_garbage_collector
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
     # Bound here, not by uvicorn, so that a taken port is a clear start-up error.
     http_socket = _bind_http(settings.http_address)
     await _fold_counts(engine)
+    await _fail_interrupted_runs(engine)
     runtime.writer.start()
     receivers = Receivers(settings, runtime.writer, runtime.metrics)
     stop = asyncio.Event()
@@ -129,6 +131,16 @@ async def _fold_counts(engine: AsyncEngine) -> None:
             await counts.fold(conn)
     except Exception:
         log.exception("folding the row counts failed; they stay correct, in more rows")
+
+
+async def _fail_interrupted_runs(engine: AsyncEngine) -> None:
+    """Mark failed the reconciliation runs an earlier process left running (killed during a
+    run), so that none says `running` for ever; a failure is only logged (the next run
+    tries again)."""
+    try:
+        await fail_interrupted(engine)
+    except Exception:
+        log.exception("marking interrupted reconciliation runs failed did not work")
 
 
 def _nothing() -> None:

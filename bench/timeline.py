@@ -65,8 +65,7 @@ async def measure(database: Path, n: int, runs: int) -> dict[str, Any]:
     }
     engine = create_engine(f"sqlite+aiosqlite:///{database}")
     try:
-        async with engine.begin() as conn:
-            run = await service.reconcile(conn, start, until, 2_000_000, "bench", force=True)
+        run = await service.reconcile(engine, start, until, 2_000_000, "bench", force=True)
         async with engine.connect() as conn:
 
             async def density() -> None:

@@ -251,8 +251,10 @@ history_coverage = Table(
     Index("ix_history_coverage_as_of_us", "as_of_us"),
 )
 
-# A reconciliation run over [from, until): its summary JSON (counts, gaps, input bounds)
-# and one item per CDR or MN record (a matched pair is one item).
+# A reconciliation run over [from, until): its state (`reconcile.runs.RunState`: running,
+# done, failed, with `failure` saying why), the process running it, its summary JSON
+# (counts, gaps, input bounds; "{}" until done) and one item per CDR or MN record (a matched
+# pair is one item). Only a done run is shown or used.
 reconciliations = Table(
     "reconciliations",
     metadata,
@@ -262,6 +264,10 @@ reconciliations = Table(
     Column("from_us", BigInteger, nullable=False),
     Column("until_us", BigInteger, nullable=False),
     Column("tolerance_us", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("process", String(255), nullable=True),
+    Column("finished_us", BigInteger, nullable=True),
+    Column("failure", Text, nullable=True),
     Column("summary", Text, nullable=False),
 )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.api.deps import ConnectionDep
+from app.api.deps import ConnectionDep, StateDep
 from app.audit.service import record as audit
 from app.auth.deps import AdminDep, ReaderDep
 from app.auth.tokens import Principal
@@ -22,6 +22,16 @@ from .schemas import Item, RunRequest, RunSummary
 router = APIRouter(tags=["reconciliation"])
 
 RunId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+# What a run that is not done answers, on every route that reads one.
+_READ_RESPONSES = {
+    **not_found("No such run"),
+    409: {
+        "model": ErrorBody,
+        "description": "The run is still running, or failed (`run_not_finished`, with the "
+        "reason): it has no summary or items yet",
+    },
+}
 
 
 @router.post(
@@ -41,50 +51,54 @@ async def create_run(
     body: RunRequest,
     request: Request,
     principal: AdminDep,
-    conn: ConnectionDep,
+    state: StateDep,
 ) -> RunSummary:
     """Match syslog CDRs against MN records over the window; the summary with counts by
     status and the restore gaps."""
     client = request.client.host if request.client else None
-    return RunSummary.model_validate(await start_run(conn, body, principal, client))
+    return RunSummary.model_validate(await start_run(state.engine, body, principal, client))
 
 
 async def start_run(
-    conn: AsyncConnection, body: RunRequest, principal: Principal, client: str | None
+    engine: AsyncEngine, body: RunRequest, principal: Principal, client: str | None
 ) -> dict[str, Any]:
-    """Run the reconciliation `body` asks for and audit it as `principal`; its summary.
-    The API and the web console's form both start runs here."""
+    """Run the reconciliation `body` asks for and audit it as `principal`, in the
+    transaction that finishes the run; its summary. The API and the web console's form
+    both start runs here."""
     from_us, until_us = to_us(body.from_), to_us(body.until)
     assert from_us is not None and until_us is not None
-    summary = await service.reconcile(
-        conn,
+
+    async def audited(conn: AsyncConnection, summary: dict[str, Any]) -> None:
+        await audit(
+            conn,
+            principal.name,
+            "reconciliation.run",
+            str(summary["id"]),
+            {
+                "from": summary["from"],
+                "until": summary["until"],
+                "tolerance": body.tolerance,
+                "forced": summary["coverage"]["forced"],
+            },
+            client,
+        )
+
+    return await service.reconcile(
+        engine,
         from_us,
         until_us,
         round(body.tolerance * 1_000_000),
         principal.name,
         force=body.force,
+        then=audited,
     )
-    await audit(
-        conn,
-        principal.name,
-        "reconciliation.run",
-        str(summary["id"]),
-        {
-            "from": summary["from"],
-            "until": summary["until"],
-            "tolerance": body.tolerance,
-            "forced": summary["coverage"]["forced"],
-        },
-        client,
-    )
-    return summary
 
 
 @router.get(
     "/reconciliations/{run_id}",
     response_model=RunSummary,
     summary="A run's summary",
-    responses=not_found("No such run"),
+    responses=_READ_RESPONSES,
 )
 async def get_run(run_id: RunId, _: ReaderDep, conn: ConnectionDep) -> RunSummary:
     """Counts, gaps and input bounds of a stored run."""
@@ -95,7 +109,7 @@ async def get_run(run_id: RunId, _: ReaderDep, conn: ConnectionDep) -> RunSummar
     "/reconciliations/{run_id}/items",
     response_model=Page[Item],
     summary="A run's items",
-    responses=not_found("No such run"),
+    responses=_READ_RESPONSES,
 )
 async def list_items(
     run_id: RunId,

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Table, and_, func, select, true
+from sqlalchemy import Integer, Table, and_, cast, delete, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
-from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders
+from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders, take_write_lock
 from parsers.mn_record import COMPARED_FIELDS, compared_text
 
 from .items import ITEM_COLUMNS, STORED, ItemRow
 from .rows import COMPARED, ID, LEG_COLUMNS, Row
+from .runs import RunState
 
 
 async def _rows_in_range(
@@ -60,6 +61,15 @@ async def _with_compared(conn: AsyncConnection, table: str, rows: list[Row]) -> 
         else (*row[:COMPARED], texts[row[ID]], *row[COMPARED + 1 :])
         for row in rows
     ]
+
+
+# pg_advisory_lock's first key for "a reconciliation run is live" (the bytes of "cdrc"); the
+# second is the run's id, cut to 31 bits as `fail_interrupted` cuts it in SQL.
+_RUN_LOCK = 0x63647263
+
+
+def _lock_key(run_id: int) -> int:
+    return run_id % 2**31
 
 
 _LEGS = ", ".join(LEG_COLUMNS)
@@ -118,21 +128,87 @@ class ReconcileRepository:
         return await _with_compared(conn, "mn_participants", found)
 
     async def create_run(self, conn: AsyncConnection, values: dict[str, Any]) -> int:
-        """Store a run; its id."""
+        """Store a run; its id. On PostgreSQL `conn`'s session also takes the run's advisory
+        lock, which says the run is live until `release_run` or the session's end (a killed
+        process's session ends with it): several processes may share the database, and
+        another one's run is judged by that lock alone. Call it in the transaction that
+        commits the row, so that no one sees the row without its lock."""
         result = await conn.execute(reconciliations.insert().values(values))
         primary_key = result.inserted_primary_key
         assert primary_key is not None
-        return int(primary_key[0])
+        run_id = int(primary_key[0])
+        if conn.dialect.name == "postgresql":
+            await conn.execute(select(func.pg_advisory_lock(_RUN_LOCK, _lock_key(run_id))))
+        return run_id
 
-    async def save_summary(
-        self, conn: AsyncConnection, run_id: int, summary: dict[str, Any]
+    async def release_run(self, conn: AsyncConnection, run_id: int) -> None:
+        """Give up the run's advisory lock that `create_run` took on `conn`'s session."""
+        if conn.dialect.name == "postgresql":
+            await conn.execute(select(func.pg_advisory_unlock(_RUN_LOCK, _lock_key(run_id))))
+
+    async def finish_run(
+        self, conn: AsyncConnection, run_id: int, summary: dict[str, Any], finished_us: int
+    ) -> bool:
+        """Store the run's summary and mark it done, if it is still running; whether it was
+        (a run found interrupted meanwhile stays failed)."""
+        result = await conn.execute(
+            reconciliations.update()
+            .where(reconciliations.c.id == run_id, reconciliations.c.status == RunState.RUNNING)
+            .values(summary=json.dumps(summary), status=RunState.DONE, finished_us=finished_us)
+        )
+        return bool(result.rowcount)
+
+    async def fail_run(
+        self, conn: AsyncConnection, run_id: int, failure: str, finished_us: int
     ) -> None:
-        """Store the run's summary JSON."""
+        """Mark a running run failed, saying why."""
         await conn.execute(
             reconciliations.update()
-            .where(reconciliations.c.id == run_id)
-            .values(summary=json.dumps(summary))
+            .where(reconciliations.c.id == run_id, reconciliations.c.status == RunState.RUNNING)
+            .values(status=RunState.FAILED, failure=failure, finished_us=finished_us)
         )
+
+    async def fail_interrupted(
+        self,
+        conn: AsyncConnection,
+        is_live: Callable[[int, str | None], bool],
+        failure: str,
+        finished_us: int,
+    ) -> list[int]:
+        """Mark failed the runs left running by a process that is gone; their ids.
+
+        PostgreSQL: a run whose advisory lock (see `create_run`) this transaction can take
+        has no live session behind it; the lock is held until the update commits. SQLite
+        (one host): `is_live(id, process)` judges each running run."""
+        table = reconciliations
+        running = table.c.status == RunState.RUNNING
+        values = {"status": RunState.FAILED, "failure": failure, "finished_us": finished_us}
+        if conn.dialect.name == "postgresql":
+            unlocked = func.pg_try_advisory_xact_lock(_RUN_LOCK, cast(table.c.id % 2**31, Integer))
+            result = await conn.execute(
+                table.update().where(running, unlocked).values(values).returning(table.c.id)
+            )
+            return sorted(int(run_id) for (run_id,) in result)
+        await take_write_lock(conn)  # it reads, then writes
+        found = await conn.execute(select(table.c.id, table.c.process).where(running))
+        ended = [int(run_id) for run_id, process in found if not is_live(int(run_id), process)]
+        if ended:
+            await conn.execute(table.update().where(running, table.c.id.in_(ended)).values(values))
+        return ended
+
+    async def delete_items(self, conn: AsyncConnection, run_id: int, count: int) -> int:
+        """Delete up to `count` of a run's items, lowest numbers first; how many went. One
+        statement, a write from the start (see `take_write_lock`)."""
+        item = reconciliation_items
+        first = select(item.c.seq).where(item.c.run_id == run_id).order_by(item.c.seq).limit(count)
+        result = await conn.execute(
+            delete(item).where(item.c.run_id == run_id, item.c.seq.in_(first.scalar_subquery()))
+        )
+        return int(result.rowcount)
+
+    async def delete_run(self, conn: AsyncConnection, run_id: int) -> None:
+        """Delete a run whose items are gone."""
+        await conn.execute(delete(reconciliations).where(reconciliations.c.id == run_id))
 
     async def insert_items(
         self, conn: AsyncConnection, run_id: int, items: Iterable[ItemRow], first_seq: int = 1
@@ -156,9 +232,12 @@ class ReconcileRepository:
         return None if row is None else dict(row._mapping)
 
     async def newest_summaries(self, conn: AsyncConnection, limit: int) -> list[str]:
-        """The stored summary JSON of the newest `limit` runs, newest first."""
+        """The stored summary JSON of the newest `limit` done runs, newest first."""
         result = await conn.execute(
-            select(reconciliations.c.summary).order_by(reconciliations.c.id.desc()).limit(limit)
+            select(reconciliations.c.summary)
+            .where(reconciliations.c.status == RunState.DONE)
+            .order_by(reconciliations.c.id.desc())
+            .limit(limit)
         )
         return [str(text) for (text,) in result]
 

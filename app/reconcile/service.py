@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.cdr.deriving import derive_pending
 from app.db.models import cdrs, mn_participants
-from app.errors import InvalidInputError, NotFoundError
+from app.db.snapshot import read_snapshot
+from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.history import coverage as history_coverage
 from app.paging import cut_page, decode_cursor
 from app.times import FIRST_US, LAST_US, iso, to_us
@@ -21,6 +25,7 @@ from .items import agreed_row, item_row
 from .matching import Gap, classify, gaps_in
 from .repository import ReconcileRepository
 from .rows import ID, leg_view, split_agreeing
+from .runs import RunState, has_ended, this_process
 from .tally import Tally
 
 
@@ -29,6 +34,20 @@ class RunNotFound(NotFoundError):
 
     def __init__(self, run_id: int) -> None:
         super().__init__(f"no reconciliation run {run_id}")
+
+
+class RunNotFinished(ConflictError):
+    """The run is still running, or failed: it has no summary or items to show or use."""
+
+    code = "run_not_finished"
+
+    def __init__(self, run_id: int, state: str, created_us: int, failure: str | None) -> None:
+        self.state = state
+        if state == RunState.RUNNING:
+            text = f"reconciliation run {run_id} is still running (started {iso(created_us)})"
+        else:
+            text = f"reconciliation run {run_id} failed: {failure or 'no reason recorded'}"
+        super().__init__(text)
 
 
 def _gap(gap: Gap) -> dict[str, Any]:
@@ -50,70 +69,168 @@ def _bounds(bounds: tuple[int, int] | None) -> dict[str, str | None]:
 # A window is reconciled a slice at a time, so that memory follows the busiest slice, not
 # the whole window.
 SLICE_US = 6 * 3600 * 1_000_000
+# Items a write transaction stores at most: a few milliseconds of SQLite's one writer, which
+# the batch writer gets between them.
+ITEMS_PER_TRANSACTION = 2000
+
+# Runs in progress in this process: on SQLite, a run that this process recorded as its own
+# and that is not here was left running by a task that is gone (`fail_interrupted`).
+_LIVE: set[int] = set()
+
+# What a run does, in its finishing transaction, with its summary: audit it, alert on it.
+Then = Callable[[AsyncConnection, dict[str, Any]], Awaitable[None]]
+
+log = logging.getLogger(__name__)
 
 
 async def reconcile(
-    conn: AsyncConnection,
+    engine: AsyncEngine,
     from_us: int,
     until_us: int,
     tolerance_us: int = 2_000_000,
     created_by: str | None = None,
     force: bool = False,
     as_of_cap_us: int | None = None,
+    then: Then | None = None,
 ) -> dict[str, Any]:
     """Run a reconciliation over [from, until), store it, and return its summary.
 
-    Derives what a busy writer deferred first, in transactions of its own: call it before
-    `conn` has read anything, so that it reads complete CDRs. Refused (HistoryNotCovered)
-    when no MN history covers the window, unless `force`: then the operator vouches for the
-    history, and no call is held back as `after_history`. `as_of_cap_us` trusts the history
-    no further than that instant (the watch's settle time: the MN may write a record a
-    little after the call ended).
+    Derives what a busy writer deferred first. The run reads both stores from one snapshot
+    (`read_snapshot`) and stores its row, its items and at last its summary in short write
+    transactions of their own, so that the batch writer commits between them; until the
+    last one the run is `running`, which every reader treats as not there. `then(conn,
+    summary)` runs in that last transaction (the run is done only if it succeeds). A run
+    that fails is marked `failed` with the reason and its items discarded; the error is
+    raised as it came.
+
+    Refused (HistoryNotCovered), with no run stored, when no MN history covers the window,
+    unless `force`: then the operator vouches for the history, and no call is held back as
+    `after_history`. `as_of_cap_us` trusts the history no further than that instant (the
+    watch's settle time: the MN may write a record a little after the call ended).
     """
     if until_us <= from_us:
         raise InvalidInputError("the window is empty: `until` must be after `from`")
     if from_us < FIRST_US or until_us > LAST_US:
         raise InvalidInputError("the window must lie within the years 1 to 9999 (UTC)")
     # A CDR not derived yet would count its leg as missing in syslog.
-    await derive_pending(conn.engine)
+    await derive_pending(engine)
+    await fail_interrupted(engine)
     repository = ReconcileRepository()
-    now_us = time.time_ns() // 1000
-    # The run's row is `conn`'s first statement: on SQLite the transaction takes the write
-    # lock before it reads, so it cannot find its snapshot stale when it writes (which
-    # fails at once, however long it would wait, while ingest commits).
-    run_id = await repository.create_run(
-        conn,
-        {
+    async with read_snapshot(engine) as snapshot, engine.connect() as writer:
+        coverage = await history_coverage.read(snapshot)  # the snapshot is taken here
+        uncovered = coverage.uncovered(from_us, until_us)
+        if uncovered is not None and not force:
+            raise history_coverage.HistoryNotCovered(uncovered)
+        history_as_of = None if uncovered is not None else coverage.as_of_us
+        if history_as_of is not None and as_of_cap_us is not None:
+            history_as_of = min(history_as_of, as_of_cap_us)
+        now_us = _now_us()
+        run = {
             "created_us": now_us,
             "created_by": created_by,
             "from_us": from_us,
             "until_us": until_us,
             "tolerance_us": tolerance_us,
-            "summary": "{}",
+        }
+        run_id = await _start(writer, run)
+        try:
+            found = await _store_items(
+                snapshot,
+                writer,
+                run_id,
+                (from_us, until_us),
+                tolerance_us,
+                coverage.oldest_us,
+                history_as_of,
+            )
+            summary = _summary(run_id, run, found, coverage, uncovered)
+            async with writer.begin():
+                if not await repository.finish_run(writer, run_id, summary, _now_us()):
+                    raise RunInterrupted(run_id)
+                if then is not None:
+                    await then(writer, summary)
+        except BaseException as exc:
+            await asyncio.shield(_fail(engine, run_id, _failure(exc)))
+            raise
+        finally:
+            _LIVE.discard(run_id)
+            await _release(writer, run_id)
+    return summary
+
+
+async def _start(writer: AsyncConnection, run: dict[str, Any]) -> int:
+    """Store a new run as running in this process, in a transaction of its own; its id."""
+    run_id = None
+    try:
+        async with writer.begin():
+            run_id = await ReconcileRepository().create_run(
+                writer,
+                {**run, "status": RunState.RUNNING, "process": this_process(), "summary": "{}"},
+            )
+            # Live before anyone can see it (`fail_interrupted`).
+            _LIVE.add(run_id)
+    except BaseException:
+        _LIVE.discard(run_id or 0)
+        raise
+    return run_id
+
+
+def _summary(
+    run_id: int,
+    run: dict[str, Any],
+    found: Tally,
+    coverage: history_coverage.Coverage,
+    uncovered: str | None,
+) -> dict[str, Any]:
+    """A run's summary, as stored and returned."""
+    return {
+        "id": run_id,
+        "created_at": iso(run["created_us"]),
+        "created_by": run["created_by"],
+        "from": iso(run["from_us"]),
+        "until": iso(run["until_us"]),
+        "tolerance_seconds": run["tolerance_us"] / 1_000_000,
+        "counts": found.counts,
+        "gaps": [_gap(gap) for gap in gaps_in(found.entries)],
+        "inputs": {
+            "cdrs": found.cdrs,
+            "mn_records": found.records,
+            "pairs": found.pairs,
+            "syslog": _bounds(found.syslog_bounds),
+            "mn": _bounds(found.mn_bounds),
+            "mn_retention_from": iso(coverage.oldest_us),
         },
-    )
-    coverage = await history_coverage.read(conn)
-    uncovered = coverage.uncovered(from_us, until_us)
-    if uncovered is not None and not force:
-        raise history_coverage.HistoryNotCovered(uncovered)
-    history_as_of = None if uncovered is not None else coverage.as_of_us
-    if history_as_of is not None and as_of_cap_us is not None:
-        history_as_of = min(history_as_of, as_of_cap_us)
-    retention_from = coverage.oldest_us
+        "coverage": coverage.describe(uncovered),
+    }
+
+
+async def _store_items(
+    snapshot: AsyncConnection,
+    writer: AsyncConnection,
+    run_id: int,
+    window: tuple[int, int],
+    tolerance_us: int,
+    retention_from: int | None,
+    history_as_of: int | None,
+) -> Tally:
+    """Read `window` from `snapshot` a slice at a time and store run `run_id`'s items
+    through `writer`, a few thousand a transaction; the tally of what it found."""
+    from_us, until_us = window
+    repository = ReconcileRepository()
     tally = Tally()
     seq = 0
-    span = await repository.time_span(conn, from_us, until_us)
+    span = await repository.time_span(snapshot, from_us, until_us)
     first, last = span if span is not None else (until_us, until_us - 1)
     start = first
     while start <= last:
         end = min(start + SLICE_US, until_us)
-        legs = await repository.syslog_rows(conn, start, end)
+        legs = await repository.syslog_rows(snapshot, start, end)
         # Reach past the slice by the tolerance, so that a record just across an edge still
         # meets its twin. A lone MN record is judged in the slice whose window, moved back
         # by the tolerance, holds it: near the end of a slice it may still find its twin
         # among the next slice's legs.
         candidates = await repository.mn_rows(
-            conn, start - tolerance_us, end + tolerance_us, [leg[ID] for leg in legs]
+            snapshot, start - tolerance_us, end + tolerance_us, [leg[ID] for leg in legs]
         )
         agreed, other_legs, other_records = split_agreeing(
             legs,
@@ -135,51 +252,120 @@ async def reconcile(
         items = [agreed_row(cdr, mn) for cdr, mn in agreed]
         items += [item_row(item) for item in outcome.items]
         items.sort()  # item rows start with their unique pair key: the order of Items
-        await repository.insert_items(conn, run_id, items, first_seq=seq + 1)
-        seq += len(items)
+        for chunk in range(0, len(items), ITEMS_PER_TRANSACTION):
+            stored = items[chunk : chunk + ITEMS_PER_TRANSACTION]
+            async with writer.begin():
+                await repository.insert_items(writer, run_id, stored, first_seq=seq + 1)
+            seq += len(stored)
         tally.add_items(items)
         tally.add_legs(legs)
         start = end
-    summary = {
-        "id": run_id,
-        "created_at": iso(now_us),
-        "created_by": created_by,
-        "from": iso(from_us),
-        "until": iso(until_us),
-        "tolerance_seconds": tolerance_us / 1_000_000,
-        "counts": tally.counts,
-        "gaps": [_gap(gap) for gap in gaps_in(tally.entries)],
-        "inputs": {
-            "cdrs": tally.cdrs,
-            "mn_records": tally.records,
-            "pairs": tally.pairs,
-            "syslog": _bounds(tally.syslog_bounds),
-            "mn": _bounds(tally.mn_bounds),
-            "mn_retention_from": iso(retention_from),
-        },
-        "coverage": coverage.describe(uncovered),
-    }
-    await repository.save_summary(conn, run_id, summary)
-    return summary
+    return tally
 
 
-async def get_summary(conn: AsyncConnection, run_id: int) -> dict[str, Any]:
-    """The stored summary of a run."""
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _failure(exc: BaseException) -> str:
+    """Why a run failed, as its `failure` says."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "stopped before it finished (its task was cancelled)"
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+async def _fail(engine: AsyncEngine, run_id: int, failure: str) -> None:
+    """Mark a run failed and discard its items; logged, never raised, since the run's own
+    error is what its caller must hear (a run left running is failed later, see
+    `fail_interrupted`)."""
+    try:
+        async with engine.begin() as conn:
+            await ReconcileRepository().fail_run(conn, run_id, failure, _now_us())
+        await discard_items(engine, run_id)
+    except Exception:
+        log.exception("could not mark reconciliation run %d failed (%s)", run_id, failure)
+
+
+async def _release(writer: AsyncConnection, run_id: int) -> None:
+    """Give up the run's lock (PostgreSQL); a connection that cannot is closed, which
+    does it too, rather than go back to the pool still holding it."""
+    try:
+        await ReconcileRepository().release_run(writer, run_id)
+        if writer.in_transaction():
+            await writer.commit()
+    except Exception:
+        await writer.invalidate()
+
+
+class RunInterrupted(ConflictError):
+    """The run was marked failed by another process before it could finish."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(
+            f"reconciliation run {run_id} was marked interrupted before it finished; run it again"
+        )
+
+
+# A run found interrupted says so, for the runs list and its API answer.
+INTERRUPTED = "interrupted: the process running it stopped before it finished"
+
+
+async def fail_interrupted(engine: AsyncEngine) -> list[int]:
+    """Mark failed the runs left running by a process that is gone (killed, or a task of
+    this one that ended without saying), discard their items; their ids. A run of another
+    live process is left alone: on PostgreSQL its session holds the run's lock, on SQLite
+    its process is still there (a process on another host is never judged gone)."""
+
+    def is_live(run_id: int, process: str | None) -> bool:
+        if process == this_process():
+            return run_id in _LIVE
+        return not has_ended(process)
+
+    async with engine.begin() as conn:
+        ended = await ReconcileRepository().fail_interrupted(conn, is_live, INTERRUPTED, _now_us())
+    for run_id in ended:
+        log.warning("reconciliation run %d was %s; marked failed", run_id, INTERRUPTED)
+        await discard_items(engine, run_id)
+    return ended
+
+
+async def discard_items(engine: AsyncEngine, run_id: int) -> int:
+    """Delete a run's items a few thousand a transaction; how many went."""
+    repository, gone = ReconcileRepository(), 0
+    while True:
+        async with engine.begin() as conn:
+            deleted = await repository.delete_items(conn, run_id, ITEMS_PER_TRANSACTION)
+        gone += deleted
+        if deleted < ITEMS_PER_TRANSACTION:
+            return gone
+
+
+async def delete_run(engine: AsyncEngine, run_id: int) -> None:
+    """Delete a run, its items first, a few thousand a transaction."""
+    await discard_items(engine, run_id)
+    async with engine.begin() as conn:
+        await ReconcileRepository().delete_run(conn, run_id)
+
+
+async def _finished(conn: AsyncConnection, run_id: int) -> dict[str, Any]:
+    """Run `run_id`'s row if it is done; RunNotFound or RunNotFinished otherwise."""
     run = await ReconcileRepository().get_run(conn, run_id)
     if run is None:
         raise RunNotFound(run_id)
-    summary: dict[str, Any] = json.loads(run["summary"])
+    if run["status"] != RunState.DONE:
+        raise RunNotFinished(run_id, run["status"], run["created_us"], run["failure"])
+    return run
+
+
+async def get_summary(conn: AsyncConnection, run_id: int) -> dict[str, Any]:
+    """The stored summary of a done run."""
+    summary: dict[str, Any] = json.loads((await _finished(conn, run_id))["summary"])
     return summary
 
 
 async def newest_runs(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
-    """The summaries of the newest `limit` runs, newest first."""
-    summaries = []
-    for text in await ReconcileRepository().newest_summaries(conn, limit):
-        summary = json.loads(text)
-        if isinstance(summary, dict) and summary:  # "{}" while a run is being written
-            summaries.append(summary)
-    return summaries
+    """The summaries of the newest `limit` done runs, newest first."""
+    return [json.loads(text) for text in await ReconcileRepository().newest_summaries(conn, limit)]
 
 
 async def page_items(
@@ -187,8 +373,7 @@ async def page_items(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of a run's items and the cursor of the next page (None on the last)."""
     repository = ReconcileRepository()
-    if await repository.get_run(conn, run_id) is None:
-        raise RunNotFound(run_id)
+    await _finished(conn, run_id)
     after = decode_cursor(cursor, int)[0] if cursor else 0
     rows = await repository.page_items(conn, run_id, status, after, limit + 1)
     rows, next_cursor = cut_page(rows, limit, lambda row: (row["seq"],))

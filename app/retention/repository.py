@@ -39,6 +39,7 @@ from app.db.models import (
     reconciliation_items,
     reconciliations,
 )
+from app.reconcile.runs import RunState
 from app.watch.repository import open_alert_records
 
 from .policy import Tally, listed_ids
@@ -49,17 +50,10 @@ Cursor = tuple[Any, ...]
 LOST = "missing_in_mn"
 
 
-async def take_write_lock(conn: AsyncConnection) -> None:
-    """On SQLite, make the transaction's first statement a write: one that read first could
-    not write after the batch writer committed meanwhile, while one that waits for the lock
-    simply waits (busy_timeout). PostgreSQL locks rows as it deletes them."""
-    if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql("DELETE FROM row_counts WHERE slot < -1")
-
-
 def unexported_lost() -> Select[Any]:
     """The ids of CDRs some run found lost (`missing_in_mn`) and no batch has exported:
-    billing still needs them, with everything behind them."""
+    billing still needs them, with everything behind them. A run still running counts (it
+    may well finish); a failed one does not."""
     item = reconciliation_items
     return (
         select(item.c.cdr_id)
@@ -69,6 +63,7 @@ def unexported_lost() -> Select[Any]:
             )
         )
         .where(
+            reconciliations.c.status != RunState.FAILED,
             item.c.cdr_id.is_not(None),
             ~exists().where(first_exports.c.cdr_id == item.c.cdr_id),
         )
@@ -404,7 +399,8 @@ async def prune_runs(
     conn: AsyncConnection, cutoff_us: int, cursor: Cursor | None, limit: int, dry_run: bool
 ) -> tuple[Cursor | None, Tally]:
     """Reconciliation runs made before the cut-off with their items, except a run that holds
-    an unexported lost record (it is what exports that record). The cursor is (made, id)."""
+    an unexported lost record (it is what exports that record; a failed run exports
+    nothing) and one still running. The cursor is (made, id)."""
     item = reconciliation_items
     holds_lost = exists().where(
         item.c.run_id == reconciliations.c.id,
@@ -414,7 +410,11 @@ async def prune_runs(
     )
     scan = _Scan(
         reconciliations,
-        and_(reconciliations.c.created_us < cutoff_us, ~holds_lost),
+        and_(
+            reconciliations.c.created_us < cutoff_us,
+            reconciliations.c.status != RunState.RUNNING,
+            or_(reconciliations.c.status == RunState.FAILED, ~holds_lost),
+        ),
         (reconciliations.c.created_us, reconciliations.c.id),
     )
     return await _prune_parent(conn, scan, item, cursor, limit, dry_run)

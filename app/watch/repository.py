@@ -19,6 +19,7 @@ from app.db.models import (
     watch_alert_records,
     watch_alerts,
 )
+from app.reconcile.runs import RunState
 
 from .policy import Alert, Kind, LostRecord, State
 
@@ -259,7 +260,8 @@ async def superseded_runs(
     conn: AsyncConnection, created_by: str, before_us: int, limit: int
 ) -> list[int]:
     """Runs by `created_by` made before `before_us` that hold no lost record still to export
-    and that no open alert names: later runs have judged their window again."""
+    and that no open alert names: later runs have judged their window again. A run still
+    running is left to finish; a failed one is superseded too."""
     item = reconciliation_items
     holds_unexported = exists().where(
         item.c.run_id == reconciliations.c.id,
@@ -275,29 +277,14 @@ async def superseded_runs(
         .where(
             reconciliations.c.created_by == created_by,
             reconciliations.c.created_us < before_us,
-            ~holds_unexported,
+            reconciliations.c.status != RunState.RUNNING,
+            or_(reconciliations.c.status == RunState.FAILED, ~holds_unexported),
             reconciliations.c.id.not_in(named),
         )
         .order_by(reconciliations.c.id)
         .limit(limit)
     )
     return [int(run_id) for (run_id,) in await conn.execute(query)]
-
-
-async def delete_run_items(conn: AsyncConnection, run_id: int, after_seq: int, count: int) -> int:
-    """Delete a run's items numbered (after_seq, after_seq + count]; how many went."""
-    item = reconciliation_items
-    result = await conn.execute(
-        delete(item).where(
-            item.c.run_id == run_id, item.c.seq > after_seq, item.c.seq <= after_seq + count
-        )
-    )
-    return int(result.rowcount)
-
-
-async def delete_run(conn: AsyncConnection, run_id: int) -> None:
-    """Delete a run whose items are gone."""
-    await conn.execute(delete(reconciliations).where(reconciliations.c.id == run_id))
 
 
 async def forget_held(conn: AsyncConnection, alert_id: int) -> int:

@@ -13,7 +13,7 @@ from app.errors import InvalidInputError, NotFoundError
 from app.history import coverage as history_coverage
 from app.metrics import Metrics
 from app.paging import cut_page, decode_cursor
-from app.reconcile.service import reconcile
+from app.reconcile.service import delete_run, reconcile
 from app.times import iso, to_us
 
 from . import repository
@@ -86,23 +86,18 @@ async def reconcile_settled(
     engine: AsyncEngine, config: WatchConfig, now_us: int
 ) -> tuple[dict[str, Any] | None, list[Notice]]:
     """Reconcile the settled part of the newest history's window, stored as a run like a
-    manual one, and turn its gaps into alert changes in the same transaction; the run's
-    summary (None when no history is recorded yet) and the changes."""
+    manual one, and turn its gaps into alert changes in the transaction that finishes the
+    run (a run that fails changes no alert); the run's summary (None when no history is
+    recorded yet) and the changes."""
     async with engine.connect() as conn:
         as_of_us = (await history_coverage.read(conn)).as_of_us
     window = settled_window(as_of_us, config.settle_us, config.window_us)
     if window is None:
         return None, []
     from_us, until_us = window
-    async with engine.begin() as conn:
-        summary = await reconcile(
-            conn,
-            from_us,
-            until_us,
-            config.tolerance_us,
-            created_by=WATCH,
-            as_of_cap_us=until_us,
-        )
+    notices: list[Notice] = []
+
+    async def alert(conn: AsyncConnection, summary: dict[str, Any]) -> None:
         bounds = [
             (
                 _us(g["from"]),
@@ -115,7 +110,18 @@ async def reconcile_settled(
         lost = await repository.lost_records(conn, summary["id"])
         gaps = gap_records(bounds, lost, window)
         alerts = await repository.alerts_near(conn, Kind.GAP, from_us)
-        notices = await apply(conn, Kind.GAP, decide(alerts, gaps), now_us, run_id=summary["id"])
+        decisions = decide(alerts, gaps)
+        notices.extend(await apply(conn, Kind.GAP, decisions, now_us, run_id=summary["id"]))
+
+    summary = await reconcile(
+        engine,
+        from_us,
+        until_us,
+        config.tolerance_us,
+        created_by=WATCH,
+        as_of_cap_us=until_us,
+        then=alert,
+    )
     return summary, notices
 
 
@@ -219,10 +225,6 @@ async def record_vanished(
         return await apply(conn, Kind.RESTORE, decide(alerts, [gap]), now_us, source=url)
 
 
-# Items a pruning transaction deletes at most: a few milliseconds of the one SQLite writer.
-PRUNE_ITEMS = 2000
-
-
 async def prune_superseded(engine: AsyncEngine, before_us: int) -> int:
     """Delete the watch's own runs made before `before_us` that later runs superseded (see
     `repository.superseded_runs`), a few thousand items a transaction; how many went. Each
@@ -231,13 +233,7 @@ async def prune_superseded(engine: AsyncEngine, before_us: int) -> int:
     async with engine.connect() as conn:
         runs = await repository.superseded_runs(conn, WATCH, before_us, 100)
     for run_id in runs:
-        done = 0
-        while True:
-            async with engine.begin() as conn:
-                if not await repository.delete_run_items(conn, run_id, done, PRUNE_ITEMS):
-                    await repository.delete_run(conn, run_id)
-                    break
-            done += PRUNE_ITEMS
+        await delete_run(engine, run_id)
     return len(runs)
 
 

@@ -20,7 +20,7 @@ from app.history import coverage as history_coverage
 from app.paging import InvalidCursor
 from app.reconcile.endpoints import start_run
 from app.reconcile.schemas import RunRequest
-from app.reconcile.service import RunNotFound, newest_runs
+from app.reconcile.service import RunNotFinished, RunNotFound, newest_runs
 
 from .history_state import HistoryView, load_history
 from .overview import RunCard, run_card, run_url
@@ -163,9 +163,7 @@ async def start_run_form(request: Request, state: StateDep) -> Response:
     if body is not None:
         client = request.client.host if request.client else None
         try:
-            # A fresh transaction: the run derives deferred CDRs before it reads anything.
-            async with state.engine.begin() as conn:
-                summary = await start_run(conn, body, principal, client)
+            summary = await start_run(state.engine, body, principal, client)
         except history_coverage.HistoryNotCovered as exc:
             form.error = str(exc)
             form.errors["force"] = (
@@ -202,6 +200,10 @@ async def run_page(
             view = await load_run_page(conn, run_id, status or None, cursor or None, limit)
         except RunNotFound:
             return _run_error(principal, run_id, f"There is no reconciliation run {run_id}.", 404)
+        except RunNotFinished as exc:
+            # Still running, or failed: nothing of it to show yet (never a half-run).
+            text = str(exc)
+            return _run_error(principal, run_id, f"{text[:1].upper()}{text[1:]}.", 409)
         except UnknownStatus:
             return _run_error(principal, run_id, f"Run {run_id} has no status {status!r}.", 400)
         except InvalidCursor:
@@ -217,5 +219,5 @@ def _run_error(principal: Principal, run_id: int, error: str, status_code: int) 
         status_code=status_code,
         principal=principal,
         error=error,
-        first_url=run_url(run_id) if status_code != 404 else None,
+        first_url=run_url(run_id) if status_code == 400 else None,
     )

@@ -218,6 +218,10 @@ def upgrade() -> None:
         sa.Column("from_us", sa.BigInteger, nullable=False),
         sa.Column("until_us", sa.BigInteger, nullable=False),
         sa.Column("tolerance_us", sa.BigInteger, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("process", sa.String(255), nullable=True),
+        sa.Column("finished_us", sa.BigInteger, nullable=True),
+        sa.Column("failure", sa.Text, nullable=True),
         sa.Column("summary", sa.Text, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_reconciliations"),
     )

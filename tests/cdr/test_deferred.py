@@ -193,8 +193,7 @@ async def test_an_export_of_a_window_derives_what_is_pending_first(
 async def test_a_reconciliation_derives_what_is_pending_by_itself(engine: AsyncEngine) -> None:
     """Whoever calls the service, API or CLI or another, gets complete CDRs."""
     await write(engine, shuffled(10), defer_backlog=ALWAYS, finish_deriving=False)
-    async with engine.begin() as conn:
-        summary = await reconcile(conn, *DAY_US, force=True)  # no MN history at all
+    summary = await reconcile(engine, *DAY_US, force=True)  # no MN history at all
     assert summary["counts"]["missing_in_mn"] == len(CLOSED)
     assert await count(engine, pending_derivations) == 0
     assert await legs(engine) == EXPECTED

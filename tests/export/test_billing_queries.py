@@ -30,8 +30,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 async def _run(engine: AsyncEngine) -> int:
     start, end = SCENARIO.window
-    async with engine.begin() as conn:
-        summary = await reconcile_service.reconcile(conn, us(start), us(end), 2_000_000, "t")
+    summary = await reconcile_service.reconcile(engine, us(start), us(end), 2_000_000, "t")
     return int(summary["id"])
 
 

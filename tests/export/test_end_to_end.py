@@ -220,8 +220,8 @@ async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
     start, end = SCENARIO.window
     try:
         await load(engine, SCENARIO)
+        summary = await reconcile(engine, us(start), us(end))
         async with engine.begin() as conn:
-            summary = await reconcile(conn, us(start), us(end))
             token = await create_token(conn, "billing", Scope.BILLING)
     finally:
         await engine.dispose()

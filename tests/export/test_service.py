@@ -40,8 +40,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 async def run_id(engine: AsyncEngine) -> int:
     start, end = SCENARIO.window
-    async with engine.begin() as conn:
-        summary = await reconcile_service.reconcile(conn, us(start), us(end))
+    summary = await reconcile_service.reconcile(engine, us(start), us(end))
     return int(summary["id"])
 
 

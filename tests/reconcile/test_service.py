@@ -33,8 +33,7 @@ async def test_a_run_classifies_every_record_and_finds_the_gap(
     # Short slices put many records near slice edges: the result must not change.
     monkeypatch.setattr(service, "SLICE_US", slice_minutes * 60 * 1_000_000)
     start, end = SCENARIO.window
-    async with engine.begin() as conn:
-        summary = await service.reconcile(conn, us(start), us(end), 2_000_000, "test")
+    summary = await service.reconcile(engine, us(start), us(end), 2_000_000, "test")
     expected = Counter(SCENARIO.expected.values())
     assert summary["counts"] == {status: expected.get(status, 0) for status in summary["counts"]}
     [gap] = summary["gaps"]
@@ -58,9 +57,8 @@ async def test_a_history_document_with_a_bad_record_is_rejected_whole(engine: As
         with pytest.raises(HistoryImportError) as raised:
             await import_document(conn, json.dumps(records), "bad.json")
     assert [(e.row, e.field) for e in raised.value.errors] == [(2, "start_time")]
-    async with engine.connect() as conn:
-        start, end = SCENARIO.window
-        summary = await service.reconcile(conn, us(start), us(end))
+    start, end = SCENARIO.window
+    summary = await service.reconcile(engine, us(start), us(end))
     assert "new-1" not in json.dumps(summary)
     async with engine.begin() as conn:
         with pytest.raises(InvalidInputError):
@@ -68,11 +66,10 @@ async def test_a_history_document_with_a_bad_record_is_rejected_whole(engine: As
 
 
 async def test_an_empty_or_unnameable_window_is_refused(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        with pytest.raises(InvalidInputError):
-            await service.reconcile(conn, 10, 10)
-        with pytest.raises(InvalidInputError):  # before the year 1: no time can name it
-            await service.reconcile(conn, FIRST_US - 30_000_000, FIRST_US + 10)
+    with pytest.raises(InvalidInputError):
+        await service.reconcile(engine, 10, 10)
+    with pytest.raises(InvalidInputError):  # before the year 1: no time can name it
+        await service.reconcile(engine, FIRST_US - 30_000_000, FIRST_US + 10)
 
 
 async def test_a_window_of_a_century_gives_the_same_run(engine: AsyncEngine) -> None:
@@ -80,11 +77,10 @@ async def test_a_window_of_a_century_gives_the_same_run(engine: AsyncEngine) -> 
     from datetime import UTC, datetime
 
     start, end = SCENARIO.window
-    async with engine.begin() as conn:
-        exact = await service.reconcile(conn, us(start), us(end))
-        wide = await service.reconcile(
-            conn, us(datetime(2000, 1, 1, tzinfo=UTC)), us(datetime(2100, 1, 1, tzinfo=UTC))
-        )
+    exact = await service.reconcile(engine, us(start), us(end))
+    wide = await service.reconcile(
+        engine, us(datetime(2000, 1, 1, tzinfo=UTC)), us(datetime(2100, 1, 1, tzinfo=UTC))
+    )
     assert wide["counts"] == exact["counts"]
     assert wide["gaps"] == exact["gaps"]
 
@@ -105,6 +101,6 @@ async def test_rows_stored_without_the_text_are_reconciled_from_their_columns(
     async with engine.begin() as conn:
         for table in ("cdrs", "mn_participants"):
             await conn.exec_driver_sql(f"UPDATE {table} SET compared = NULL")
-        summary = await service.reconcile(conn, us(start), us(end), 2_000_000, "test")
+    summary = await service.reconcile(engine, us(start), us(end), 2_000_000, "test")
     expected = Counter(SCENARIO.expected.values())
     assert summary["counts"] == {status: expected.get(status, 0) for status in summary["counts"]}

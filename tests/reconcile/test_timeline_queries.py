@@ -48,8 +48,7 @@ async def test_density_counts_each_record_in_the_hour_it_started(engine: AsyncEn
 
 async def test_the_records_kept_around_a_gap_are_the_nearest_ones(engine: AsyncEngine) -> None:
     start, end = us(SCENARIO.window[0]), us(SCENARIO.window[1])
-    async with engine.begin() as conn:
-        summary = await service.reconcile(conn, start, end, 2_000_000, "test")
+    summary = await service.reconcile(engine, start, end, 2_000_000, "test")
     [gap] = summary["gaps"]
     async with engine.connect() as conn:
         [(before, after)] = await service.kept_around_gaps(conn, summary, limit=2)

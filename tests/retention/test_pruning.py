@@ -79,8 +79,7 @@ async def loaded(database_url: str) -> AsyncIterator[Loaded]:
                 Kind.FILE,
                 as_of_us=us(SCENARIO.as_of),
             )
-        async with engine.begin() as conn:
-            summary = await reconcile(conn, us(START), us(END), created_by="test")
+        summary = await reconcile(engine, us(START), us(END), created_by="test")
         lost = set(SCENARIO.lost)
         assert summary["counts"]["missing_in_mn"] == len(lost) > 2
         async with engine.connect() as conn:

@@ -259,7 +259,7 @@ def test_billing_says_when_older_runs_are_not_looked_at(service: Service) -> Non
     page = httpx.get(f"{service.url}/billing", cookies=cookies, timeout=30, verify=False)
     assert page.status_code == 200 and 'id="older-runs"' not in page.text
     with closing(sqlite3.connect(service.db_path)) as db, db:
-        columns = "created_us, created_by, from_us, until_us, tolerance_us, summary"
+        columns = "created_us, created_by, from_us, until_us, tolerance_us, status, summary"
         copy = f"insert into reconciliations ({columns}) select {columns} from reconciliations"
         for _ in range(RUNS_CONSIDERED):
             db.execute(f"{copy} where id = 1")
