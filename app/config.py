@@ -10,18 +10,12 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.startup import StartupError as StartupError
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./cdrecon.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class StartupError(Exception):
-    """A mistake in the set-up that stops a command before it does any work. The message
-    names the thing (file, address, URL, setting) and says what to do; `exit_code` is the
-    command's exit status, documented in the README."""
-
-    exit_code = 3
 
 
 class DatabaseUnavailableError(StartupError):

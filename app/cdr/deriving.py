@@ -13,24 +13,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.db.engine import is_busy
 from app.db.models import messages
 from app.db.packing import unpack
-from app.metrics import Metrics
 
 from . import pending
-from .assembly import LegEvent, assemble_leg
-from .extract import CallEvent, NotPexip, extract
+from .assembly import LegEvent
+from .derivation import Derivation, Stale
+from .derivation import store as store_derivation
+from .extract import CallEvent
+from .found import Derived as Derived
+from .found import FoundEvents as FoundEvents
+from .found import assemble_legs, event_rows, firsts, legs_of
+from .found import find_events as find_events
 from .legcache import LegCache
 from .pending import StoredMessage
 from .repository import CdrRepository
+
+if TYPE_CHECKING:
+    # Only the service's writer counts: the deriving process imports this module, and
+    # not prometheus_client.
+    from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -43,75 +54,6 @@ CATCH_UP_SHARE = 0.25
 # Messages one catch-up derives while frames keep arriving: a few milliseconds of work,
 # so that reading the sockets never waits long for it.
 CATCH_UP_SLICE = 500
-# Messages a deriving process takes at once, over as many listed runs as that holds: under
-# steady traffic each of the writer's small batches is a run, and a transaction per run
-# costs more than the runs' deriving.
-CATCH_UP_RUNS = 5000
-
-
-@dataclass(slots=True)
-class Derived:
-    """What deriving one set of messages produced."""
-
-    events: int = 0  # new call events
-    duplicates: int = 0  # messages whose event was already stored
-    unparsed: int = 0  # Pexip-looking messages whose body did not parse
-    legs: int = 0  # CDRs created or updated
-    failed: int = 0  # messages whose event the database refused (or a bug): skipped, logged
-
-    def add(self, other: Derived) -> None:
-        """Accumulate another result into this one."""
-        self.events += other.events
-        self.duplicates += other.duplicates
-        self.unparsed += other.unparsed
-        self.legs += other.legs
-        self.failed += other.failed
-
-
-@dataclass(slots=True)
-class FoundEvents:
-    """The call events found in a run of messages (a chunk, a batch), before anything is
-    stored."""
-
-    events: list[CallEvent | None]  # one per message, None where it holds none
-    unparsed: list[int]  # positions of Pexip-looking messages whose body did not parse
-
-    @classmethod
-    def none(cls, count: int) -> FoundEvents:
-        """`count` messages without call events."""
-        return cls([None] * count, [])
-
-    def add(self, other: FoundEvents, keep: Sequence[int] | None = None) -> None:
-        """Append `other`'s messages, or only those at the positions `keep` (ascending)."""
-        start = len(self.events)
-        if keep is None:
-            self.events += other.events
-            self.unparsed += [start + i for i in other.unparsed]
-            return
-        self.events += [other.events[i] for i in keep]
-        if other.unparsed:
-            failed = set(other.unparsed)
-            self.unparsed += [start + n for n, i in enumerate(keep) if i in failed]
-
-    def part(self, start: int, stop: int) -> FoundEvents:
-        """The messages at positions `start` to `stop` (exclusive)."""
-        return FoundEvents(
-            self.events[start:stop], [i - start for i in self.unparsed if start <= i < stop]
-        )
-
-
-def find_events(messages: Iterable[tuple[str | None, bytes, int]]) -> FoundEvents:
-    """The call event of each (sending host, raw frame, offset of MSG) message: pure, so the
-    batch writer does it before it opens a transaction."""
-    found = FoundEvents([], [])
-    events = found.events
-    for node, raw, offset in messages:
-        try:
-            events.append(extract(raw, offset, node))
-        except NotPexip:
-            found.unparsed.append(len(events))
-            events.append(None)
-    return found
 
 
 async def store_events(
@@ -128,32 +70,26 @@ async def store_events(
     caller clears it when the transaction does not commit.
     """
     result = Derived()
-    first: dict[bytes, tuple[int, CallEvent]] = {}
-    repeats: list[tuple[bytes, int]] = []  # further messages of an event seen in this batch
-    for message_id, call_event in found:
-        if call_event.digest in first:
-            repeats.append((call_event.digest, message_id))
-        else:
-            first[call_event.digest] = (message_id, call_event)
+    first, repeats = firsts(found)
     if not first:
         return result
     repository = CdrRepository.for_connection(conn)
     # Optimistically, every event is new (a healthy live feed); only when the insert meets
     # a stored one is it undone and the stored ones looked up.
     new = list(first.values())
-    fresh = _legs_of(new)
+    fresh = legs_of(new)
     participant_ids = sorted(fresh)
     await repository.lock_legs(conn, participant_ids)
     stored = await repository.stored_legs(conn, participant_ids)
     links = repeats
-    if not await repository.insert_new_events(conn, _event_rows(new)):
+    if not await repository.insert_new_events(conn, event_rows(new)):
         known = await repository.existing_event_digests(conn, [e for _, e in first.values()])
         new = [pair for digest, pair in first.items() if digest not in known]
         # The first message of a new event is its `message_id`; every other one is a link.
         links = [(d, message_id) for d, (message_id, _) in first.items() if d in known]
         links += repeats
-        fresh = _legs_of(new)
-        await repository.insert_events(conn, _event_rows(new))
+        fresh = legs_of(new)
+        await repository.insert_events(conn, event_rows(new))
     await repository.link_messages(conn, links)
     result.duplicates = len(links)
     result.events = len(new)
@@ -185,29 +121,12 @@ async def _update_legs(
     reread = await repository.leg_events(conn, {pid: stored[pid] for pid in unknown})
     for pid, before in reread.items():
         legs[pid] = before + fresh[pid]
-    assembled = [assemble_leg(pid, legs[pid]) for pid in sorted(legs)]
-    for leg in assembled:
-        # A leg that has ended rarely hears more: keep the cache for calls in progress.
-        if leg.end_us is None:
-            cache.put(leg.id, legs[leg.id])
-        else:
-            cache.forget(leg.id)
-    created = sum(1 for leg in assembled if leg.id not in stored)
-    await repository.upsert_legs(conn, ((leg, legs[leg.id]) for leg in assembled), created)
+    assembled = assemble_legs(legs)
+    for leg, events in assembled:
+        cache.keep(leg, events)
+    created = sum(1 for leg, _ in assembled if leg.id not in stored)
+    await repository.upsert_legs(conn, assembled, created)
     return len(legs)
-
-
-def _legs_of(events: list[tuple[int, CallEvent]]) -> dict[str, list[LegEvent]]:
-    """The events of each leg among `events`, as assembly sees them."""
-    legs: dict[str, list[LegEvent]] = {}
-    for message_id, event in events:
-        if pid := event.participant_id:
-            legs.setdefault(pid, []).append(event.leg_event(message_id))
-    return legs
-
-
-def _event_rows(events: list[tuple[int, CallEvent]]) -> list[tuple[object, ...]]:
-    return [event.as_tuple(message_id) for message_id, event in events]
 
 
 async def derive(
@@ -302,29 +221,16 @@ async def catch_up(
     return len(stored), derived
 
 
-async def catch_up_found_first(
-    engine: AsyncEngine, cache: LegCache | None = None
-) -> tuple[int | None, Derived]:
-    """`catch_up` for a deriving process of its own, over the oldest runs that hold at most
-    `CATCH_UP_RUNS` messages: on SQLite it finds their events (the parsing, most of the
-    work) before it takes the write lock, so the batch writer stores meanwhile; the lock is
-    then held only to store them. On PostgreSQL, where writers do not exclude each other,
-    it is `catch_up`. Returns 0 taken when another deriver took or cut a run meanwhile
-    (look again)."""
-    if engine.dialect.name != "sqlite":
-        async with engine.begin() as conn:
-            return await catch_up(conn, cache)
-    async with engine.connect() as conn:
-        runs, stored = await pending.peek(conn, CATCH_UP_RUNS)
-    if not runs:
-        return None, Derived()
-    found = find_events((node, raw, offset) for _, node, raw, offset in stored)
-    async with engine.begin() as conn:
-        if not await pending.claim(conn, runs):
-            return 0, Derived()
-        derived = await derive_isolating(conn, [message[0] for message in stored], found, cache)
-        await pending.done_runs(conn, runs)
-    return len(stored), derived
+async def derive_runs(
+    conn: AsyncConnection, runs: list[tuple[int, int]], cache: LegCache | None = None
+) -> Derived | None:
+    """Derive the listed `runs` and strike them off, if they are still listed whole (None if
+    not): where a deriving process's derivation of them was stale."""
+    if not await pending.claim(conn, runs):
+        return None
+    derived = await derive(conn, await pending.messages_of(conn, runs), cache)
+    await pending.done_runs(conn, runs)
+    return derived
 
 
 async def derive_pending(engine: AsyncEngine) -> Derived:
@@ -381,23 +287,33 @@ async def rebuild(engine: AsyncEngine, chunk: int = 5000) -> Derived:
 
 
 class Elsewhere(Protocol):
-    """A deriving process of its own (app/cdr/worker.py) that derives what is listed."""
+    """A deriving process of its own (app/cdr/worker.py) that derives what is listed and
+    hands its derivations back (app/cdr/derivation.py)."""
 
-    async def start(self, derived: Callable[[int, Derived], None]) -> None:
-        """Start it; `derived(listed, result)` is called for each run it derives, with the
-        messages still listed."""
+    @property
+    def pid(self) -> int | None:
+        """The running process's id, if one runs."""
+
+    async def start(self, handed: Callable[[Derivation], None]) -> None:
+        """Start it; `handed(derivation)` is called for each derivation it hands back, in
+        the order it built them."""
 
     def notify(self) -> None:
         """Say that a run was listed."""
 
+    def heard(self, sequence: int, stored: bool) -> None:
+        """Say that its derivation `sequence` was stored (or, not `stored`, was stale)."""
+
     async def stop(self) -> None:
-        """Stop it (what it has not derived stays listed)."""
+        """Stop it (what it has not handed back stays listed)."""
 
 
 class Deriver:
     """Derives what one batch writer stores: at once while the database keeps up, else
     later, in the writer's idle time; or, with a deriving process (`elsewhere`), always
-    there: the writer then only stores raw and lists, and that process derives.
+    there: the writer then stores raw and lists, the process finds the events and assembles
+    the legs, and the writer stores what it hands back (`Derivation`s, in order) in its own
+    transactions, with the next batch or, when no frames wait, alone.
 
     While more than `defer_backlog` messages wait in the writer's queue (None: never),
     batches are stored raw only and their messages listed in `pending_derivations`, in the
@@ -414,8 +330,10 @@ class Deriver:
         metrics: Metrics,
         defer_backlog: int | None = 5000,
         elsewhere: Elsewhere | None = None,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
+        self._wake = wake  # tells the writer that derivations were handed back
         self._metrics = metrics
         self.defer_backlog = defer_backlog
         self._elsewhere = elsewhere
@@ -427,17 +345,23 @@ class Deriver:
         self._deferred: int | None = None
         self._deferring = False  # store raw until nothing deferred is left
         self._catch_up_not_before = 0.0  # time.monotonic(): keeps the catch-up's share
+        # Derivations the deriving process handed back, oldest first, and what the writer's
+        # open transaction made of the first of them (each: stored, or derived here).
+        self._handed: deque[Derivation] = deque()
+        self._storing: list[tuple[Derivation, Derived | None, bool]] = []
 
     @property
     def catch_up_due(self) -> bool:
         """Whether deferred messages may be waiting for the writer to derive them."""
-        return self._catch_up_due and self._elsewhere is None
+        if self._elsewhere is not None:
+            return bool(self._handed)
+        return self._catch_up_due
 
     async def start(self) -> None:
         """Count what an earlier run left listed for the catch-up, for the gauge; start the
         deriving process if there is one (it resumes what is listed)."""
         if self._elsewhere is not None:
-            await self._elsewhere.start(self._derived_elsewhere)
+            await self._elsewhere.start(self._hand)
         try:
             async with self._engine.connect() as conn:
                 self._deferred = await pending.count(conn)
@@ -455,13 +379,16 @@ class Deriver:
             return  # the writer's own catch-up has finished, if asked to
         await self._elsewhere.stop()
         if finish:
+            # What it handed back before it ended, then what it left.
+            while self._handed:
+                await self._store_handed_alone()
             self._count(await derive_pending(self._engine))
 
-    def _derived_elsewhere(self, listed: int, derived: Derived) -> None:
-        """The deriving process derived a run; `listed` messages are still listed."""
-        self._deferred = listed
-        self._metrics.derive_pending.set(listed)
-        self._count(derived)
+    def _hand(self, derivation: Derivation) -> None:
+        """The deriving process handed back a derivation: the writer stores it soon."""
+        self._handed.append(derivation)
+        if self._wake is not None:
+            self._wake()
 
     def defers(self, queued: int) -> bool:
         """Whether the next batch is stored raw only, with `queued` messages waiting.
@@ -480,12 +407,17 @@ class Deriver:
         """Seconds to wait for more frames before catching up, given when frames last
         arrived (time.monotonic()): none once the senders are quiet, or once the catch-up
         has had less than its share lately."""
+        if self._elsewhere is not None:
+            return 0.0  # what was handed back is stored at once: it holds no socket up
         now = time.monotonic()
         return min(CATCH_UP_AFTER_IDLE - (now - last_frames), self._catch_up_not_before - now)
 
     async def catch_up(self, last_frames: float, *, whole_run: bool = False) -> None:
         """Derive some deferred messages: a whole listed run if the senders are quiet (or
         `whole_run`), else a slice."""
+        if self._elsewhere is not None:
+            await self._store_handed_alone()
+            return
         started = time.monotonic()
         quiet = whole_run or started - last_frames >= CATCH_UP_AFTER_IDLE
         await self._catch_up(None if quiet else CATCH_UP_SLICE)
@@ -506,6 +438,8 @@ class Deriver:
         (`derive_isolating`); it never costs the raw messages their commit."""
         if defer:
             await pending.defer(conn, message_ids)
+            if self._elsewhere is not None:
+                await self._store_handed(conn)
             return None
         return await derive_isolating(
             conn, message_ids, found or FoundEvents.none(len(message_ids)), self._legs
@@ -515,6 +449,7 @@ class Deriver:
         """The transaction of `store` committed: count what it derived or deferred."""
         if derived is not None:
             self._count(derived)
+        self._handed_committed()
         if defer and message_ids:
             self._catch_up_due = True
             if self._deferred is not None:
@@ -524,8 +459,65 @@ class Deriver:
                 self._elsewhere.notify()
 
     def rolled_back(self) -> None:
-        """The transaction of `store` did not commit: the leg cache may hold what it wrote."""
+        """The transaction of `store` did not commit: the leg cache may hold what it wrote;
+        the derivations it stored are stored again by the next."""
         self._legs.clear()
+        self._storing = []
+
+    async def _store_handed(self, conn: AsyncConnection) -> None:
+        """Store the derivations handed back, in order, in the caller's transaction; each in
+        a savepoint, and one that is stale or refused is derived here from the database
+        instead (its runs, if still listed). `_handed_committed` then tells the process."""
+        self._storing = []
+        current = self._elsewhere.pid if self._elsewhere is not None else None
+        for derivation in list(self._handed):
+            if derivation.producer != current:
+                # A replaced process's: its successor derives those runs again.
+                self._storing.append((derivation, None, False))
+                continue
+            try:
+                async with conn.begin_nested():
+                    await store_derivation(conn, derivation)
+                self._storing.append((derivation, derivation.derived, True))
+                continue
+            except Stale as exc:
+                log.info("a derivation was stale (%s); deriving its runs here", exc)
+            except Exception as exc:
+                if _connection_lost(conn, exc) or is_busy(exc):
+                    raise  # no fault of the derivation's: the transaction is tried again
+                log.warning("storing a derivation failed (%s); deriving its runs here", exc)
+            derived = await derive_runs(conn, derivation.runs, self._legs)
+            self._storing.append((derivation, derived, False))
+
+    async def _store_handed_alone(self) -> None:
+        """`_store_handed` in a transaction of its own: no frames wait."""
+        try:
+            async with self._engine.begin() as conn:
+                await self._store_handed(conn)
+        except Exception:
+            self.rolled_back()
+            self._metrics.write_errors.inc()
+            log.exception("storing derivations failed; retrying")
+            await asyncio.sleep(1.0)
+            return
+        self._handed_committed()
+
+    def _handed_committed(self) -> None:
+        """The transaction that stored `_storing` committed: count it, tell the process."""
+        storing, self._storing = self._storing, []
+        current = self._elsewhere.pid if self._elsewhere is not None else None
+        for derivation, derived, stored in storing:
+            self._handed.popleft()
+            if derived is not None:
+                self._count(derived)
+            if self._elsewhere is None or derivation.producer != current:
+                continue  # a replaced process's: its runs are still listed
+            # Stored, derived here, or struck off by another: no longer listed.
+            if self._deferred is not None:
+                self._deferred = max(0, self._deferred - derivation.messages)
+            self._elsewhere.heard(derivation.sequence, stored)
+        if storing and self._deferred is not None:
+            self._metrics.derive_pending.set(self._deferred)
 
     async def _catch_up(self, limit: int | None) -> None:
         """Derive one run of deferred messages (at most `limit`); note when none are left."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from .assembly import LegEvent
+from .assembly import Leg, LegEvent
 
 # Enough for every leg in progress on a large deployment (a few thousand calls at once;
 # ended legs are not kept), and at most about 25 MB: each event keeps its parsed keys.
@@ -47,6 +47,14 @@ class LegCache:
         self._legs.move_to_end(participant_id)
         while len(self._legs) > self.max_legs:
             self._legs.popitem(last=False)
+
+    def keep(self, leg: Leg, events: list[LegEvent]) -> None:
+        """Remember a leg just assembled from `events` while its call is in progress; a leg
+        that has ended rarely hears more, and is dropped."""
+        if leg.end_us is None:
+            self.put(leg.id, events)
+        else:
+            self.forget(leg.id)
 
     def forget(self, participant_id: str) -> None:
         """Drop one leg, if held."""

@@ -10,7 +10,7 @@ receivers may catch up at once, a taken run is locked and the others skip it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -69,25 +69,36 @@ async def take(
 
 
 async def peek(
-    conn: AsyncConnection, limit: int
+    conn: AsyncConnection, limit: int, skip: Collection[int] = ()
 ) -> tuple[list[tuple[int, int]], list[StoredMessage]]:
     """The oldest listed runs (first id, last id), as many as hold at most `limit` messages
-    (at least one), and their messages, read without taking them: for finding their events
-    before `claim` (SQLite's write lock is not held meanwhile). Several at once, because a
-    writer under steady traffic lists many small batches."""
+    (at least one), less those whose first id is in `skip` (handed on already), and their
+    messages, read without taking them: for a deriving process, which hands what it finds to
+    the writer (`claim` there). Several at once, because a writer under steady traffic lists
+    many small batches."""
     listed = await fetch_tuples(
-        conn, "SELECT first_id, last_id FROM pending_derivations ORDER BY first_id LIMIT 100", ()
+        conn,
+        "SELECT first_id, last_id FROM pending_derivations ORDER BY first_id "
+        f"LIMIT {100 + len(skip)}",
+        (),
     )
     runs: list[tuple[int, int]] = []
     size = 0
     for first, last in listed:
         first, last = int(first), int(last)
+        if first in skip:
+            continue
         if runs and size + last - first + 1 > limit:
             break
         runs.append((first, last))
         size += last - first + 1
+    return runs, await messages_of(conn, runs)
+
+
+async def messages_of(conn: AsyncConnection, runs: list[tuple[int, int]]) -> list[StoredMessage]:
+    """The messages of `runs` (ascending, not overlapping), with what deriving needs of each."""
     if not runs:
-        return [], []
+        return []
     stored = await _messages(conn, runs[0][0], runs[-1][1])
     if len(runs) > 1:
         # Ids between the runs are not listed (derived already, or another writer's).
@@ -100,12 +111,14 @@ async def peek(
             if first <= message[0] <= last:
                 kept.append(message)
         stored = kept
-    return runs, stored
+    return stored
 
 
 async def claim(conn: AsyncConnection, runs: list[tuple[int, int]]) -> bool:
     """Take the runs `peek` saw if each is still listed whole, for this transaction: on
     SQLite with the write lock, on PostgreSQL with row locks no one else holds."""
+    if not runs:
+        return True
     style = conn.dialect.paramstyle
     if conn.dialect.name == "sqlite":
         await conn.exec_driver_sql("DELETE FROM pending_derivations WHERE first_id < 0")
@@ -123,6 +136,8 @@ async def claim(conn: AsyncConnection, runs: list[tuple[int, int]]) -> bool:
 
 async def done_runs(conn: AsyncConnection, runs: list[tuple[int, int]]) -> None:
     """Strike the whole `runs` off the list."""
+    if not runs:
+        return
     style = conn.dialect.paramstyle
     await conn.exec_driver_sql(
         f"DELETE FROM pending_derivations WHERE first_id IN ({placeholders(style, len(runs))})",

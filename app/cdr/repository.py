@@ -55,8 +55,14 @@ class CdrRepository:
         self, conn: AsyncConnection, call_events: Sequence[CallEvent]
     ) -> set[bytes]:
         """The digests of `call_events` that are stored already."""
-        wanted = {event.digest for event in call_events}
-        times = sorted({event.time_us for event in call_events})
+        return await self.stored_digests(conn, [(e.time_us, e.digest) for e in call_events])
+
+    async def stored_digests(
+        self, conn: AsyncConnection, timed: Sequence[tuple[int, bytes]]
+    ) -> set[bytes]:
+        """The digests among (event time, digest) pairs that are stored already."""
+        wanted = {digest for _, digest in timed}
+        times = sorted({time_us for time_us, _ in timed})
         found: set[bytes] = set()
         for chunk in _chunks(times):
             # By time alone: the index is (time_us, digest), and a digest fixes the time.
@@ -153,10 +159,12 @@ class CdrRepository:
     ) -> None:
         """Store assembled CDRs with the events they were assembled from, replacing older
         versions of the same legs; `created` of them are new (for the row count)."""
-        rows = [
-            (*leg.as_tuple(), ",".join(str(i) for i in sorted(e.message_id for e in events)))
-            for leg, events in legs
-        ]
+        await self.upsert_leg_rows(conn, [leg_row(leg, events) for leg, events in legs], created)
+
+    async def upsert_leg_rows(
+        self, conn: AsyncConnection, rows: list[tuple[object, ...]], created: int
+    ) -> None:
+        """`upsert_legs` for rows `leg_row` made."""
         if rows:
             await conn.exec_driver_sql(self._upsert_legs, rows)
             await counts.adjust(conn, "cdrs", created)
@@ -323,6 +331,12 @@ def _reparse(raw: bytes, offset: int, node: str | None, message_id: int) -> Call
         # Only a parser that changed since the event was stored gets here: `cdrecon rebuild`.
         log.warning("stored event of message %d no longer parses; run cdrecon rebuild", message_id)
     return event
+
+
+def leg_row(leg: Leg, events: Iterable[LegEvent]) -> tuple[object, ...]:
+    """The `cdrs` row of an assembled leg: its CDR and the messages its events were first
+    seen in."""
+    return (*leg.as_tuple(), ",".join(str(i) for i in sorted(e.message_id for e in events)))
 
 
 def _parse_ids(text: str) -> list[int]:

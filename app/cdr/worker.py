@@ -1,32 +1,36 @@
-"""The deriving process: derives call events and CDRs beside the batch writer, on another core.
+"""The deriving process: finds call events and assembles legs beside the batch writer, on
+another core, and hands the rows back to the writer to store.
 
 With `CDRECON_DERIVE_PROCESS`, `serve`'s writer stores every batch raw and lists it
 (`pending_derivations`, in the same transaction); `DeriveWorker`, in the service's
-process, runs `python -m app.cdr.worker`, says through its stdin when a batch was listed,
-reads a JSON line per derived run from its stdout (what it produced, what is still listed),
-and starts it again if it ends. The process (`derive_listed`) derives the listed runs
-oldest first, each in a transaction of its own, and then waits for word. Everything it
-works from is in the database, so killing either process loses nothing committed, and a
-new process resumes with what is still listed.
+process, runs `python -m app.cdr.worker`, says through its stdin when a batch was listed
+and which derivations were stored, reads the derivations it builds from its stdout, hands
+them to the writer's `Deriver`, and starts the process again if it ends. The process
+(`derive_listed`) only reads the database: it takes the oldest listed runs it has not
+handed on, builds their derivation (app/cdr/derivation.py: new events, links, whole CDR
+rows and the basis they were assembled on), and sends it. The writer stores it in its
+own transaction, which strikes the runs off: SQLite keeps one writer and no lock changes
+hands. Everything the process works from is in the database, so killing either process
+loses nothing committed, and a new process resumes with what is still listed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
+import pickle
 import signal
+import struct
 import sys
+from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict
 
 from app.db.engine import create_engine
 
 from . import pending
-from .deriving import Derived, catch_up_found_first
-from .legcache import LegCache
+from .derivation import Derivation, View
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +39,23 @@ log = logging.getLogger(__name__)
 POLL = 1.0
 # Seconds between a deriving process ending unasked and the next one starting.
 RESTART_DELAY = 1.0
-# Seconds a stop waits for the process to finish its run before it kills it (a killed run
-# rolls back and stays listed).
+# Seconds a stop waits for the process to finish its derivation before it kills it.
 STOP_BOUND = 10.0
 # The environment variable that hands the database URL to the process (not its command
 # line, which every local user can read).
 URL_VARIABLE = "CDRECON_DATABASE_URL"
+# Messages one derivation takes, over as many listed runs as that holds: under steady
+# traffic each of the writer's small batches is a run, and a transaction per run costs the
+# writer more than storing the runs' rows.
+RUN_MESSAGES = 5000
+# Derivations handed on and not yet heard stored, at most: the process keeps ahead of the
+# writer by this much, and the writer's memory holds no more.
+AHEAD = 2
+# A derivation on the pipe: its length, then the pickle (both ends are this program).
+_LENGTH = struct.Struct(">I")
+# SQLite page cache of the process's reading connection, in KiB (the writer's is 32 MiB):
+# it reads the newest messages, which the operating system's cache holds anyway.
+READ_CACHE_KIB = 8192
 
 
 class DeriveWorker:
@@ -60,20 +75,27 @@ class DeriveWorker:
         process = self._process
         return None if process is None or process.returncode is not None else process.pid
 
-    async def start(self, derived: Callable[[int, Derived], None]) -> None:
-        """Start the process, and keep one running until `stop`; `derived(listed, result)`
-        hears of each run it derives, with the messages still listed."""
+    async def start(self, handed: Callable[[Derivation], None]) -> None:
+        """Start the process, and keep one running until `stop`; `handed(derivation)` gets
+        each derivation it builds, in order."""
         self._process = await self._spawn()
-        self._task = asyncio.create_task(self._supervise(derived), name="cdrecon-derive-worker")
+        self._task = asyncio.create_task(self._supervise(handed), name="cdrecon-derive-worker")
 
     def notify(self) -> None:
-        """Say that a batch was listed (a byte on its stdin; a missed one costs a poll)."""
+        """Say that a batch was listed (a line on its stdin; a missed one costs a poll)."""
+        self._say(b"\n")
+
+    def heard(self, sequence: int, stored: bool) -> None:
+        """Say that its derivation `sequence` was stored (or, not `stored`, was stale)."""
+        self._say(b"%s %d\n" % (b"S" if stored else b"R", sequence))
+
+    def _say(self, line: bytes) -> None:
         process = self._process
         if process is None or process.stdin is None or process.stdin.is_closing():
             return
-        # If it ended, the supervisor starts another, which looks at the list.
+        # If it ended, the supervisor starts another, which starts from the database.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            process.stdin.write(b"\n")
+            process.stdin.write(line)
 
     async def stop(self) -> None:
         """Close its stdin (it ends after its run), wait `STOP_BOUND`, then kill it."""
@@ -97,19 +119,12 @@ class DeriveWorker:
         log.info("deriving process %d started", process.pid)
         return process
 
-    async def _supervise(self, derived: Callable[[int, Derived], None]) -> None:
+    async def _supervise(self, handed: Callable[[Derivation], None]) -> None:
         while True:
             process = self._process
             assert process is not None and process.stdout is not None
-            while line := await process.stdout.readline():
-                try:
-                    report = json.loads(line)
-                    listed = int(report.pop("listed"))
-                    result = Derived(**report)
-                except (ValueError, TypeError, KeyError):
-                    log.warning("unreadable report from the deriving process: %r", line[:200])
-                    continue
-                derived(listed, result)
+            while derivation := await _receive(process.stdout):
+                handed(derivation)
             code = await process.wait()
             if self._stopping:
                 return
@@ -145,14 +160,37 @@ async def _end(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
+async def _receive(stream: asyncio.StreamReader) -> Derivation | None:
+    """The next derivation from the process; None once it has ended (or sent nonsense)."""
+    try:
+        (length,) = _LENGTH.unpack(await stream.readexactly(_LENGTH.size))
+        derivation = pickle.loads(await stream.readexactly(length))
+    except asyncio.IncompleteReadError:
+        return None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+        log.exception("unreadable derivation from the deriving process; restarting it")
+        return None
+    if not isinstance(derivation, Derivation):
+        log.error("the deriving process sent %s, not a derivation", type(derivation).__name__)
+        return None
+    return derivation
+
+
 class _Word(asyncio.Protocol):
-    """The service's notices on stdin: any byte means "look at the list"; EOF, "stop"."""
+    """The service's word on stdin, a line each: an empty one means "look at the list",
+    `S n` "derivation n was stored", `R n` "it was stale"; EOF means "stop"."""
 
     def __init__(self) -> None:
         self.given = asyncio.Event()
         self.closed = False
+        self.heard: deque[tuple[int, bool]] = deque()
+        self._partial = b""
 
     def data_received(self, data: bytes) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            if line[:1] in (b"S", b"R"):
+                self.heard.append((int(line[2:]), line[:1] == b"S"))
         self.given.set()
 
     def eof_received(self) -> bool | None:
@@ -165,44 +203,54 @@ class _Word(asyncio.Protocol):
         self.given.set()
 
 
-async def derive_listed(database_url: str, sqlite_synchronous: str) -> None:
-    """Derive what is listed until stdin closes: the deriving process's whole work."""
+async def derive_listed(database_url: str, sqlite_synchronous: str, out: int) -> None:
+    """Derive what is listed, handing each derivation on through the file descriptor
+    `out`, until stdin closes: the deriving process's whole work."""
     loop = asyncio.get_running_loop()
     word = _Word()
     await loop.connect_read_pipe(lambda: word, sys.stdin)
-    engine = create_engine(database_url, sqlite_synchronous=sqlite_synchronous)
-    cache = LegCache()
-    idle = False  # whether the service heard that nothing is listed
+    engine = create_engine(
+        database_url, sqlite_synchronous=sqlite_synchronous, sqlite_cache_kib=READ_CACHE_KIB
+    )
+    view = View(os.getpid())
     try:
         while not word.closed:
             word.given.clear()
-            while not word.closed:
-                try:
-                    taken, derived = await catch_up_found_first(engine, cache)
-                    if taken is None and idle:
-                        break
-                    async with engine.connect() as conn:
-                        listed = await pending.count(conn)
-                except Exception:
-                    # The database failed, not the deriving: the run stays listed.
-                    cache.clear()
-                    log.exception("deriving a listed run failed; retrying")
-                    await asyncio.sleep(RESTART_DELAY)
-                    continue
-                idle = taken is None
-                _report(listed, derived)
-                if idle:
-                    break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(word.given.wait(), POLL)
+            while word.heard:
+                view.heard(*word.heard.popleft())
+            if not view.ready() or view.outstanding >= AHEAD:
+                await _wait(word)
+                continue
+            try:
+                async with engine.connect() as conn:
+                    runs, stored = await pending.peek(conn, RUN_MESSAGES, view.handed_runs())
+                    derivation = await view.build(conn, runs, stored) if runs else None
+            except Exception:
+                # The database failed, or a bug: the runs stay listed.
+                log.exception("deriving listed runs failed; retrying")
+                await asyncio.sleep(RESTART_DELAY)
+                continue
+            if derivation is None:
+                await _wait(word)
+                continue
+            _send(out, derivation)
     finally:
         await engine.dispose()
 
 
-def _report(listed: int, derived: Derived) -> None:
-    """Tell the service what a run produced and how many messages are still listed."""
-    sys.stdout.write(json.dumps({"listed": listed, **asdict(derived)}) + "\n")
-    sys.stdout.flush()
+async def _wait(word: _Word) -> None:
+    """Until the service says something, or `POLL` seconds."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(word.given.wait(), POLL)
+
+
+def _send(out: int, derivation: Derivation) -> None:
+    """Hand `derivation` to the service (blocks while the pipe is full: the service reads it
+    as it stores)."""
+    data = pickle.dumps(derivation, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_LENGTH.pack(len(data)) + data)
+    while view:
+        view = view[os.write(out, view) :]
 
 
 def main() -> None:
@@ -213,12 +261,15 @@ def main() -> None:
     # a service manager) is for the service, which then closes it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Derivations go out on the original stdout; whatever else writes to it lands on stderr.
+    out = os.dup(1)
+    os.dup2(2, 1)
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s[derive]: %(message)s",
         stream=sys.stderr,
     )
-    asyncio.run(derive_listed(os.environ[URL_VARIABLE], synchronous))
+    asyncio.run(derive_listed(os.environ[URL_VARIABLE], synchronous, out))
 
 
 if __name__ == "__main__":

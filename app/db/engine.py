@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.config import StartupError
+from app.startup import StartupError
 
 _SUGGESTION = "use sqlite+aiosqlite:///path/to/cdrecon.db or postgresql+asyncpg://user@host/db"
 
@@ -66,7 +66,11 @@ WAIT = 30.0
 
 
 def create_engine(
-    url: str, *, sqlite_synchronous: str = "NORMAL", request_wait: float | None = None
+    url: str,
+    *,
+    sqlite_synchronous: str = "NORMAL",
+    request_wait: float | None = None,
+    sqlite_cache_kib: int = 32768,
 ) -> AsyncEngine:
     """An async engine for `url`; SQLite gets WAL so that readers never block the writer.
 
@@ -99,10 +103,10 @@ def create_engine(
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={round(wait * 1000)}")
-        # 32 MiB of page cache (the default is 2 MiB): the CDR table is keyed by random
-        # participant ids, and with a small cache every upsert reads pages back. (64 MiB
-        # bought no speed once events were indexed in time order, and cost 35 MB of RSS.)
-        cursor.execute("PRAGMA cache_size=-32768")
+        # 32 MiB of page cache by default (SQLite's is 2 MiB): the CDR table is keyed by
+        # random participant ids, and with a small cache every upsert reads pages back.
+        # (64 MiB bought no speed once events were indexed in time order, and cost 35 MB.)
+        cursor.execute(f"PRAGMA cache_size=-{sqlite_cache_kib}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # 64 MiB of log before a commit checkpoints by itself (the default is 4 MiB): where
         # a batch writer runs, its background checkpointer (checkpoint.py) does it sooner,

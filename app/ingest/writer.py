@@ -102,13 +102,15 @@ class BatchWriter:
         self.high_water_bytes = high_water_bytes
         self.low_water_bytes = min(low_water_bytes, high_water_bytes)
         self.udp_limit_bytes = max(udp_limit_bytes, high_water_bytes)
-        self._deriver = Deriver(engine, metrics, defer_backlog, derive_elsewhere)
+        self._ready = asyncio.Event()
+        self._deriver = Deriver(
+            engine, metrics, defer_backlog, derive_elsewhere, wake=self._ready.set
+        )
         self._chunks: deque[Chunk] = deque()
         self._pending = 0
         self._pending_bytes = 0  # the frames' bytes of the messages in `_pending`
         self._held: set[Pausable] = set()
         self._shares = Shares()
-        self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self._drained = asyncio.Event()

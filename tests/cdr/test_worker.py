@@ -1,5 +1,6 @@
-"""Deriving in a process of its own (app/cdr/worker.py): the same CDRs, whatever the arrival
-order, and nothing lost when the process is killed mid-run."""
+"""Deriving in a process of its own (app/cdr/worker.py, app/cdr/derivation.py): the same CDRs,
+whatever the arrival order and however the process's derivations and the writer's stores
+interleave, and nothing lost when the process is killed with derivations handed on."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import os
 import random
 import signal
 import time
+from collections import deque
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.cdr import pending
-from app.cdr.deriving import catch_up_found_first
+from app.cdr.derivation import Derivation, Stale, View, store
+from app.cdr.deriving import catch_up, derive_runs
 from app.cdr.worker import DeriveWorker
 from app.db.models import events
 from app.ingest.origin import Origin
@@ -67,6 +71,21 @@ async def test_the_deriving_process_gives_the_same_cdrs_whatever_the_order(
     assert await count(engine, events) == CALL_EVENTS
 
 
+class Watched(DeriveWorker):
+    """The deriving process, with the sequence numbers of the derivations it handed back."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine.url.render_as_string(hide_password=False), "NORMAL", "WARNING")
+        self.handed: list[tuple[int, int]] = []  # (process id, sequence)
+
+    async def start(self, handed: Callable[[Derivation], None]) -> None:
+        def watch(derivation: Derivation) -> None:
+            self.handed.append((derivation.producer, derivation.sequence))
+            handed(derivation)
+
+        await super().start(watch)
+
+
 async def test_a_process_killed_mid_run_is_replaced_and_everything_is_derived(
     engine: AsyncEngine,
 ) -> None:
@@ -77,40 +96,44 @@ async def test_a_process_killed_mid_run_is_replaced_and_everything_is_derived(
         frames.append(pexip_line("a", "10:05:00", "Participant has disconnected.", f"leg-{index}"))
     # Stored raw and listed, nothing derived: a writer that always defers, stopped at once
     # (a stop that need not finish leaves the list to the next deriver).
+    # A run a leg: the process hands them back in more than one derivation.
     writer = BatchWriter(engine, Metrics(), batch_size=2, linger=0, defer_backlog=-1)
     writer.start()
-    writer.submit(Origin("tcp", "a", 1), [Frame(f) for f in frames])
+    for start in range(0, len(frames), 2):
+        writer.submit(Origin("tcp", "a", 1), [Frame(f) for f in frames[start : start + 2]])
     await writer.stop(finish_deriving=False)
     assert await listed(engine) == 2 * legs_count
 
-    reports: list[int] = []
-    worker = worker_for(engine)
+    worker = Watched(engine)
+    writer = BatchWriter(engine, Metrics(), linger=0, derive_elsewhere=worker)
     async with engine.connect() as blocker:
-        # Hold what storing an event needs, so the process stops in the middle of its run.
+        # Hold what storing a derivation needs, so that the process's derivations wait in
+        # the writer (one of them in its open transaction) when the process is killed.
         await blocker.begin()
         if engine.dialect.name == "sqlite":
             await blocker.exec_driver_sql("DELETE FROM pending_derivations WHERE first_id < 0")
         else:
-            await blocker.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
-        await worker.start(lambda listed_now, _: reports.append(listed_now))
+            await blocker.exec_driver_sql("LOCK TABLE pending_derivations IN EXCLUSIVE MODE")
+        writer.start()
         try:
+            deadline = time.monotonic() + PATIENCE
+            while len(worker.handed) < 2:
+                assert time.monotonic() < deadline, "the process handed nothing back"
+                await asyncio.sleep(0.01)
             killed = worker.pid
-            assert killed is not None
-            if engine.dialect.name == "postgresql":
-                await until_waiting_for_a_lock(blocker, killed)
+            assert killed is not None and {pid for pid, _ in worker.handed} == {killed}
             os.kill(killed, signal.SIGKILL)
             await blocker.rollback()
             await until_derived(engine)
             replacement = worker.pid
         finally:
-            await worker.stop()
+            await writer.stop(finish_deriving=False)
 
     assert replacement not in (None, killed)
     states = await legs(engine)
     assert len(states) == legs_count
     assert {(state, duration) for state, duration, *_ in states.values()} == {("closed", 300)}
     assert await count(engine, events) == 2 * legs_count
-    assert reports[-1] == 0
 
 
 async def until_waiting_for_a_lock(conn: AsyncConnection, pid: int) -> None:
@@ -149,11 +172,9 @@ async def test_a_stop_that_finishes_derives_what_the_process_left(engine: AsyncE
     assert await legs(engine) == EXPECTED
 
 
-async def test_runs_taken_together_skip_the_messages_between_them(engine: AsyncEngine) -> None:
-    """Deferred and inline batches interleave (listed runs with ids between them that are
-    derived already): the deriving process takes the runs at once and derives each message
-    once."""
-    frames = [line.rfc5424() for line in LINES]
+async def list_in_quarters(engine: AsyncEngine, frames: list[bytes]) -> None:
+    """Store `frames` in four writers' turns, alternately listed and derived as stored:
+    listed runs with derived messages between them."""
     quarter = len(frames) // 4 + 1
     for index, start in enumerate(range(0, len(frames), quarter)):
         writer = BatchWriter(
@@ -162,11 +183,97 @@ async def test_runs_taken_together_skip_the_messages_between_them(engine: AsyncE
         writer.start()
         writer.submit(Origin("tcp", "h", 1), [Frame(f) for f in frames[start : start + quarter]])
         await writer.stop(finish_deriving=False)
+
+
+async def test_runs_taken_together_skip_the_messages_between_them(engine: AsyncEngine) -> None:
+    """Deferred and inline batches interleave (listed runs with ids between them that are
+    derived already): a derivation takes the runs at once and derives each message once."""
+    await list_in_quarters(engine, [line.rfc5424() for line in LINES])
+    view = View(1)
     async with engine.connect() as conn:
         runs, stored = await pending.peek(conn, 5000)
-    assert len(runs) >= 2 and len(stored) == sum(last - first + 1 for first, last in runs)
-    while (await catch_up_found_first(engine))[0] is not None:
-        pass  # SQLite: all the runs at once; PostgreSQL: a run at a time
+        assert len(runs) >= 2 and len(stored) == sum(last - first + 1 for first, last in runs)
+        derivation = await view.build(conn, runs, stored)
+    async with engine.begin() as conn:
+        await store(conn, derivation)
     assert await listed(engine) == 0
+    assert await legs(engine) == EXPECTED
+    assert await count(engine, events) == CALL_EVENTS
+
+
+async def test_a_derivation_the_database_moved_past_is_refused_whole(
+    engine: AsyncEngine,
+) -> None:
+    """Another deriver stored some of the same legs' events between the process's reading
+    and the writer's storing: the derivation is stale, nothing of it is written, and the
+    runs are derived from the database instead."""
+    frames = [line.rfc5424() for line in LINES]
+    await list_in_quarters(engine, frames)
+    async with engine.connect() as conn:
+        runs, stored = await pending.peek(conn, 5000)
+        derivation = await View(1).build(conn, runs, stored)
+    async with engine.begin() as conn:
+        assert await derive_runs(conn, runs[:1]) is not None  # another deriver, first
+    async with engine.begin() as conn:
+        with pytest.raises(Stale):
+            async with conn.begin_nested():
+                await store(conn, derivation)
+        assert await derive_runs(conn, runs[1:]) is not None
+    assert await listed(engine) == 0
+    assert await legs(engine) == EXPECTED
+    assert await count(engine, events) == CALL_EVENTS
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_any_interleaving_of_deriving_and_storing_gives_the_same_cdrs(
+    engine: AsyncEngine, seed: int
+) -> None:
+    """The process builds derivations ahead of the writer's stores, by a random amount, and
+    another deriver now and then derives a listed run first (some derivations go stale):
+    the CDRs are those of deriving everything in one go."""
+    rng = random.Random(seed)
+    frames = [line.rfc5424() for line in LINES]
+    rng.shuffle(frames)
+    writer = BatchWriter(engine, Metrics(), linger=0, defer_backlog=-1)
+    writer.start()
+    start = 0
+    while start < len(frames):
+        size = rng.randint(1, 4)
+        writer.submit(Origin("tcp", "h", 1), [Frame(f) for f in frames[start : start + size]])
+        await writer.drained()
+        start += size
+    await writer.stop(finish_deriving=False)
+
+    view = View(1)
+    ahead = rng.randint(1, 3)
+    handed: deque[Derivation] = deque()
+    stale = derivation_count = 0
+    while True:
+        if view.ready() and view.outstanding < ahead and (not handed or rng.random() < 0.5):
+            async with engine.connect() as conn:
+                runs, stored = await pending.peek(conn, rng.randint(1, 8), view.handed_runs())
+                if runs:
+                    handed.append(await view.build(conn, runs, stored))
+                    continue
+        if not handed:
+            if not await listed(engine):
+                break
+            continue
+        if rng.random() < 0.15 or derivation_count == 0:
+            async with engine.begin() as conn:
+                await catch_up(conn)  # another deriver, first: the oldest run, at least once
+        derivation_count += 1
+        derivation = handed.popleft()
+        async with engine.begin() as conn:
+            try:
+                async with conn.begin_nested():
+                    await store(conn, derivation)
+                stored_whole = True
+            except Stale:
+                await derive_runs(conn, derivation.runs)
+                stale += 1
+                stored_whole = False
+        view.heard(derivation.sequence, stored_whole)
+    assert stale >= 1
     assert await legs(engine) == EXPECTED
     assert await count(engine, events) == CALL_EVENTS
