@@ -11,8 +11,9 @@ What it does, per message, and nothing else
     * frames RFC 6587 octet-counted frames from an asyncio Protocol (the benchmark's framing;
       no LF framing, no size limit, no error recovery);
     * splits the RFC 5424 header on spaces (PRI, version, timestamp, host, app, procid,
-      msgid), takes the timestamp with `datetime.fromisoformat`, treats structured data as
-      `-` (the benchmark's lines have none);
+      msgid), takes the timestamp with `datetime.fromisoformat` (checking it, as cdrecon's
+      parser does), treats structured data as `-` (the benchmark's lines have none);
+    * packs the frame as cdrecon stores it (`app.db.packing.pack`);
     * appends a row with the columns of cdrecon's `messages` table, and every 5,000 messages
       (or 20 ms) inserts them with one `executemany` and commits, on the event loop's own
       thread, so reading simply stops while SQLite writes: that is its back-pressure.
@@ -38,16 +39,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from app.db.packing import pack
 from bench.floor import PRAGMAS
 
 BATCH = 5000
 LINGER = 0.02
 INSERT = (
     "INSERT INTO messages (received_us, transport, peer_host, peer_port, tls_subject, format, "
-    "facility, severity, timestamp_us, timestamp_text, hostname, app_name, procid, msgid, "
-    "structured_data, msg_offset, truncated, error, raw, source, digest) "
-    "VALUES (?, ?, ?, ?, NULL, 'rfc5424', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, 0, NULL, ?, NULL, "
-    "NULL)"
+    "hostname, msg_offset, truncated, error, raw, packed, source, digest) "
+    "VALUES (?, ?, ?, ?, NULL, 'rfc5424', ?, ?, 0, NULL, ?, ?, NULL, NULL)"
 )
 
 
@@ -69,25 +69,18 @@ class Store:
         append = self.rows.append
         fromiso = datetime.fromisoformat
         for frame in frames:
-            head, stamp, hostname, app, procid, msgid, rest = frame.split(b" ", 6)
-            pri = int(head[1 : head.index(b">")])
-            text = stamp.decode()
+            head, stamp, hostname, _app, _procid, _msgid, rest = frame.split(b" ", 6)
+            int(head[1 : head.index(b">")])
+            fromiso(stamp.decode())
             append(
                 (
                     received_us,
                     transport,
                     host,
                     port,
-                    pri >> 3,
-                    pri & 7,
-                    int(fromiso(text).timestamp() * 1_000_000),
-                    text,
                     hostname.decode(),
-                    app.decode(),
-                    None if procid == b"-" else procid.decode(),
-                    None if msgid == b"-" else msgid.decode(),
                     len(frame) - len(rest) + 2,  # the message starts after "- "
-                    frame,
+                    *pack(frame),
                 )
             )
         if len(self.rows) >= BATCH:

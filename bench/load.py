@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from app.db.packing import unpack
 from bench.commands import cdrecon_env, terminate
 from bench.frames import pexip_frames
 from bench.loopback import TlsFiles, free_port, make_tls_files, wait_for
@@ -262,18 +263,21 @@ class Phase:
 
 def watch_stored(database: Path, until: threading.Event, phase: Phase) -> None:
     """Look at the database every POLL seconds for the normal senders' new messages: each
-    one's latency is when it was first seen less the send time in its PROCID."""
+    one's latency is when it was first seen less the send time in its PROCID (the fifth
+    field of its RFC 5424 header)."""
     last = 0
     db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
     try:
         while not until.is_set():
             rows = db.execute(
-                "select id, procid from messages where id > ? and transport = 'tls'", (last,)
+                "select id, raw, packed from messages where id > ? and transport = 'tls'", (last,)
             ).fetchall()
             seen_us = time.time_ns() // 1000
-            for row_id, procid in rows:
+            for row_id, raw, packed in rows:
                 last = row_id
-                if procid and procid.isdigit():
+                header = unpack(raw, packed).split(b" ", 5)
+                procid = header[4] if len(header) > 4 else b""
+                if procid.isdigit():
                     phase.latencies_ms.append((seen_us - int(procid)) / 1000)
             phase.stored += len(rows)
             until.wait(POLL)

@@ -9,8 +9,10 @@ frame is stored byte for byte whatever they do.
 
 from typing import Final
 
-# The `messages` table's header fields. HOSTNAME, PROCID and MSGID are RFC 5424's own limits;
-# APP_NAME also holds an RFC 3164 TAG, so it is wider than RFC 5424's 48.
+# The syslog header's fields: HOSTNAME and the format are stored in `messages`, the others
+# only read from the frame, and these bound what the parser accepts as each. HOSTNAME,
+# PROCID and MSGID are RFC 5424's own limits; APP_NAME also holds an RFC 3164 TAG, so it is
+# wider than RFC 5424's 48.
 HOSTNAME_MAX: Final = 255
 APP_NAME_MAX: Final = 64
 PROCID_MAX: Final = 128
@@ -18,7 +20,8 @@ MSGID_MAX: Final = 32
 TIMESTAMP_TEXT_MAX: Final = 64
 FORMAT_MAX: Final = 8
 
-# The `events` table's columns taken from a Pexip body (its node is a syslog HOSTNAME).
+# Bounded keys of a Pexip body: Participant-id is stored in `events`; a Level or Name as
+# long is no real one.
 LEVEL_MAX: Final = 16
 NAME_MAX: Final = 128
 PARTICIPANT_ID_MAX: Final = 128

@@ -21,15 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from parsers.limits import (
-    APP_NAME_MAX,
-    FORMAT_MAX,
-    HOSTNAME_MAX,
-    MSGID_MAX,
-    PARTICIPANT_ID_MAX,
-    PROCID_MAX,
-    TIMESTAMP_TEXT_MAX,
-)
+from parsers.limits import FORMAT_MAX, HOSTNAME_MAX, PARTICIPANT_ID_MAX
 from parsers.mn_record import (
     COMPARED_COLUMN,
     CONFERENCE_FIELDS,
@@ -49,8 +41,10 @@ metadata = MetaData(
 # The raw store: one row per received syslog frame, parsed or not. Times are integer
 # microseconds since the Unix epoch (UTC): cheap to produce per batch, and identical on
 # SQLite and PostgreSQL. The frame is kept byte for byte, packed (app/db/packing.py, `packed`
-# names the dictionary; 0 is plain); the message is the unpacked raw[msg_offset:].
-# The parsed fields' lengths are the parsers' limits (parsers/limits.py).
+# names the dictionary; 0 is plain); the message is the unpacked raw[msg_offset:]. Of the
+# parsed header only what is read is kept (the sending host, the format and the parse
+# error); the frame holds the rest. The parsed fields' lengths are the parsers' limits
+# (parsers/limits.py).
 messages = Table(
     "messages",
     metadata,
@@ -61,15 +55,7 @@ messages = Table(
     Column("peer_port", Integer, nullable=True),
     Column("tls_subject", Text, nullable=True),
     Column("format", String(FORMAT_MAX), nullable=False),
-    Column("facility", SmallInteger, nullable=True),
-    Column("severity", SmallInteger, nullable=True),
-    Column("timestamp_us", BigInteger, nullable=True),
-    Column("timestamp_text", String(TIMESTAMP_TEXT_MAX), nullable=True),
     Column("hostname", String(HOSTNAME_MAX), nullable=True),
-    Column("app_name", String(APP_NAME_MAX), nullable=True),
-    Column("procid", String(PROCID_MAX), nullable=True),
-    Column("msgid", String(MSGID_MAX), nullable=True),
-    Column("structured_data", Text, nullable=True),
     Column("msg_offset", Integer, nullable=False),
     Column("truncated", Boolean, nullable=False),
     Column("error", Text, nullable=True),

@@ -19,15 +19,7 @@ MESSAGE_COLUMNS = (
     "peer_port",
     "tls_subject",
     "format",
-    "facility",
-    "severity",
-    "timestamp_us",
-    "timestamp_text",
     "hostname",
-    "app_name",
-    "procid",
-    "msgid",
-    "structured_data",
     "msg_offset",
     "truncated",
     "error",
@@ -125,7 +117,6 @@ def add_frames(
             tally.framing_errors += 1
         if truncated:
             tally.oversize += 1
-        timestamp = message.timestamp
         append(
             (
                 received_us,
@@ -134,15 +125,7 @@ def add_frames(
                 peer_port,
                 tls_subject,
                 message.format.value,
-                message.facility,
-                message.severity,
-                None if timestamp is None else round(timestamp.timestamp() * 1_000_000),
-                message.timestamp_text,
                 message.hostname,
-                message.app_name,
-                message.procid,
-                message.msgid,
-                message.structured_data,
                 message.msg_offset,
                 truncated,
                 error,

@@ -107,8 +107,8 @@ def frame_sql_is(engine: AsyncEngine, frame: bytes) -> str:
 async def test_a_message_the_database_refuses_parsed_is_stored_raw_with_the_reason(
     engine: AsyncEngine, refuse: Refuse, tmp_path: Path
 ) -> None:
-    await refuse("messages", "{row}app_name = 'poison'")
-    hostile = b"<134>1 2026-11-26T10:00:00Z conf-a poison - - - hello"
+    await refuse("messages", "{row}hostname = 'poison'")
+    hostile = b"<134>1 2026-11-26T10:00:00Z poison app - - - hello"
     metrics = Metrics()
     await write(engine, metrics, [hostile], quarantine=tmp_path / "quarantine.jsonl")
     async with engine.connect() as conn:

@@ -66,13 +66,9 @@ async def test_frames_are_stored_with_origin_and_parsed_header(engine: AsyncEngi
         40000,
         "CN=conf-1",
     )
-    assert (first["hostname"], first["app_name"], first["procid"], first["msgid"]) == (
-        "conf-1",
-        "pexip",
-        "42",
-        "ADM",
-    )
-    assert first["timestamp_us"] == 1_795_687_200_250_000
+    assert first["hostname"] == "conf-1"
+    # Of the header, only what is read is kept: the frame holds the rest.
+    assert not {"app_name", "procid", "msgid", "timestamp_us"} & set(first)
     assert first["received_us"] == 1_795_687_200_000_000
     raws = [unpack(bytes(row["raw"]), row["packed"]) for row in stored]
     assert raws[0][first["msg_offset"] :] == b"hello"

@@ -46,12 +46,13 @@ def test_logger_over_tcp_octet_counted_rfc5424_is_stored_parsed(
         "hello over tcp",
     )
     assert service.wait_for("cdrecon_messages_stored_total", 1, transport="tcp") == 1
-    [(fmt, app_name, msgid, transport, raw, packed, offset, error)] = rows(
-        service,
-        "select format, app_name, msgid, transport, raw, packed, msg_offset, error from messages",
+    [(fmt, transport, raw, packed, offset, error)] = rows(
+        service, "select format, transport, raw, packed, msg_offset, error from messages"
     )
-    assert (fmt, app_name, msgid, transport, error) == ("rfc5424", "pexip", "ADMIN", "tcp", None)
-    assert unpack(raw, packed)[offset:] == b"hello over tcp"
+    assert (fmt, transport, error) == ("rfc5424", "tcp", None)
+    frame = unpack(raw, packed)
+    assert frame[offset:] == b"hello over tcp"
+    assert b" pexip - ADMIN " in frame[:offset]
     stats = service.get("/api/v1/stats").json()
     assert stats["messages"] == 1
     assert stats["parse_failures"] == 0
@@ -82,8 +83,13 @@ def test_logger_rfc3164_over_tcp_and_udp_are_stored(service: Service, logger_pat
         "over udp",
     )
     assert service.wait_for("cdrecon_messages_stored_total", 2) == 2
-    stored = rows(service, "select transport, format, app_name from messages order by transport")
-    assert stored == [("tcp", "rfc3164", "bsdapp"), ("udp", "rfc5424", "udpapp")]
+    stored = rows(service, "select transport, format, raw, packed from messages order by transport")
+    assert [(transport, fmt) for transport, fmt, _, _ in stored] == [
+        ("tcp", "rfc3164"),
+        ("udp", "rfc5424"),
+    ]
+    frames = [unpack(raw, packed) for _, _, raw, packed in stored]
+    assert b" bsdapp" in frames[0] and b" udpapp " in frames[1]
 
 
 def test_many_messages_from_a_file_arrive_once_each(
