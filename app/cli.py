@@ -400,23 +400,29 @@ def import_history(files: tuple[str, ...], as_of: str | None, **flags: Any) -> N
     async def run(_settings: Settings, engine: AsyncEngine) -> int:
         failures = 0
         for path in files:
-            with click.open_file(path, "rb") as handle:
-                document = handle.read()
-                # The file's own modification time caps its "as of"; stdin has none.
-                stat = None if path == "-" else os.fstat(handle.fileno())
-            mtime_us = None if stat is None else stat.st_mtime_ns // 1000
             source = source_name(path)
             try:
-                async with engine.begin() as conn:
-                    stored, complete = await import_export(
-                        conn, document, source, Kind.FILE, as_of_us=as_of_us, mtime_us=mtime_us
-                    )
-                    counts = {
-                        "participants": stored.participants,
-                        "conferences": stored.conferences,
-                        "as_of": iso(None if complete is None else complete.us),
-                    }
-                    await record(conn, _actor(), "history.import", stored.source, counts)
+                with click.open_file(path, "rb") as handle:
+                    # The file's own modification time caps its "as of"; stdin has none.
+                    stat = None if path == "-" else os.fstat(handle.fileno())
+                    mtime_us = None if stat is None else stat.st_mtime_ns // 1000
+                    # Read as it is imported: memory follows a batch of records, not the file.
+                    document = iter(lambda: handle.read(1024 * 1024), b"")
+                    async with engine.begin() as conn:
+                        stored, complete = await import_export(
+                            conn,
+                            document,
+                            source,
+                            Kind.FILE,
+                            as_of_us=as_of_us,
+                            mtime_us=mtime_us,
+                        )
+                        counts = {
+                            "participants": stored.participants,
+                            "conferences": stored.conferences,
+                            "as_of": iso(None if complete is None else complete.us),
+                        }
+                        await record(conn, _actor(), "history.import", stored.source, counts)
             except HistoryImportError as exc:
                 failures += 1
                 click.echo(str(exc), err=True)
@@ -442,9 +448,9 @@ def import_history(files: tuple[str, ...], as_of: str | None, **flags: Any) -> N
             )
             if stored.duplicate_ids:
                 shown = ", ".join(stored.duplicate_ids[:5])
-                more = ", …" if len(stored.duplicate_ids) > 5 else ""
+                more = ", …" if stored.duplicates > 5 else ""
                 click.echo(
-                    f"{path}: {len(stored.duplicate_ids)} id(s) found more than once, each "
+                    f"{path}: {stored.duplicates} id(s) found more than once, each "
                     f"stored once (its last copy): {shown}{more}"
                 )
         return failures

@@ -17,7 +17,7 @@ from app.errors import ConflictError, InvalidInputError
 from app.times import iso
 
 from .repository import HistoryRepository
-from .service import HistoryImport, import_document
+from .service import Document, HistoryImport, import_document
 
 
 class Kind(StrEnum):
@@ -95,7 +95,7 @@ async def record_coverage(
 
 async def import_export(
     conn: AsyncConnection,
-    document: bytes | str,
+    document: Document,
     source: str,
     kind: Kind,
     *,
@@ -107,7 +107,7 @@ async def import_export(
     stored = await import_document(conn, document, source)
     as_of = decide(stored.newest_end_us, operator_us=as_of_us, mtime_us=mtime_us)
     if as_of is not None:
-        await record_coverage(conn, kind, source, as_of, stored.participants + stored.conferences)
+        await record_coverage(conn, kind, source, as_of, stored.records)
     return stored, as_of
 
 

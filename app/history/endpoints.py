@@ -217,7 +217,7 @@ async def import_sent(
             {
                 "participants": stored.participants,
                 "conferences": stored.conferences,
-                "duplicates": len(stored.duplicate_ids),
+                "duplicates": stored.duplicates,
                 "as_of": iso(as_of_us),
             },
             client,
@@ -227,7 +227,7 @@ async def import_sent(
         participants=stored.participants,
         conferences=stored.conferences,
         duplicate_ids=stored.duplicate_ids[:DUPLICATES_SHOWN],
-        duplicates=len(stored.duplicate_ids),
+        duplicates=stored.duplicates,
         as_of=iso(as_of_us),
         as_of_basis=None if complete is None else complete.basis.value,
     )

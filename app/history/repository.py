@@ -66,6 +66,36 @@ class HistoryRepository:
         """Store conference records; a newer copy replaces the older one."""
         await self._upsert(conn, mn_conferences, rows)
 
+    async def take_write_lock(self, conn: AsyncConnection) -> None:
+        """On SQLite, make the transaction's first statement a write: one that read first
+        could not write once the batch writer committed meanwhile (SQLite answers "database
+        is locked" at once), while one that waits for the lock simply waits (busy_timeout).
+        PostgreSQL locks rows as it writes them."""
+        if self._dialect_name == "sqlite":
+            await conn.exec_driver_sql("DELETE FROM mn_conferences WHERE id IS NULL")
+
+    async def imported_by(
+        self,
+        conn: AsyncConnection,
+        kind: str,
+        ids: Sequence[str],
+        source: str,
+        imported_us: Sequence[int],
+    ) -> dict[str, int]:
+        """Of `ids`, those stored from `source` at one of the instants `imported_us` (an
+        import in progress), each with its instant; `kind` is "participant" or
+        "conference"."""
+        table = mn_participants if kind == "participant" else mn_conferences
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            query = select(table.c.id, table.c.imported_us).where(
+                table.c.id.in_(ids[start : start + 500]),
+                table.c.source == source,
+                table.c.imported_us.in_(imported_us),
+            )
+            found.update((str(i), int(at)) for i, at in (await conn.execute(query)).all())
+        return found
+
     async def checkpoint(self, conn: AsyncConnection, resource: str) -> tuple[str, int] | None:
         """(MN URL, end time in µs) up to which `resource` has been pulled, if ever."""
         row = (

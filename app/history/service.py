@@ -1,20 +1,21 @@
-"""MN history in: documents (JSON or CSV) imported whole or not at all, and pulls over REST."""
+"""MN history in: documents (JSON or CSV) imported whole or not at all, read record by record,
+and pulls over REST."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import InvalidInputError
-from parsers.history import RecordError, parse_document, parse_history_time
-from parsers.history_documents import HistoryFormatError
+from parsers.history import DocumentRecord, RecordError, iter_document, parse_history_time
+from parsers.history_documents import Chunks, HistoryFormatError
 from parsers.mn_record import (
     COMPARED_COLUMN,
     COMPARED_FIELDS,
@@ -41,21 +42,30 @@ log = logging.getLogger(__name__)
 PULL_OVERLAP = timedelta(minutes=10)
 
 
-class HistoryImportError(InvalidInputError):
-    """A document that was rejected, with the reason for each bad record."""
+# An import reads its document record by record and keeps no more than this many bad records
+# and repeated ids to list (it counts them all), so its memory does not follow the document.
+LISTED = 1000
+# Records stored per statement batch (and per transaction where the caller commits per batch).
+BATCH_RECORDS = 500
 
-    def __init__(self, source: str, errors: list[RecordError]) -> None:
+
+class HistoryImportError(InvalidInputError):
+    """A document that was rejected, with the reason for each bad record (the first LISTED;
+    `count` is all of them)."""
+
+    def __init__(self, source: str, errors: list[RecordError], count: int | None = None) -> None:
         self.source = source
         self.errors = errors
+        self.count = len(errors) if count is None else count
         first = errors[0]
         super().__init__(
-            f"{source}: {len(errors)} bad record(s); nothing imported. First: record "
+            f"{source}: {self.count} bad record(s); nothing imported. First: record "
             f"{first.row}{f' ({first.record_id})' if first.record_id else ''}"
             f"{f', field {first.field}' if first.field else ''}: {first.reason}"
         )
 
     def detail(self) -> dict[str, Any]:
-        """The JSON error body, with every bad record."""
+        """The JSON error body, with every bad record listed."""
         return {
             **super().detail(),
             "errors": [
@@ -72,30 +82,15 @@ class HistoryImport:
     source: str
     participants: int = 0
     conferences: int = 0
-    errors: list[RecordError] = field(default_factory=list)
-    newest_end_us: int | None = None  # the newest end_time among the records
-    # Ids found more than once in the document: each is stored once, its last copy.
+    newest_end_us: int | None = None  # the newest end_time among the records (every copy)
+    # Ids found more than once in the document: each is stored once, its last copy. The
+    # first LISTED of them, in the order their second copy came; `duplicates` counts them all.
     duplicate_ids: list[str] = field(default_factory=list)
+    duplicates: int = 0
 
-
-@dataclass(frozen=True, slots=True)
-class ExportRows:
-    """A document's records as rows to store, each id once (its last copy)."""
-
-    participants: list[dict[str, Any]]
-    conferences: list[dict[str, Any]]
-    duplicate_ids: list[str]
-    newest_end_us: int | None
-
-    def stored(self, source: str) -> HistoryImport:
-        """What storing every row stores."""
-        return HistoryImport(
-            source,
-            len(self.participants),
-            len(self.conferences),
-            newest_end_us=self.newest_end_us,
-            duplicate_ids=self.duplicate_ids,
-        )
+    @property
+    def records(self) -> int:
+        return self.participants + self.conferences
 
 
 def _us(moment: datetime | None) -> int | None:
@@ -145,53 +140,131 @@ def conference_row(record: MNConference, source: str, now_us: int) -> dict[str, 
     return _row(record, _CONFERENCE, source, now_us)
 
 
-_Record = TypeVar("_Record", MNParticipant, MNConference)
+Document = bytes | str | Iterable[bytes]
+MNRecord = MNParticipant | MNConference
 
 
-def _last_copies(records: list[_Record], duplicate_ids: list[str]) -> list[_Record]:
-    """Each id's last copy, in the order ids first appear; adds repeated ids to
-    `duplicate_ids` (once each)."""
-    by_id: dict[str, _Record] = {}
-    for record in records:
-        if record.id in by_id and record.id not in duplicate_ids:
-            duplicate_ids.append(record.id)
-        by_id[record.id] = record
-    return list(by_id.values())
+def _chunks(document: Document) -> Chunks:
+    return [document] if isinstance(document, bytes | str) else document
 
 
-def read_export(document: bytes | str, source: str) -> ExportRows:
-    """The rows of one MN export, ready to store; pure CPU work (a caller may run it in a
-    thread or process). A document with any bad record is rejected whole
-    (HistoryImportError lists each), so nothing is ever half-imported."""
+def _typed(document: Document, source: str) -> Iterator[DocumentRecord]:
+    """`iter_document`, with an unreadable document refused as InvalidInputError."""
     try:
-        parsed = parse_document(document, filename=source)
+        yield from iter_document(_chunks(document), source)
     except HistoryFormatError as exc:
         raise InvalidInputError(f"{source}: not MN history: {exc}") from exc
-    if parsed.errors:
-        raise HistoryImportError(source, parsed.errors)
-    duplicate_ids: list[str] = []
-    participants = _last_copies(parsed.participants, duplicate_ids)
-    conferences = _last_copies(parsed.conferences, duplicate_ids)
-    ends = [p.end_time for p in participants] + [c.end_time for c in conferences]
-    newest_end = max((end for end in ends if end is not None), default=None)
-    now_us = time.time_ns() // 1000
-    return ExportRows(
-        [participant_row(p, source, now_us) for p in participants],
-        [conference_row(c, source, now_us) for c in conferences],
-        duplicate_ids,
-        _us(newest_end),
-    )
 
 
-async def import_document(
-    conn: AsyncConnection, document: bytes | str, source: str
-) -> HistoryImport:
-    """Store every record of one MN export in `conn`'s transaction, or none (`read_export`)."""
-    rows = read_export(document, source)
+class _Problems:
+    """The bad records of a document: the first LISTED, and how many."""
+
+    def __init__(self) -> None:
+        self.listed: list[RecordError] = []
+        self.count = 0
+
+    def add(self, errors: tuple[RecordError, ...]) -> None:
+        self.count += len(errors)
+        self.listed.extend(errors[: LISTED - len(self.listed)])
+
+    def check(self, source: str) -> None:
+        if self.count:
+            raise HistoryImportError(source, self.listed, self.count)
+
+
+def _newest(newest_us: int | None, record: MNRecord) -> int | None:
+    end = _us(record.end_time)
+    return end if newest_us is None or (end is not None and end > newest_us) else newest_us
+
+
+def check_export(document: Document, source: str) -> int | None:
+    """Read a whole MN export, keeping none of it: refuse it (HistoryImportError listing the
+    bad records, InvalidInputError if unreadable) or return its newest end_time in µs. Pure
+    CPU work (a caller may run it in a thread or process); the first pass of an import that
+    commits as it goes."""
+    problems = _Problems()
+    newest_us: int | None = None
+    for typed in _typed(document, source):
+        if typed.record is None:
+            problems.add(typed.errors)
+        else:
+            newest_us = _newest(newest_us, typed.record)
+    problems.check(source)
+    return newest_us
+
+
+def export_batches(document: Document, source: str) -> Generator[list[MNRecord], None, None]:
+    """The typed records of an export `check_export` accepted, BATCH_RECORDS at a time."""
+    batch: list[MNRecord] = []
+    for typed in _typed(document, source):
+        if typed.record is None:
+            raise InvalidInputError(f"{source}: changed while it was imported")
+        batch.append(typed.record)
+        if len(batch) == BATCH_RECORDS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def store_batch(
+    conn: AsyncConnection, batch: list[MNRecord], result: HistoryImport, now_us: int
+) -> None:
+    """Store one batch of an import's records in `conn`'s transaction and count them into
+    `result`. `now_us` is the import's own instant: every row it stores carries it, so a
+    later batch finds the ids stored earlier in the same import (a repeated id, stored once,
+    its last copy). A row stored again as a repeat carries `now_us + 1`, so that a third copy
+    does not count as another repeated id."""
     repository = HistoryRepository.for_connection(conn)
-    await repository.upsert_participants(conn, rows.participants)
-    await repository.upsert_conferences(conn, rows.conferences)
-    return rows.stored(source)
+    await repository.take_write_lock(conn)  # before reading what the import stored so far
+    for kind in ("participant", "conference"):
+        records = [r for r in batch if isinstance(r, MNParticipant) == (kind == "participant")]
+        if not records:
+            continue
+        ids = list(dict.fromkeys(r.id for r in records))
+        earlier = await repository.imported_by(conn, kind, ids, result.source, (now_us, now_us + 1))
+        rows: dict[str, dict[str, Any]] = {}
+        for record in records:
+            at = now_us
+            if record.id in rows or record.id in earlier:
+                if rows.get(record.id, {}).get("imported_us", earlier.get(record.id)) == now_us:
+                    result.duplicates += 1
+                    if len(result.duplicate_ids) < LISTED:
+                        result.duplicate_ids.append(record.id)
+                at = now_us + 1
+            if isinstance(record, MNParticipant):
+                rows[record.id] = participant_row(record, result.source, at)
+            else:
+                rows[record.id] = conference_row(record, result.source, at)
+            result.newest_end_us = _newest(result.newest_end_us, record)
+        if kind == "participant":
+            await repository.upsert_participants(conn, list(rows.values()))
+            result.participants += len(rows) - len(earlier)
+        else:
+            await repository.upsert_conferences(conn, list(rows.values()))
+            result.conferences += len(rows) - len(earlier)
+
+
+async def import_document(conn: AsyncConnection, document: Document, source: str) -> HistoryImport:
+    """Store every record of one MN export in `conn`'s transaction, or none: a document
+    with any bad record is rejected whole (HistoryImportError lists each) once it has been
+    read to its end, and the caller's rollback undoes the batches stored before."""
+    result = HistoryImport(source)
+    now_us = time.time_ns() // 1000
+    problems = _Problems()
+    batch: list[MNRecord] = []
+    for typed in _typed(document, source):
+        if typed.record is None:
+            problems.add(typed.errors)
+        elif not problems.count:  # past a bad record, only read on for the others
+            batch.append(typed.record)
+            if len(batch) == BATCH_RECORDS:
+                await store_batch(conn, batch, result, now_us)
+                batch = []
+    problems.check(source)
+    if batch:
+        await store_batch(conn, batch, result, now_us)
+    return result
 
 
 # The MN client's page reader: (resource, filters, a `meta.next` link or None for the first

@@ -1,11 +1,14 @@
-"""Stores an uploaded MN export without stalling the service: parsed off the event loop, and
-written in short transactions so that the ingest writer never waits long for the database."""
+"""Stores an uploaded MN export without stalling the service: read as a stream off the event
+loop (memory follows a batch of records, not the document), and written in short transactions
+so that the ingest writer never waits long for the database."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import multiprocessing
+import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,18 +20,23 @@ from app.errors import CdreconError, DatabaseBusyError, InvalidInputError
 from parsers.history import RecordError
 
 from .coverage import AsOf, Kind, decide, record_coverage
-from .repository import HistoryRepository
-from .service import ExportRows, HistoryImport, HistoryImportError, read_export
+from .service import (
+    HistoryImport,
+    HistoryImportError,
+    check_export,
+    export_batches,
+    store_batch,
+)
 
 log = logging.getLogger(__name__)
 
-# Records per transaction: each holds SQLite's write lock for a few milliseconds.
-CHUNK_RECORDS = 500
-# Documents up to this size are parsed in a thread of the service; larger ones in a process
-# of their own, as parsing holds the interpreter (and a thread would starve the receivers).
+# Documents up to this size are read in a thread of the service; larger ones in a process
+# of their own, as reading holds the interpreter (and a thread would starve the receivers).
 IN_PROCESS_BYTES = 1024 * 1024
+# The spooled document is read this much at a time: the reader keeps about one record more.
+READ_BYTES = 64 * 1024
 
-# One large document at a time: its parse is what takes the memory.
+# One large document at a time: a process each.
 _one_at_a_time = asyncio.Semaphore(1)
 
 
@@ -39,44 +47,49 @@ class HistoryStoreFailed(CdreconError):
     code = "database_unavailable"
 
 
-async def store_in_chunks(
-    engine: AsyncEngine, rows: ExportRows, source: str, kind: Kind, as_of_us: int | None
+def _read(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as spooled:
+        while chunk := spooled.read(READ_BYTES):
+            yield chunk
+
+
+async def store_in_batches(
+    engine: AsyncEngine, path: Path, source: str, kind: Kind, as_of_us: int | None
 ) -> tuple[HistoryImport, AsOf | None]:
-    """Store `rows` CHUNK_RECORDS at a time, then the export's "as of". The "as of" is
-    decided (and an impossible one refused) before anything is written, and recorded only
-    once every record is stored: an interrupted upload claims no coverage, and uploading it
-    again replaces its records rather than doubling them."""
-    as_of = decide(rows.newest_end_us, operator_us=as_of_us)
-    stored = rows.stored(source)
-    written = 0
+    """Import the export at `path` in two passes over it, neither keeping more than a batch
+    of records: the first reads every record and refuses the document if any is bad
+    (`check_export`), and decides its "as of" (refusing an impossible one); only then the
+    second stores it BATCH_RECORDS a transaction, and records the "as of" once every record
+    is stored: an interrupted upload claims no coverage, and uploading it again replaces its
+    records rather than doubling them. Reading runs in a thread, between transactions."""
+    newest_us = await asyncio.to_thread(check_export, _read(path), source)
+    as_of = decide(newest_us, operator_us=as_of_us)
+    result = HistoryImport(source)
+    now_us = time.time_ns() // 1000
+    batches = export_batches(_read(path), source)
+    committed = 0  # records stored by the transactions that committed
     try:
-        for table_rows, upsert in (
-            (rows.participants, HistoryRepository.upsert_participants),
-            (rows.conferences, HistoryRepository.upsert_conferences),
-        ):
-            for start in range(0, len(table_rows), CHUNK_RECORDS):
-                chunk = table_rows[start : start + CHUNK_RECORDS]
-                async with engine.begin() as conn:
-                    await upsert(HistoryRepository.for_connection(conn), conn, chunk)
-                written += len(chunk)
+        while batch := await asyncio.to_thread(next, batches, None):
+            async with engine.begin() as conn:
+                await store_batch(conn, batch, result, now_us)
+            committed = result.records
         if as_of is not None:
             async with engine.begin() as conn:
-                await record_coverage(
-                    conn, kind, source, as_of, stored.participants + stored.conferences
-                )
+                await record_coverage(conn, kind, source, as_of, result.records)
     except Exception as exc:
         if isinstance(exc, CdreconError):
             raise
-        if written == 0 and is_busy(exc):
+        if committed == 0 and is_busy(exc):
             raise DatabaseBusyError(f"{source}: the database is busy; nothing was stored") from exc
         failed = HistoryStoreFailed(
-            f"{source}: the database failed after {written} of "
-            f"{stored.participants + stored.conferences} records were stored ({exc}); "
-            "upload it again: stored records are replaced, not doubled"
+            f"{source}: the database failed after {committed} records were stored "
+            f"({exc}); upload it again: stored records are replaced, not doubled"
         )
         log.warning("%s", failed)
         raise failed from exc
-    return stored, as_of
+    finally:
+        batches.close()
+    return result, as_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +100,18 @@ class _Outcome:
     as_of: AsOf | None = None
     refused: str | None = None  # an InvalidInputError's message
     record_errors: list[RecordError] | None = None  # a HistoryImportError's records
+    record_error_count: int = 0
     failed: str | None = None  # a HistoryStoreFailed's message
 
 
-def _read(path: Path, source: str) -> ExportRows:
-    return read_export(path.read_bytes(), source)
-
-
-async def _store(
-    database_url: str, rows: ExportRows, source: str, kind: Kind, as_of_us: int | None
+async def _import(
+    database_url: str, path: Path, source: str, kind: Kind, as_of_us: int | None
 ) -> _Outcome:
     engine = create_engine(database_url)
     try:
-        stored, as_of = await store_in_chunks(engine, rows, source, kind, as_of_us)
+        stored, as_of = await store_in_batches(engine, path, source, kind, as_of_us)
+    except HistoryImportError as exc:
+        return _Outcome(refused=str(exc), record_errors=exc.errors, record_error_count=exc.count)
     except HistoryStoreFailed as exc:
         return _Outcome(failed=str(exc))
     except InvalidInputError as exc:
@@ -112,19 +124,13 @@ async def _store(
 def _import_in_worker(
     database_url: str, path: Path, source: str, kind: Kind, as_of_us: int | None
 ) -> _Outcome:
-    """The worker process's entry point: read, then store with an engine of its own."""
-    try:
-        rows = _read(path, source)
-    except HistoryImportError as exc:
-        return _Outcome(refused=str(exc), record_errors=exc.errors)
-    except InvalidInputError as exc:
-        return _Outcome(refused=str(exc))
-    return asyncio.run(_store(database_url, rows, source, kind, as_of_us))
+    """The worker process's entry point: read and store with an engine of its own."""
+    return asyncio.run(_import(database_url, path, source, kind, as_of_us))
 
 
 def _raise(outcome: _Outcome, source: str) -> None:
     if outcome.record_errors:
-        raise HistoryImportError(source, outcome.record_errors)
+        raise HistoryImportError(source, outcome.record_errors, outcome.record_error_count)
     if outcome.refused is not None:
         raise InvalidInputError(outcome.refused)
     if outcome.failed is not None:
@@ -143,8 +149,7 @@ async def import_upload(
     """Import the export spooled at `path` (`size` bytes): all records or, if any is bad,
     none."""
     if size <= IN_PROCESS_BYTES:
-        rows = await asyncio.to_thread(_read, path, source)
-        return await store_in_chunks(engine, rows, source, Kind.UPLOAD, as_of_us)
+        return await store_in_batches(engine, path, source, Kind.UPLOAD, as_of_us)
     async with _one_at_a_time:
         loop = asyncio.get_running_loop()
         # A fresh process for each document: its memory goes back when it ends.

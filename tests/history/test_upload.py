@@ -6,11 +6,12 @@ import asyncio
 import json
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from app.db.engine import create_engine
 from app.history.upload import IN_PROCESS_BYTES
@@ -247,3 +248,134 @@ def test_an_upload_over_the_cap_is_refused_before_it_is_read(
     )
     assert streamed_form.status_code == 413, streamed_form.text
     assert _count(database_url, "mn_participants") == before
+
+
+def _stored_ids(database_url: str, ids: list[str]) -> dict[str, str]:
+    async def read() -> dict[str, str]:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    text(
+                        "SELECT id, display_name FROM mn_participants WHERE id IN :ids"
+                    ).bindparams(bindparam("ids", expanding=True)),
+                    {"ids": ids},
+                )
+                return {str(i): str(name) for i, name in rows}
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def test_ids_repeated_across_batches_are_stored_once_and_each_named_once(
+    served: tuple[Service, str],
+) -> None:
+    on_each_database, database_url = served
+    before = _count(database_url, "mn_participants")
+    records = _participants(1500, first=40_000)
+    # "…40010" three times, in three batches of 500; "…40020" twice in the first batch.
+    records[700] = {**records[10], "display_name": "second copy"}
+    records[1400] = {**records[10], "display_name": "third copy"}
+    records[30] = {**records[20], "display_name": "last copy"}
+    document = json.dumps(records).encode()
+    assert len(document) > IN_PROCESS_BYTES  # through the worker, batch by batch
+    response = on_each_database.post("/api/v1/history", content=document)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["participants"], body["duplicates"], body["duplicate_ids"]) == (
+        1497,
+        2,
+        ["upload-00040020", "upload-00040010"],  # in the order their second copy came
+    )
+    assert _count(database_url, "mn_participants") == before + 1497
+    assert _stored_ids(database_url, ["upload-00040010", "upload-00040020"]) == {
+        "upload-00040010": "third copy",
+        "upload-00040020": "last copy",
+    }
+
+
+def test_a_document_of_many_bad_records_counts_them_all_and_lists_the_first_thousand(
+    served: tuple[Service, str],
+) -> None:
+    on_each_database, database_url = served
+    before = _count(database_url, "mn_participants")
+    bad = [{"id": f"bad-{n}", "duration": "long"} for n in range(1500)]
+    response = on_each_database.post("/api/v1/history", json=bad)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert "1500 bad record(s); nothing imported" in body["detail"]
+    assert len(body["errors"]) == 1000
+    assert body["errors"][999]["id"] == "bad-999"
+    assert _count(database_url, "mn_participants") == before
+
+
+def _service_rss_mb(pid: int) -> float:
+    """VmRSS of `pid` and every process under it (an upload's worker), in MiB."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue  # ended meanwhile
+        total += next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+        )
+    return total / 1024
+
+
+# The memory test's upload: about 30 MB. The service (serve, its upload worker and the
+# multiprocessing resource tracker) grew by about 140 MiB while storing it, whatever its size
+# (the worker's imports and SQLite page cache); reading it whole (before the readers
+# streamed) grew it by about 255 MiB, and more with every MB.
+LARGE_UPLOAD_RECORDS = 13_500
+RSS_GROWTH_MB = 200
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_large_upload_is_stored_without_the_service_growing_with_it(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    service = Service(tmp_path_factory.mktemp("upload-memory"))
+    service.start()
+    try:
+        record = json.loads(PARTICIPANT.read_text())
+        upload = tmp_path / "large.json"
+        with upload.open("w") as out:
+            out.write(json.dumps({"meta": {"total_count": LARGE_UPLOAD_RECORDS}})[:-1])
+            out.write(', "objects": [')
+            for n in range(LARGE_UPLOAD_RECORDS):
+                out.write(("," if n else "") + json.dumps({**record, "id": f"large-{n:08d}"}))
+            out.write("]}")
+        assert upload.stat().st_size > 28_000_000
+        assert service.process is not None
+        pid = service.process.pid
+        idle = _service_rss_mb(pid)
+        peak = idle
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.wait(0.02):
+                peak = max(peak, _service_rss_mb(pid))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            with upload.open("rb") as body:
+                response = service.post("/api/v1/history", content=body)
+        finally:
+            done.set()
+            sampler.join()
+        assert response.status_code == 200, response.text
+        assert response.json()["participants"] == LARGE_UPLOAD_RECORDS
+        assert _count(f"sqlite+aiosqlite:///{service.db_path}", "mn_participants") == (
+            LARGE_UPLOAD_RECORDS
+        )
+        print(f"service RSS {idle:.0f} MiB idle, {peak:.0f} MiB at most during the upload")
+        assert peak - idle < RSS_GROWTH_MB, (idle, peak)
+    finally:
+        service.stop()
