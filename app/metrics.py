@@ -128,7 +128,8 @@ class Metrics:
         )
         self.paused = Gauge(
             "cdrecon_ingest_paused_connections",
-            "Connections not being read because the database is behind (back-pressure).",
+            "Connections (and the UDP socket) not being read because the database is behind "
+            "or their sender holds more than its share of the queue (back-pressure).",
             registry=r,
         )
         self.batch_seconds = Histogram(

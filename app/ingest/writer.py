@@ -216,7 +216,9 @@ class BatchWriter:
 
     def submit(self, origin: Origin, frames: list[Frame], received_us: int | None = None) -> bool:
         """Queue frames read from `origin`. True means: stop reading from it (the queue is
-        over high water, or `origin` holds more than its share of a busy queue)."""
+        over high water, or `origin` holds more than its share of a busy queue; for UDP, only
+        the share: the datagram was dropped, and reading the socket on would only cost the
+        other senders CPU)."""
         if not frames:
             return self._over_high_water()
         count = len(frames)
@@ -229,7 +231,7 @@ class BatchWriter:
                 return False
             if self._busy() and self._shares.over_half(origin, now, count, size):
                 self._metrics.dropped.labels("udp", "fair_share").inc(count)
-                return False
+                return True
         self._metrics.received.labels(origin.transport).inc(count)
         if received_us is None:
             received_us = time.time_ns() // 1000
@@ -246,8 +248,8 @@ class BatchWriter:
         self._ready.set()
         if self._over_high_water():
             self._room.clear()
-            return True
-        return self._busy() and self._shares.over_half(origin, now)
+            return origin.transport != "udp"  # UDP has its own limits, above
+        return origin.transport != "udp" and self._busy() and self._shares.over_half(origin, now)
 
     def _udp_full(self, size: int) -> bool:
         """Whether a datagram of `size` bytes finds the queue full. While TCP or TLS readers
