@@ -1,5 +1,5 @@
-"""Storage benchmark: bytes on disk per stored message, what would shrink them, and pruning's
-cost to ingest.
+"""Storage benchmark: bytes on disk per stored message, what packing raw messages costs, and
+pruning's cost to ingest.
 
 What it measures
     1. Bytes per message. For each kind of line (`call`: Pexip call-event lines from
@@ -7,20 +7,25 @@ What it measures
        same size, which carry no call event) N messages are sent over one TCP connection to a
        real `cdrecon serve` on a fresh SQLite file, until all are stored and derived. Then,
        the service stopped: the file's bytes over the messages' own bytes (each message as
-       received, without its octet count), and where the bytes go (SQLite's `dbstat`, per
-       table with its indexes). The ingest rate of that run is printed beside it.
-    2. Means of storing less, each applied to a copy of that file and then VACUUMed, beside
-       the copy only VACUUMed (the reference: pages compacted, nothing else changed):
-         * `lean`: the parsed header copies nothing reads set NULL (`timestamp_text`,
-           `app_name`, `procid`, `msgid`, `structured_data`, `facility`, `severity`,
-           `timestamp_us`: the raw bytes hold them);
-         * `zlib`: each raw message compressed with zlib (level 1, raw deflate, 8 KiB
-           window) with a preset dictionary of sample lines (`ZDICT`, other seeds);
-         * `lean+zlib`: both.
-       The cost of `zlib` to ingest: the CPU time of compressing (and decompressing, as
-       every reader of `messages.raw` would) each of the N messages in this process, in µs
-       per message, beside the CPU time per message the service took to ingest (store and
-       derive) the same N in this run. CPU time, not wall time: the machine is shared.
+       received, without its octet count), the same after a VACUUM (pages compacted, nothing
+       else changed), and where the bytes go (SQLite's `dbstat`, per table with its
+       indexes). Beside it, the service's CPU time per message for that ingest (store and
+       derive; CPU, not wall time: the machine is shared) and its rate. With `--reference
+       DIR` (bench/reference.py: another checkout with its own .venv, e.g. the commit before
+       a storage change) the same lines go to that checkout's `serve` too, in turn, the
+       order swapped every run, `--runs` times each: bytes and CPU before and after in one
+       run.
+    2. The codec (app/db/packing.py, in this process: the one use of the product's code
+       here besides its commands and HTTP): the CPU time to pack each of the N messages as
+       the writer does and to unpack it as every reader of `messages.raw` does, in µs per
+       message; packed bytes over raw bytes. The dictionary was trained on this benchmark's
+       generators (other seeds: bench/raw_dictionary.py), which draw names, aliases,
+       conferences and vendors from small pools it learnt too, so two harsher figures:
+       `values unseen`, each message with every letter of its values replaced at random
+       (but Level, Name, Message and the few enumerated keys, and padding), which a real
+       estate's names and ids would not be worse than; and zstd at the same level with no
+       dictionary at all. "as stored, values unseen" and "as stored, no dictionary" are the
+       file's ratio had each message packed only that well.
     3. Pruning while ingesting. A database holding P support messages received 30 days ago
        (filled through `serve`, then their receive time moved back) gets M call-event
        messages sent to `serve`, once with pruning off (the reference) and once with
@@ -34,6 +39,7 @@ What it measures
        messages arrive.
 
 Run:  .venv/bin/python -m bench.storage [--messages 100000] [--prefill 300000] [--runs 2]
+          [--reference DIR] [--skip-prune]
 Writes bench/out/storage-<UTC timestamp>.json.
 """
 
@@ -42,6 +48,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -51,32 +58,23 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import zstandard
 
+from app.db.packing import pack, unpack
 from bench.commands import cdrecon_env
 from bench.frames import pexip_frames
 from bench.loopback import free_port
 from bench.options import benchmark_parser
 from bench.paths import CDRECON
 from bench.procfs import cpu_seconds, load_average
+from bench.reference import THIS_TREE, Checkout, in_turn
 from bench.results import stamp, table, write_json
-
-HEADER_COPIES = (
-    "timestamp_text",
-    "app_name",
-    "procid",
-    "msgid",
-    "structured_data",
-    "facility",
-    "severity",
-    "timestamp_us",
-)
 
 
 def support_frames(size: int = 500, seed: int = 3164) -> Iterator[bytes]:
@@ -115,18 +113,6 @@ def message_bytes(frame: bytes) -> bytes:
     return frame.split(b" ", 1)[1].rstrip(b"\n")
 
 
-# zlib's preset dictionary: lines like those stored (of other seeds than the measured ones),
-# so that a short message can refer back to the keys and values every line repeats from its
-# first byte (zlib's window otherwise starts empty for each message). 8 KiB: the window.
-ZDICT = b"\n".join(
-    message_bytes(frame)
-    for frame in (
-        *itertools.islice(support_frames(seed=1), 3),
-        *itertools.islice(pexip_frames(seed=1), 12),
-    )
-)[-8000:]
-
-
 # --------------------------------------------------------------------------------------------
 # A service to send to
 # --------------------------------------------------------------------------------------------
@@ -138,6 +124,7 @@ class Service:
 
     database: Path
     settings: dict[str, str] = field(default_factory=dict)
+    cdrecon: str = CDRECON  # the checkout's command
     process: subprocess.Popen[bytes] | None = None
     tcp: int = 0
     http: int = 0
@@ -155,7 +142,7 @@ class Service:
         )
         with open(self.database.with_suffix(".log"), "ab") as log:
             self.process = subprocess.Popen(
-                [CDRECON, "serve"], env=env, cwd=self.database.parent, stdout=log, stderr=log
+                [self.cdrecon, "serve"], env=env, cwd=self.database.parent, stdout=log, stderr=log
             )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -204,6 +191,19 @@ class Service:
         return time.perf_counter() - started
 
 
+def _commit(root: Path) -> str:
+    """The commit a checkout is at (with "+" if it has uncommitted changes)."""
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return head + ("+" if dirty else "")
+
+
 def _batched(frames: list[bytes], size: int = 2000) -> Iterator[list[bytes]]:
     for start in range(0, len(frames), size):
         yield frames[start : start + size]
@@ -237,32 +237,12 @@ def where_bytes_go(database: Path) -> dict[str, int]:
         connection.close()
 
 
-def compress(raw: bytes) -> bytes:
-    """One message as the `zlib` means would store it."""
-    # An 8 KiB window and memLevel 2: setting up a compressor per message costs less.
-    packer = zlib.compressobj(1, zlib.DEFLATED, -13, 2, zlib.Z_DEFAULT_STRATEGY, ZDICT)
-    return packer.compress(raw) + packer.flush()
-
-
-def decompress(packed: bytes) -> bytes:
-    """What every reader of `messages.raw` would do first."""
-    unpacker = zlib.decompressobj(-13, ZDICT)
-    return unpacker.decompress(packed) + unpacker.flush()
-
-
-def apply_means(source: Path, directory: Path, means: str) -> int:
-    """A copy of `source` with `means` applied, VACUUMed; its bytes."""
-    copy = directory / f"{means}.db"
+def vacuumed_bytes(source: Path, directory: Path) -> int:
+    """The bytes of a VACUUMed copy of `source`: its pages compacted, nothing else changed."""
+    copy = directory / "vacuumed.db"
     shutil.copyfile(source, copy)
     connection = sqlite3.connect(copy, isolation_level=None)
     try:
-        if "lean" in means:
-            connection.execute(
-                "UPDATE messages SET " + ", ".join(f"{c} = NULL" for c in HEADER_COPIES)
-            )
-        if "zlib" in means:
-            connection.create_function("pack", 1, compress, deterministic=True)
-            connection.execute("UPDATE messages SET raw = pack(raw)")
         connection.execute("VACUUM")
     finally:
         connection.close()
@@ -273,55 +253,104 @@ def apply_means(source: Path, directory: Path, means: str) -> int:
 
 @dataclass
 class Stored:
-    """One kind of line, stored and measured."""
+    """One kind of line, stored by one checkout and measured."""
 
     kind: str
+    checkout: str
     messages: int
     message_bytes: int
     file_bytes: int
+    vacuumed_bytes: int
     ingest_seconds: float
     ingest_cpu_us: float  # the service's CPU per message, deriving included
     tables: dict[str, int]
-    means_bytes: dict[str, int]
-    compress_us: float
-    decompress_us: float
-    compressed_bytes: int
 
     @property
     def ratio(self) -> float:
         return self.file_bytes / self.message_bytes
 
 
-def measure_kind(kind: str, frames: list[bytes], directory: Path) -> Stored:
-    """Store `frames` through `serve` on a fresh file and measure it."""
+def store_kind(kind: str, frames: list[bytes], directory: Path, checkout: Checkout) -> Stored:
+    """Store `frames` through `checkout`'s `serve` on a fresh file and measure it."""
     database = directory / f"{kind}.db"
-    with Service(database, {"prune_interval": "0"}) as service:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    with Service(database, {"prune_interval": "0"}, checkout.cdrecon) as service:
         seconds = service.ingest(frames)
-    messages = [message_bytes(frame) for frame in frames]
-    # CPU time, like the service's figure beside it: the machine is shared.
-    started = time.process_time()
-    packed = [compress(m) for m in messages]
-    compress_us = (time.process_time() - started) / len(messages) * 1e6
-    started = time.process_time()
-    for item in packed:
-        decompress(item)
-    decompress_us = (time.process_time() - started) / len(messages) * 1e6
-    assert all(decompress(p) == m for p, m in zip(packed[:1000], messages[:1000], strict=True))
-    means = {
-        m: apply_means(database, directory, m) for m in ("vacuumed", "lean", "zlib", "lean+zlib")
-    }
     return Stored(
         kind=kind,
+        checkout=checkout.label,
         messages=len(frames),
-        message_bytes=sum(len(m) for m in messages),
+        message_bytes=sum(len(message_bytes(frame)) for frame in frames),
         file_bytes=file_bytes(database),
+        vacuumed_bytes=vacuumed_bytes(database, directory),
         ingest_seconds=seconds,
         ingest_cpu_us=service.cpu_seconds / len(frames) * 1e6,
         tables=where_bytes_go(database),
-        means_bytes=means,
-        compress_us=compress_us,
-        decompress_us=decompress_us,
-        compressed_bytes=sum(len(p) for p in packed),
+    )
+
+
+@dataclass
+class Codec:
+    """What packing one kind of line costs and saves, in this process."""
+
+    kind: str
+    pack_us: float
+    unpack_us: float
+    packed_bytes: int
+    unseen_bytes: int  # packed, each message with its values replaced (`unseen`)
+    undictionaried_bytes: int  # zstd at the same level without a dictionary
+
+
+# Keys whose values Pexip draws from a few words: left as they are by `unseen`.
+ENUMERATED = frozenset(
+    b"Level Name Message Protocol Direction Role Service-type Encryption Presentation-allowed "
+    b"Was Now Transport Method".split()
+)
+_PAIR = re.compile(rb'([A-Za-z-]+)="([^"]*)"')
+
+
+def unseen(message: bytes, rng: random.Random) -> bytes:
+    """`message` with each letter of its values (but enumerated keys' and padding) replaced
+    at random: names and ids the dictionary cannot have seen."""
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        key, value = match.group(1), match.group(2)
+        if key in ENUMERATED or len(set(value)) <= 1:
+            return match.group(0)
+        letters = bytes(
+            rng.choice(LOWER) if c in LOWER else rng.choice(UPPER) if c in UPPER else c
+            for c in value
+        )
+        return key + b'="' + letters + b'"'
+
+    return _PAIR.sub(replace, message)
+
+
+LOWER = b"abcdefghijklmnopqrstuvwxyz"
+UPPER = LOWER.upper()
+
+
+def measure_codec(kind: str, frames: list[bytes]) -> Codec:
+    """Pack and unpack each message as the writer and the readers do (CPU time)."""
+    messages = [message_bytes(frame) for frame in frames]
+    started = time.process_time()
+    packed = [pack(m) for m in messages]
+    pack_us = (time.process_time() - started) / len(messages) * 1e6
+    started = time.process_time()
+    for stored, flag in packed:
+        unpack(stored, flag)
+    unpack_us = (time.process_time() - started) / len(messages) * 1e6
+    assert all(unpack(*p) == m for p, m in zip(packed[:1000], messages[:1000], strict=True))
+    plain = zstandard.ZstdCompressor(level=1, write_checksum=False, write_content_size=True)
+    rng = random.Random(7)
+    return Codec(
+        kind=kind,
+        pack_us=pack_us,
+        unpack_us=unpack_us,
+        packed_bytes=sum(len(stored) for stored, _ in packed),
+        unseen_bytes=sum(len(pack(unseen(m, rng))[0]) for m in messages),
+        undictionaried_bytes=sum(min(len(plain.compress(m)), len(m)) for m in messages),
     )
 
 
@@ -428,61 +457,120 @@ def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--messages", type=int, default=100_000, help="N per kind, and M")
     parser.add_argument("--prefill", type=int, default=300_000, help="P old support messages")
-    parser.add_argument("--runs", type=int, default=2, help="ingests with and without pruning")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=2,
+        help="ingests of each kind per checkout, and with and without pruning (medians shown)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DIR",
+        help="another checkout (with its own .venv) whose bytes and CPU to measure beside these",
+    )
     parser.add_argument("--skip-prune", action="store_true", help="only bytes per message")
     args = parser.parse_args(argv)
+    trees = [THIS_TREE]
+    if args.reference is not None:
+        reference = Checkout("reference", args.reference.resolve())
+        if not Path(reference.cdrecon).exists():
+            raise SystemExit(f"--reference {args.reference}: no {reference.cdrecon}")
+        trees.append(reference)
     when = stamp()
-    results: dict[str, object] = {"settings": vars(args), "load_before": load_average()}
+    results: dict[str, object] = {"settings": vars(args) | {"reference": str(args.reference)}}
+    results["load_before"] = load_average()
+    results["commits"] = {tree.label: _commit(tree.root) for tree in trees}
     with tempfile.TemporaryDirectory(prefix="cdrecon-storage-") as temporary:
         directory = Path(temporary)
         kinds = {
             "call": list(itertools.islice(pexip_frames(), args.messages)),
             "support": list(itertools.islice(support_frames(), args.messages)),
         }
-        stored = [measure_kind(kind, frames, directory) for kind, frames in kinds.items()]
+        stored: list[Stored] = []
+        for run in range(args.runs):
+            for kind, frames in kinds.items():
+                for tree in in_turn(trees, run):
+                    stored.append(store_kind(kind, frames, directory, tree))
+        codecs = {kind: measure_codec(kind, frames) for kind, frames in kinds.items()}
         rows = []
-        for s in stored:
-            per = s.message_bytes / s.messages
-            rows.append(
-                [
-                    s.kind,
-                    s.messages,
-                    f"{per:.0f}",
-                    f"{s.file_bytes / s.messages:.0f}",
-                    f"{s.ratio:.2f}x",
-                    *(f"{s.means_bytes[m] / s.message_bytes:.2f}x" for m in s.means_bytes),
-                    f"{s.messages / s.ingest_seconds:,.0f}",
-                    f"{s.ingest_cpu_us:.1f}",
-                    f"{s.compress_us:.1f} + {s.decompress_us:.1f}",
-                    f"{s.compressed_bytes / s.message_bytes:.2f}",
-                ]
-            )
+        for kind in kinds:
+            codec = codecs[kind]
+            for tree in trees:
+                tries = [s for s in stored if s.kind == kind and s.checkout == tree.label]
+                last = tries[-1]  # bytes are the same run to run; CPU is not
+                cpu = [s.ingest_cpu_us for s in tries]
+                rate = statistics.median(s.messages / s.ingest_seconds for s in tries)
+                worse = {
+                    "unseen": last.file_bytes + codec.unseen_bytes - codec.packed_bytes,
+                    "none": last.file_bytes + codec.undictionaried_bytes - codec.packed_bytes,
+                }
+                rows.append(
+                    [
+                        kind,
+                        tree.label,
+                        last.messages,
+                        f"{last.message_bytes / last.messages:.0f}",
+                        f"{last.file_bytes / last.messages:.0f}",
+                        f"{last.ratio:.2f}x",
+                        f"{last.vacuumed_bytes / last.message_bytes:.2f}x",
+                        f"{rate:,.0f}",
+                        f"{statistics.median(cpu):.1f} ({' '.join(f'{c:.1f}' for c in cpu)})",
+                        *(
+                            f"{size / last.message_bytes:.2f}x" if tree is THIS_TREE else ""
+                            for size in worse.values()
+                        ),
+                    ]
+                )
         print(
             table(
                 [
                     "lines",
+                    "checkout",
                     "N",
                     "B/msg",
                     "disk B/msg",
                     "as stored",
                     "vacuumed",
-                    "lean",
-                    "zlib",
-                    "lean+zlib",
                     "ingest msg/s",
-                    "ingest CPU µs/msg",
-                    "zlib CPU µs/msg (pack + unpack)",
-                    "raw packed/raw",
+                    "ingest CPU µs/msg, median (each)",
+                    "as stored, values unseen",
+                    "as stored, no dictionary",
                 ],
                 rows,
             )
         )
-        for s in stored:
+        print()
+        print(
+            table(
+                [
+                    "lines",
+                    "pack µs/msg",
+                    "unpack µs/msg",
+                    "packed/raw",
+                    "values unseen",
+                    "no dictionary",
+                ],
+                [
+                    [
+                        c.kind,
+                        f"{c.pack_us:.2f}",
+                        f"{c.unpack_us:.2f}",
+                        f"{c.packed_bytes / stored[0].message_bytes:.3f}",
+                        f"{c.unseen_bytes / stored[0].message_bytes:.3f}",
+                        f"{c.undictionaried_bytes / stored[0].message_bytes:.3f}",
+                    ]
+                    for c in codecs.values()
+                ],
+            )
+        )
+        for s in stored[-len(kinds) * len(trees) :]:
             parts = ", ".join(
                 f"{name} {size / s.messages:.0f}" for name, size in list(s.tables.items())[:6]
             )
-            print(f"{s.kind}: bytes per message by table (with its indexes): {parts}")
+            print(f"{s.kind}, {s.checkout}: bytes per message by table (with indexes): {parts}")
         results["stored"] = [asdict(s) | {"ratio": s.ratio} for s in stored]
+        results["codec"] = [asdict(c) for c in codecs.values()]
 
         if not args.skip_prune:
             prefilled = prefill(directory, args.prefill)
