@@ -14,11 +14,14 @@ What it measures
       /api/v1/reconciliations`) every 3 s during ingest, one at a time;
     * `20 exports`: twenty `POST /api/v1/exports` of the planted window (include_exported)
       sent at once, 3 s into ingest;
-    * `60 MB upload`: one `POST /api/v1/history` of 60,000 MN records (about 60 MB, under the
-      default cap), 3 s into ingest.
+    * `upload`: one `POST /api/v1/history` of `--upload-records` MN records (about 1 KB each:
+      60,000 make 60 MB, under the default cap; the service runs with a 512 MiB cap so that
+      larger ones can be measured), 3 s into ingest.
 
-    For each: p50/p99/max store latency, the messages/s achieved, and the requests' answers
-    (status counts, the longest answer, whether each 503 had Retry-After).
+    For each: p50/p99/max store latency, the messages/s achieved, the requests' answers
+    (status counts, the longest answer, whether each 503 had Retry-After), the longest
+    `GET /healthz` (one every 0.5 s) and the peak RSS of the service: the sum of VmRSS over
+    `serve` and every process under it (an upload's worker), sampled every 50 ms.
 
     With `--reference PATH` (a `cdrecon` of another checkout, e.g. main before a change) each
     scenario runs with it first, then with this checkout's, and the table puts them side by
@@ -32,6 +35,7 @@ Writes bench/out/contention-<UTC timestamp>.json; the server logs go next to it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import sqlite3
@@ -55,7 +59,7 @@ from bench.loopback import free_port, wait_for
 from bench.options import benchmark_parser
 from bench.paths import CDRECON, OUT_DIR
 from bench.planted import iso, plan_calls, plant
-from bench.procfs import load_average, load_text
+from bench.procfs import load_average, load_text, process_tree, rss_mb
 from bench.results import stamp, table, write_json
 
 TICKS_PER_SECOND = 100
@@ -95,6 +99,8 @@ class Result:
     p99: float
     worst: float
     answers: Answers
+    peak_rss_mb: float
+    healthz_longest: float
     load: str
 
     def row(self) -> list[object]:
@@ -106,6 +112,8 @@ class Result:
             f"{self.p99:.2f}",
             f"{self.worst:.2f}",
             self.answers.describe(),
+            f"{self.peak_rss_mb:,.0f}",
+            f"{self.healthz_longest:.2f}",
             self.load,
         ]
 
@@ -113,8 +121,11 @@ class Result:
 class Service:
     """A `cdrecon serve` of one build on a fresh, planted SQLite file."""
 
-    def __init__(self, cdrecon: str, workdir: Path, cdrs: int, seed: int) -> None:
+    def __init__(
+        self, cdrecon: str, workdir: Path, cdrs: int, seed: int, upload_records: int
+    ) -> None:
         self.workdir = workdir
+        self.upload_records = upload_records
         self.database = workdir / "cdrecon.db"
         upgrade_database(self.database, cdrecon)
         self.window = plan_calls(cdrs, seed).window
@@ -125,6 +136,7 @@ class Service:
             syslog_tcp=f"127.0.0.1:{self.tcp}",
             syslog_udp="off",
             http=f"127.0.0.1:{self.http}",
+            history_upload_max_bytes=str(UPLOAD_CAP),
         )
         self.token = subprocess.run(
             [cdrecon, "token", "create", "bench", "--scope", "admin"],
@@ -202,6 +214,30 @@ def _latencies(due: list[tuple[float, int]], polls: list[tuple[float, int]]) -> 
     return latencies
 
 
+@dataclass(slots=True)
+class Watch:
+    """The service's peak RSS (all its processes) and its longest /healthz, while it runs."""
+
+    peak_rss_mb: float = 0.0
+    healthz_longest: float = 0.0
+
+    def run(self, service: Service, stop: threading.Event) -> None:
+        next_health = 0.0
+        while not stop.is_set():
+            tree = process_tree(service.proc.pid)
+            self.peak_rss_mb = max(self.peak_rss_mb, sum(rss_mb(pid) for pid in tree))
+            if time.monotonic() >= next_health:
+                next_health = time.monotonic() + 0.5
+                threading.Thread(target=self._health, args=(service,), daemon=True).start()
+            stop.wait(0.05)
+
+    def _health(self, service: Service) -> None:
+        started = time.monotonic()
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(f"{service.url}/healthz", timeout=120)
+        self.healthz_longest = max(self.healthz_longest, time.monotonic() - started)
+
+
 def _reconcile_every(service: Service, stop: threading.Event, answers: Answers) -> None:
     start, until = service.window
     while not stop.is_set():
@@ -231,7 +267,7 @@ def _upload(service: Service, stop: threading.Event, answers: Answers) -> None:
     try:
         response = httpx.post(
             f"{service.url}/api/v1/history?filename=bench.json",
-            content=_history_document(),
+            content=_history_document(service.upload_records),
             headers={"Authorization": f"Bearer {service.token}"},
             timeout=600,
         )
@@ -243,11 +279,11 @@ def _upload(service: Service, stop: threading.Event, answers: Answers) -> None:
     )
 
 
-UPLOAD_RECORDS = 60_000
+UPLOAD_CAP = 512 * 1024 * 1024
 
 
-def _history_document() -> bytes:
-    """About 60 MB of MN participant records (under the default 64 MiB upload cap)."""
+def _history_document(records: int) -> bytes:
+    """`records` MN participant records of about 1 KB each."""
     record = {
         "call_direction": "in",
         "conference_name": "Weekly sync",
@@ -259,9 +295,7 @@ def _history_document() -> bytes:
         "remote_alias": "sip:bench@example.com",
         "vendor": "x" * 700,
     }
-    return json.dumps(
-        [{**record, "id": f"bench-upload-{n:08d}"} for n in range(UPLOAD_RECORDS)]
-    ).encode()
+    return json.dumps([{**record, "id": f"bench-upload-{n:08d}"} for n in range(records)]).encode()
 
 
 Activity = Callable[[Service, threading.Event, Answers], None] | None
@@ -269,7 +303,7 @@ SCENARIOS: dict[str, Activity] = {
     "idle": None,
     "reconcile/3s": _reconcile_every,
     "20 exports": _exports_at_once,
-    "60 MB upload": _upload,
+    "upload": _upload,
 }
 
 
@@ -277,13 +311,16 @@ def measure(
     cdrecon: str, build: str, scenario: str, args: argparse.Namespace, logs: Path
 ) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix=f"contention-{build}-", dir=logs))
-    service = Service(cdrecon, workdir, args.cdrs, args.seed)
+    service = Service(cdrecon, workdir, args.cdrs, args.seed, args.upload_records)
     due: list[tuple[float, int]] = []
     polls: list[tuple[float, int]] = []
     answers = Answers()
     stop = threading.Event()
     activity = SCENARIOS[scenario]
     before = load_average()
+    watch, watched = Watch(), threading.Event()
+    watching = threading.Thread(target=watch.run, args=(service, watched), daemon=True)
+    watching.start()
     try:
         busy = (
             threading.Thread(target=activity, args=(service, stop, answers))
@@ -307,6 +344,8 @@ def measure(
             busy.join()
     finally:
         stop.set()
+        watched.set()
+        watching.join()
         service.stop()
     latencies = _latencies(due, polls)
     if not latencies or len(latencies) < len(due):
@@ -323,6 +362,8 @@ def measure(
         cuts[98],
         max(latencies, default=0.0),
         answers,
+        watch.peak_rss_mb,
+        watch.healthz_longest,
         load_text(before, load_average()),
     )
 
@@ -336,6 +377,12 @@ def main() -> None:
     parser.add_argument("--cdrs", type=int, default=5000, help="planted CDRs (default 5000)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--upload-records",
+        type=int,
+        default=60_000,
+        help="records in the upload scenario's document, about 1 KB each (default 60000)",
+    )
     args = parser.parse_args()
     when = stamp()
     logs = OUT_DIR / f"contention-{when}-logs"
@@ -369,7 +416,18 @@ def main() -> None:
         raise SystemExit("a 503 without Retry-After")
 
 
-HEADERS = ["scenario", "build", "msg/s", "p50 s", "p99 s", "max s", "requests", "load"]
+HEADERS = [
+    "scenario",
+    "build",
+    "msg/s",
+    "p50 s",
+    "p99 s",
+    "max s",
+    "requests",
+    "peak RSS MiB",
+    "longest /healthz s",
+    "load",
+]
 
 if __name__ == "__main__":
     main()

@@ -81,9 +81,11 @@ async def store_in_batches(
             raise
         if committed == 0 and is_busy(exc):
             raise DatabaseBusyError(f"{source}: the database is busy; nothing was stored") from exc
+        # The driver's own message: SQLAlchemy's repeats the statement and its rows.
+        reason = getattr(exc, "orig", None) or exc
         failed = HistoryStoreFailed(
             f"{source}: the database failed after {committed} records were stored "
-            f"({exc}); upload it again: stored records are replaced, not doubled"
+            f"({reason}); upload it again: stored records are replaced, not doubled"
         )
         log.warning("%s", failed)
         raise failed from exc
