@@ -21,7 +21,7 @@ from app.history import coverage as history_coverage
 from app.paging import cut_page, decode_cursor
 from app.times import FIRST_US, LAST_US, iso, to_us
 
-from .items import agreed_row, item_row
+from .items import ItemRow, agreed_row, item_row
 from .matching import Gap, classify, gaps_in
 from .repository import ReconcileRepository
 from .rows import ID, leg_view, split_agreeing
@@ -70,7 +70,7 @@ def _bounds(bounds: tuple[int, int] | None) -> dict[str, str | None]:
 # the whole window.
 SLICE_US = 6 * 3600 * 1_000_000
 # Items a write transaction stores at most: a few milliseconds of SQLite's one writer, which
-# the batch writer gets between them.
+# the batch writer gets between them (and fewer transactions, fewer waits behind its own).
 ITEMS_PER_TRANSACTION = 2000
 
 # Runs in progress in this process: on SQLite, a run that this process recorded as its own
@@ -134,10 +134,10 @@ async def reconcile(
         }
         run_id = await _start(writer, run)
         try:
+            pending = _Pending(writer, run_id)
             found = await _store_items(
                 snapshot,
-                writer,
-                run_id,
+                pending,
                 (from_us, until_us),
                 tolerance_us,
                 coverage.oldest_us,
@@ -145,6 +145,7 @@ async def reconcile(
             )
             summary = _summary(run_id, run, found, coverage, uncovered)
             async with writer.begin():
+                await pending.store_rest()
                 if not await repository.finish_run(writer, run_id, summary, _now_us()):
                     raise RunInterrupted(run_id)
                 if then is not None:
@@ -204,21 +205,48 @@ def _summary(
     }
 
 
+class _Pending:
+    """A run's items on their way to the database: stored `ITEMS_PER_TRANSACTION` at a time
+    in transactions of their own (a slice may hold a few items or many, and each
+    transaction may wait behind the batch writer's), the rest with the summary."""
+
+    def __init__(self, writer: AsyncConnection, run_id: int) -> None:
+        self.writer, self.run_id = writer, run_id
+        self.rows: list[ItemRow] = []
+        self.stored = 0
+
+    async def add(self, items: list[ItemRow]) -> None:
+        self.rows += items
+        while len(self.rows) >= ITEMS_PER_TRANSACTION:
+            async with self.writer.begin():
+                await self._store(self.rows[:ITEMS_PER_TRANSACTION])
+            del self.rows[:ITEMS_PER_TRANSACTION]
+
+    async def store_rest(self) -> None:
+        """Store what is left, in the transaction the caller began on the writer."""
+        await self._store(self.rows)
+        self.rows = []
+
+    async def _store(self, rows: list[ItemRow]) -> None:
+        await ReconcileRepository().insert_items(
+            self.writer, self.run_id, rows, first_seq=self.stored + 1
+        )
+        self.stored += len(rows)
+
+
 async def _store_items(
     snapshot: AsyncConnection,
-    writer: AsyncConnection,
-    run_id: int,
+    pending: _Pending,
     window: tuple[int, int],
     tolerance_us: int,
     retention_from: int | None,
     history_as_of: int | None,
 ) -> Tally:
-    """Read `window` from `snapshot` a slice at a time and store run `run_id`'s items
-    through `writer`, a few thousand a transaction; the tally of what it found."""
+    """Read `window` from `snapshot` a slice at a time and hand the run's items to
+    `pending`; the tally of what it found."""
     from_us, until_us = window
     repository = ReconcileRepository()
     tally = Tally()
-    seq = 0
     span = await repository.time_span(snapshot, from_us, until_us)
     first, last = span if span is not None else (until_us, until_us - 1)
     start = first
@@ -252,11 +280,7 @@ async def _store_items(
         items = [agreed_row(cdr, mn) for cdr, mn in agreed]
         items += [item_row(item) for item in outcome.items]
         items.sort()  # item rows start with their unique pair key: the order of Items
-        for chunk in range(0, len(items), ITEMS_PER_TRANSACTION):
-            stored = items[chunk : chunk + ITEMS_PER_TRANSACTION]
-            async with writer.begin():
-                await repository.insert_items(writer, run_id, stored, first_seq=seq + 1)
-            seq += len(stored)
+        await pending.add(items)
         tally.add_items(items)
         tally.add_legs(legs)
         start = end

@@ -65,8 +65,8 @@ class Hold:
 async def held_run(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, at: int = 3
 ) -> AsyncIterator[tuple[asyncio.Task[dict[str, Any]], Hold]]:
-    """A run over the scenario's window in hour-long slices, held before it reads slice
-    `at` (the earlier slices' items stored) until the hold is released."""
+    """A run over the scenario's window in hour-long slices and 5 items a transaction, held
+    before it reads slice `at` (the earlier slices' items stored) until released."""
     hold = Hold(at, asyncio.Event(), asyncio.Event())
     read = ReconcileRepository.syslog_rows
     slices = 0
@@ -83,6 +83,8 @@ async def held_run(
 
     monkeypatch.setattr(ReconcileRepository, "syslog_rows", syslog_rows)
     monkeypatch.setattr(service, "SLICE_US", HOUR_US)
+    # A few items a transaction: the first slices' are stored by the time the run is held.
+    monkeypatch.setattr(service, "ITEMS_PER_TRANSACTION", 5)
     run = asyncio.create_task(service.reconcile(engine, *WINDOW, created_by="test"))
     try:
         await _until(hold.reached.wait(), run)
@@ -170,6 +172,10 @@ async def test_a_run_reads_one_snapshot_whatever_commits_meanwhile(
     assert summary["counts"] == expected_counts(summary)
     [gap] = summary["gaps"]
     assert gap["count"] == len(SCENARIO.lost)
+    async with engine.connect() as conn:
+        stored, _ = await service.page_items(conn, summary["id"], None, None, 100_000)
+    assert [item["seq"] for item in stored] == list(range(1, len(stored) + 1))
+    assert {i["cdr_id"] or i["mn_id"]: i["status"] for i in stored} == SCENARIO.expected
 
 
 async def test_a_running_run_is_shown_and_used_nowhere_until_done(
@@ -298,6 +304,7 @@ async def syslog_rows(self, conn, start, end):
 
 ReconcileRepository.syslog_rows = syslog_rows
 service.SLICE_US = 3600 * 1_000_000
+service.ITEMS_PER_TRANSACTION = 5
 
 async def main():
     engine = create_engine(sys.argv[1])
