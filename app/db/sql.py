@@ -67,11 +67,3 @@ def insert_sql(
         else:
             sql += "NOTHING"
     return sql
-
-
-async def take_write_lock(conn: AsyncConnection) -> None:
-    """On SQLite, make the transaction's first statement a write: one that read first could
-    not write after the batch writer committed meanwhile, while one that waits for the lock
-    simply waits (busy_timeout). PostgreSQL locks rows as it writes them."""
-    if conn.dialect.name == "sqlite":
-        await conn.exec_driver_sql("DELETE FROM row_counts WHERE slot < -1")

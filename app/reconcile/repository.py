@@ -7,11 +7,11 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Integer, Table, and_, cast, delete, func, select, true
+from sqlalchemy import Integer, Table, and_, case, cast, delete, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
-from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders, take_write_lock
+from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders
 from parsers.mn_record import COMPARED_FIELDS, compared_text
 
 from .items import ITEM_COLUMNS, STORED, ItemRow
@@ -160,41 +160,53 @@ class ReconcileRepository:
 
     async def fail_run(
         self, conn: AsyncConnection, run_id: int, failure: str, finished_us: int
-    ) -> None:
-        """Mark a running run failed, saying why."""
-        await conn.execute(
+    ) -> bool:
+        """Mark a running run failed, saying why; whether it was running."""
+        result = await conn.execute(
             reconciliations.update()
             .where(reconciliations.c.id == run_id, reconciliations.c.status == RunState.RUNNING)
             .values(status=RunState.FAILED, failure=failure, finished_us=finished_us)
         )
+        return bool(result.rowcount)
 
-    async def fail_interrupted(
-        self,
-        conn: AsyncConnection,
-        is_live: Callable[[int, str | None], bool],
-        failure: str,
-        finished_us: int,
+    async def ended_runs(
+        self, conn: AsyncConnection, is_live: Callable[[int, str | None], bool]
     ) -> list[int]:
-        """Mark failed the runs left running by a process that is gone; their ids.
+        """The runs left running by a process that is gone; reads only (mark them with
+        `fail_runs` in a transaction of their own: a run found gone stays gone).
 
         PostgreSQL: a run whose advisory lock (see `create_run`) this transaction can take
-        has no live session behind it; the lock is held until the update commits. SQLite
+        has no live session behind it (the lock goes at the transaction's end). SQLite
         (one host): `is_live(id, process)` judges each running run."""
         table = reconciliations
         running = table.c.status == RunState.RUNNING
-        values = {"status": RunState.FAILED, "failure": failure, "finished_us": finished_us}
         if conn.dialect.name == "postgresql":
-            unlocked = func.pg_try_advisory_xact_lock(_RUN_LOCK, cast(table.c.id % 2**31, Integer))
-            result = await conn.execute(
-                table.update().where(running, unlocked).values(values).returning(table.c.id)
+            # CASE: the lock is tried on running runs alone.
+            unlocked = case(
+                (
+                    running,
+                    func.pg_try_advisory_xact_lock(_RUN_LOCK, cast(table.c.id % 2**31, Integer)),
+                ),
+                else_=False,
             )
-            return sorted(int(run_id) for (run_id,) in result)
-        await take_write_lock(conn)  # it reads, then writes
+            found = await conn.execute(select(table.c.id).where(unlocked))
+            return sorted(int(run_id) for (run_id,) in found)
         found = await conn.execute(select(table.c.id, table.c.process).where(running))
-        ended = [int(run_id) for run_id, process in found if not is_live(int(run_id), process)]
-        if ended:
-            await conn.execute(table.update().where(running, table.c.id.in_(ended)).values(values))
-        return ended
+        return [int(run_id) for run_id, process in found if not is_live(int(run_id), process)]
+
+    async def fail_runs(
+        self, conn: AsyncConnection, run_ids: list[int], failure: str, finished_us: int
+    ) -> list[int]:
+        """Mark those of these runs still running failed, saying why; their ids (a run that
+        finished meanwhile is left as it is)."""
+        table = reconciliations
+        result = await conn.execute(
+            table.update()
+            .where(table.c.id.in_(run_ids), table.c.status == RunState.RUNNING)
+            .values(status=RunState.FAILED, failure=failure, finished_us=finished_us)
+            .returning(table.c.id)
+        )
+        return sorted(int(run_id) for (run_id,) in result)
 
     async def delete_items(self, conn: AsyncConnection, run_id: int, count: int) -> int:
         """Delete up to `count` of a run's items, lowest numbers first; how many went. One

@@ -69,9 +69,11 @@ def _bounds(bounds: tuple[int, int] | None) -> dict[str, str | None]:
 # A window is reconciled a slice at a time, so that memory follows the busiest slice, not
 # the whole window.
 SLICE_US = 6 * 3600 * 1_000_000
-# Items a write transaction stores at most: a few milliseconds of SQLite's one writer, which
-# the batch writer gets between them (and fewer transactions, fewer waits behind its own).
-ITEMS_PER_TRANSACTION = 2000
+# Items a write transaction stores at most: tens of milliseconds of SQLite's one writer (no
+# longer than one of the batch writer's commits), which the batch writer gets between them.
+# Fewer, larger ones wait behind the batch writer's commits less often: SQLite's waiting is
+# polling, and under heavy ingest each wait may be long (bench/README.md, "Contention").
+ITEMS_PER_TRANSACTION = 5000
 
 # Runs in progress in this process: on SQLite, a run that this process recorded as its own
 # and that is not here was left running by a task that is gone (`fail_interrupted`).
@@ -304,8 +306,9 @@ async def _fail(engine: AsyncEngine, run_id: int, failure: str) -> None:
     `fail_interrupted`)."""
     try:
         async with engine.begin() as conn:
-            await ReconcileRepository().fail_run(conn, run_id, failure, _now_us())
-        await discard_items(engine, run_id)
+            failed = await ReconcileRepository().fail_run(conn, run_id, failure, _now_us())
+        if failed:  # not done after all (a commit that failed to say it succeeded)
+            await discard_items(engine, run_id)
     except Exception:
         log.exception("could not mark reconciliation run %d failed (%s)", run_id, failure)
 
@@ -345,8 +348,13 @@ async def fail_interrupted(engine: AsyncEngine) -> list[int]:
             return run_id in _LIVE
         return not has_ended(process)
 
-    async with engine.begin() as conn:
-        ended = await ReconcileRepository().fail_interrupted(conn, is_live, INTERRUPTED, _now_us())
+    repository = ReconcileRepository()
+    # Read first, write only when there is something to mark: no write lock for nothing.
+    async with engine.connect() as conn:
+        ended = await repository.ended_runs(conn, is_live)
+    if ended:
+        async with engine.begin() as conn:
+            ended = await repository.fail_runs(conn, ended, INTERRUPTED, _now_us())
     for run_id in ended:
         log.warning("reconciliation run %d was %s; marked failed", run_id, INTERRUPTED)
         await discard_items(engine, run_id)

@@ -50,6 +50,14 @@ Cursor = tuple[Any, ...]
 LOST = "missing_in_mn"
 
 
+async def take_write_lock(conn: AsyncConnection) -> None:
+    """On SQLite, make the transaction's first statement a write: one that read first could
+    not write after the batch writer committed meanwhile, while one that waits for the lock
+    simply waits (busy_timeout). PostgreSQL locks rows as it deletes them."""
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("DELETE FROM row_counts WHERE slot < -1")
+
+
 def unexported_lost() -> Select[Any]:
     """The ids of CDRs some run found lost (`missing_in_mn`) and no batch has exported:
     billing still needs them, with everything behind them. A run still running counts (it

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.audit.service import record
 from app.config import Settings
-from app.db.sql import take_write_lock
 
 from . import repository
 from .policy import HORIZONS, Policy, Step, Tally, rest_after
@@ -102,7 +101,7 @@ async def prune(
             began = time.monotonic()
             async with engine.begin() as conn:
                 if not dry_run:
-                    await take_write_lock(conn)
+                    await repository.take_write_lock(conn)
                 cursor, tally = await function(conn, cutoff, cursor, policy.batch_rows, dry_run)
                 if dry_run:
                     await conn.rollback()
