@@ -12,6 +12,8 @@ What it measures
     * `idle`: ingest alone;
     * `reconcile/3s`: a forced reconciliation of the planted window (`POST
       /api/v1/reconciliations`) every 3 s during ingest, one at a time;
+    * `reconcile-cli/3s` (only when named in `--scenarios`): the same with `cdrecon
+      reconcile` in a process of its own (its answers are exit codes);
     * `20 exports`: twenty `POST /api/v1/exports` of the planted window (include_exported)
       sent at once, 3 s into ingest;
     * `upload`: one `POST /api/v1/history` of `--upload-records` MN records (about 1 KB each:
@@ -124,6 +126,7 @@ class Service:
     def __init__(
         self, cdrecon: str, workdir: Path, cdrs: int, seed: int, upload_records: int
     ) -> None:
+        self.cdrecon = cdrecon
         self.workdir = workdir
         self.upload_records = upload_records
         self.database = workdir / "cdrecon.db"
@@ -250,6 +253,25 @@ def _reconcile_every(service: Service, stop: threading.Event, answers: Answers) 
         stop.wait(max(0.0, RECONCILE_EVERY - (time.monotonic() - began)))
 
 
+def _reconcile_cli_every(service: Service, stop: threading.Event, answers: Answers) -> None:
+    """As `_reconcile_every`, with `cdrecon reconcile` in a process of its own: the run's
+    work off the serving process, its writes still on the one database."""
+    start, until = service.window
+    argv = [service.cdrecon, "reconcile", "--from", iso(start), "--until", iso(until), "--force"]
+    while not stop.is_set():
+        began = time.monotonic()
+        done = subprocess.run(
+            argv,
+            env=cdrecon_env(service.database),
+            cwd=service.workdir,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        answers.add(done.returncode, time.monotonic() - began, None)
+        stop.wait(max(0.0, RECONCILE_EVERY - (time.monotonic() - began)))
+
+
 def _exports_at_once(service: Service, stop: threading.Event, answers: Answers) -> None:
     if stop.wait(EXPORTS_AT):
         return
@@ -302,6 +324,7 @@ Activity = Callable[[Service, threading.Event, Answers], None] | None
 SCENARIOS: dict[str, Activity] = {
     "idle": None,
     "reconcile/3s": _reconcile_every,
+    "reconcile-cli/3s": _reconcile_cli_every,
     "20 exports": _exports_at_once,
     "upload": _upload,
 }
@@ -376,7 +399,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--cdrs", type=int, default=5000, help="planted CDRs (default 5000)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--scenarios", default=",".join(s for s in SCENARIOS if s != "reconcile-cli/3s")
+    )
     parser.add_argument(
         "--upload-records",
         type=int,
