@@ -89,8 +89,9 @@ class Service:
         path = self.workdir / "serve.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Start and wait until healthy; new free ports if another process took ours."""
+    def start(self, timeout: float = 60.0) -> None:
+        """Start and wait until healthy; new free ports if another process took ours. The
+        bound is for a machine loaded many times over (a start takes 1-2 s when quiet)."""
         for _attempt in range(5):
             if not self.http_port:
                 self.tcp_port = free_port()
@@ -132,7 +133,7 @@ class Service:
                     raise PortTaken()
                 raise RuntimeError(f"cdrecon serve exited early:\n{self.log}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1, verify=False).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=5, verify=False).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
