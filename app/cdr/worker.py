@@ -55,7 +55,7 @@ AHEAD = 2
 _LENGTH = struct.Struct(">I")
 # SQLite page cache of the process's reading connection, in KiB (the writer's is 32 MiB):
 # it reads the newest messages, which the operating system's cache holds anyway.
-READ_CACHE_KIB = 8192
+READ_CACHE_KIB = 2048
 
 
 class DeriveWorker:

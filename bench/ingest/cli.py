@@ -21,8 +21,8 @@ from bench.paths import OUT_DIR, ROOT
 from bench.procfs import machine_info, wait_until_quiet
 
 
-def versions() -> dict[str, str]:
-    """syslog-ng, loggen (same Debian package) and cdrecon versions."""
+def versions(reference: Path | None = None) -> dict[str, str]:
+    """syslog-ng, loggen (same Debian package) and cdrecon versions (and the reference's)."""
     sng = command_output("syslog-ng", "--version").splitlines()
     package = command_output("dpkg-query", "-W", "-f", "${Version}", "syslog-ng-core")
     try:
@@ -35,7 +35,8 @@ def versions() -> dict[str, str]:
         "syslog-ng": sng[0] if sng else "unknown",
         "syslog-ng-core package": package or "unknown",
         "loggen": f"loggen from syslog-ng-core {package or '?'} (has no --version)",
-        "cdrecon": f"{cdrecon} (git {git_revision()})",
+        "cdrecon": f"{cdrecon} (git {git_revision()})"
+        + ("" if reference is None else f"; -ref: git {git_revision(reference)}"),
     }
 
 
@@ -107,7 +108,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--receivers",
         default="syslog-ng,python-lean,cdrecon",
         help="python-lean: bench/lean_receiver.py, the leanest CPython raw store; "
-        "cdrecon-2proc: cdrecon with CDRECON_DERIVE_PROCESS=true",
+        "cdrecon-2proc: cdrecon with CDRECON_DERIVE_PROCESS=true; cdrecon-ref, "
+        "cdrecon-2proc-ref: the same from the --reference checkout",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="another checkout of cdrecon with its own .venv, for the -ref receivers",
     )
     add_no_floor(parser)
     parser.add_argument("--runs", type=int, default=1, help="repeat each measurement")
@@ -126,7 +134,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if not args.skip_tls:
         scenarios.append(Scenario("tls", args.tls_connections))
     receivers = tuple(r.strip() for r in args.receivers.split(",") if r.strip())
-    unknown = set(receivers) - {"syslog-ng", "python-lean", "cdrecon", "cdrecon-2proc"}
+    known = {"syslog-ng", "python-lean", "cdrecon", "cdrecon-2proc"}
+    if args.reference is not None:
+        if not (args.reference / ".venv" / "bin" / "cdrecon").exists():
+            parser.error(f"--reference {args.reference}: no .venv/bin/cdrecon there")
+        known |= {"cdrecon-ref", "cdrecon-2proc-ref"}
+    unknown = set(receivers) - known
     if unknown or not receivers:
         parser.error(f"unknown receivers: {sorted(unknown)}")
     if args.messages < max(s.connections for s in scenarios):
@@ -143,6 +156,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         run_timeout=args.run_timeout,
         start_timeout=args.start_timeout,
         quiet_wait=args.quiet_wait,
+        reference=None if args.reference is None else args.reference.resolve(),
         floor=not args.no_floor,
         event_every=max(args.event_every, 1),
     )
@@ -152,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     ensure_loggen()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    machine, vers = machine_info(), versions()
+    machine, vers = machine_info(), versions(settings.reference)
     print(header(settings, machine, vers), flush=True)
     floors = run_floors(settings) if settings.floor else []
     results, facts = run_all(settings, stamp)

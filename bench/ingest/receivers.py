@@ -182,10 +182,16 @@ class CdreconReceiver:
         tls: TlsFiles,
         start_timeout: float,
         derive_process: bool = False,
+        checkout: Path | None = None,
     ) -> None:
         self.derive_process = derive_process
         if derive_process:
             self.name = "cdrecon-2proc"
+        # Another checkout's cdrecon (`--reference`), or this tree's.
+        self.executable = CDRECON
+        if checkout is not None:
+            self.name += "-ref"
+            self.executable = str(checkout / ".venv" / "bin" / "cdrecon")
         self.workdir = workdir
         self.logdir = logdir
         self.tls = tls
@@ -220,7 +226,7 @@ class CdreconReceiver:
         port, http_port = free_port(), free_port()
         with self._log.open("ab") as log:
             self._proc = subprocess.Popen(
-                [str(CDRECON), "serve"],
+                [self.executable, "serve"],
                 env=self.environment(scenario, port, http_port),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -394,4 +400,6 @@ def make_receiver(name: str, workdir: Path, logdir: Path, tls: TlsFiles, s: Sett
         return SyslogNgReceiver(workdir, logdir, tls, syslog_ng_config_version())
     if name == "python-lean":
         return LeanReceiver(workdir, logdir, tls)
-    return CdreconReceiver(workdir, logdir, tls, s.start_timeout, name == "cdrecon-2proc")
+    two = name.removesuffix("-ref") == "cdrecon-2proc"
+    checkout = s.reference if name.endswith("-ref") else None
+    return CdreconReceiver(workdir, logdir, tls, s.start_timeout, two, checkout)

@@ -187,6 +187,16 @@ def table(summaries: list[Summary], floors: list[Floor] | None = None) -> str:
             lines.append(
                 f"{scenario:<8} {'raw 2proc/1proc':<17} {ratio(two_raw.rate, ours.rate):>11}"
             )
+        for name in ("cdrecon", "cdrecon-2proc"):
+            # This tree against the --reference checkout, raw and to the last CDR.
+            for view in (name, f"{name}+CDRs"):
+                new, old = receivers.get(view), receivers.get(view.replace(name, f"{name}-ref"))
+                if new and old:
+                    lines.append(
+                        f"{scenario:<8} {f'{view} new/ref':<17} {ratio(new.rate, old.rate):>11}"
+                        f"{'':>22} {ratio(new.peak_rss_mb, old.peak_rss_mb):>11} "
+                        f"{ratio(new.cpu_seconds, old.cpu_seconds):>7}"
+                    )
         lines.append("")
     lines.append(
         "messages/s = delivered / seconds from loggen start to the last message stored "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,8 @@ class Settings:
     quiet_wait: float
     floor: bool = True  # also time SQLite alone writing the rows (bench/floor.py)
     event_every: int = 1  # one call-event line in K, the rest support-log lines
+    # Another checkout (with its own .venv) whose cdrecon the `-ref` receivers run.
+    reference: Path | None = None
 
 
 def add_error(result: RunResult, text: str) -> None:
