@@ -379,8 +379,8 @@ class Deriver:
             return  # the writer's own catch-up has finished, if asked to
         await self._elsewhere.stop()
         if finish:
-            # What it handed back before it ended, then what it left.
-            while self._handed:
+            # What it handed back before it ended (one try: a stop must end), then what it left.
+            if self._handed:
                 await self._store_handed_alone()
             self._count(await derive_pending(self._engine))
 
