@@ -89,14 +89,15 @@ class Watched(DeriveWorker):
 async def test_a_process_killed_mid_run_is_replaced_and_everything_is_derived(
     engine: AsyncEngine,
 ) -> None:
-    legs_count = 150
+    # A run a leg, more than the process builds ahead of the writer (two derivations of at
+    # most 100 runs), so that its replacement has runs left to derive.
+    legs_count = 300
     frames = []
     for index in range(legs_count):
         frames.append(pexip_line("a", "10:00:00", "Participant has joined.", f"leg-{index}"))
         frames.append(pexip_line("a", "10:05:00", "Participant has disconnected.", f"leg-{index}"))
     # Stored raw and listed, nothing derived: a writer that always defers, stopped at once
     # (a stop that need not finish leaves the list to the next deriver).
-    # A run a leg: the process hands them back in more than one derivation.
     writer = BatchWriter(engine, Metrics(), batch_size=2, linger=0, defer_backlog=-1)
     writer.start()
     for start in range(0, len(frames), 2):
@@ -135,6 +136,7 @@ async def test_a_process_killed_mid_run_is_replaced_and_everything_is_derived(
             await writer.stop(finish_deriving=False)
 
     assert replacement not in (None, killed)
+    assert {pid for pid, _ in worker.handed} == {killed, replacement}
     states = await legs(engine)
     assert len(states) == legs_count
     assert {(state, duration) for state, duration, *_ in states.values()} == {("closed", 300)}
@@ -239,15 +241,17 @@ async def test_any_interleaving_of_deriving_and_storing_gives_the_same_cdrs(
     rng = random.Random(seed)
     frames = [line.rfc5424() for line in LINES]
     rng.shuffle(frames)
-    writer = BatchWriter(engine, Metrics(), linger=0, defer_backlog=-1)
-    writer.start()
+    # Listed in runs of 1-4 messages, a batch each, all queued at once: the writer never
+    # waits for more, so it never catches up on them itself.
+    writer = BatchWriter(engine, Metrics(), batch_size=1, linger=0, defer_backlog=-1)
     start = 0
     while start < len(frames):
         size = rng.randint(1, 4)
         writer.submit(Origin("tcp", "h", 1), [Frame(f) for f in frames[start : start + size]])
-        await writer.drained()
         start += size
+    writer.start()
     await writer.stop(finish_deriving=False)
+    assert await listed(engine) == len(frames)
 
     view = View(1)
     ahead = rng.randint(1, 3)
