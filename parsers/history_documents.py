@@ -13,12 +13,12 @@ The documents hold what ``/api/admin/history/v1/participant/`` and ``…/confere
   ``Out-File`` and ``>``).
 
 Documents are read as a stream (`iter_items` takes the document in chunks of any size), so
-memory follows the largest record, not the document: JSON is split into records at its outer
-levels here and each record is decoded by the standard library's scanner (the same errors,
-at the same line and column, as decoding the document whole); CSV goes through the csv module
-line by line. A document's faults are reported as decoding it whole would report them: an
-encoding fault anywhere comes before a JSON or CSV fault, and a JSON value's syntax before
-what it holds.
+memory follows the largest record (at most `RECORD_MAX` characters), not the document: JSON
+is split into records at its outer levels here and each record is decoded by the standard
+library's scanner (the same errors, at the same line and column, as decoding the document
+whole); CSV goes through the csv module line by line. A document's faults are reported as
+decoding it whole would report them: an encoding fault anywhere comes before a JSON or CSV
+fault, and a JSON value's syntax before what it holds.
 
 Sans-IO: text or bytes in, dicts out (`iter_items`, `read_json_records`, `read_csv_records`,
 `read_records`, `read_items`); typing them is parsers/history.py's job.
@@ -37,6 +37,7 @@ from typing import Any, Final
 from parsers.mn_record import KNOWN_FIELDS, TEXT_FIELDS
 
 __all__ = [
+    "RECORD_MAX",
     "Chunks",
     "DocumentItem",
     "HistoryFormatError",
@@ -116,6 +117,10 @@ _UTF8_BOM: Final = codecs.BOM_UTF8
 # Text is handed on in pieces of at most this many characters (a whole document too), and
 # read text is let go of once this much of it lies behind the reader.
 _PIECE: Final = 64 * 1024
+# The longest record (a JSON value, the fields of a top-level object beside its `objects`, a
+# CSV line) a document may hold, in characters: what bounds a reader's memory. An MN record
+# is a few KB; with a day's call-quality series, tens of KB.
+RECORD_MAX: Final = 1024 * 1024
 
 # A document in pieces: all bytes, or all text.
 Chunks = Iterable[bytes | str]
@@ -301,8 +306,9 @@ class _JsonReader:
                 ) from None
             else:
                 if text.eof or end + _LOOKAHEAD < len(buf) or not isinstance(value, int | float):
+                    self._check_length(index, end, "JSON value")
                     return value, end  # only a number may go on in the next piece
-            self._read_on(index)
+            self._read_on(index, "JSON value")
 
     def key(self, index: int) -> tuple[str, int]:
         """Decode the object key whose quote is at `index`."""
@@ -310,18 +316,26 @@ class _JsonReader:
         while True:
             buf = text.buf
             try:
-                return scanstring(buf, index + 1, True)  # type: ignore[no-any-return]
+                name, end = scanstring(buf, index + 1, True)
             except json.JSONDecodeError as error:
                 if text.eof or (
                     error.pos + _LOOKAHEAD < len(buf) and not error.msg.startswith(_UNTERMINATED)
                 ):
                     raise self.fail(f"broken JSON: {error.msg}", error.pos) from None
-            self._read_on(index)
+            else:
+                self._check_length(index, end, "JSON key")
+                return name, end
+            self._read_on(index, "JSON key")
 
-    def _read_on(self, index: int) -> None:
+    def _check_length(self, start: int, end: int, what: str) -> None:
+        if end - start > RECORD_MAX:
+            raise self.fail(f"a {what} longer than {RECORD_MAX:,} characters", start)
+
+    def _read_on(self, index: int, what: str) -> None:
         # At least double what is held from `index`, so a long value is decoded a few times
-        # at most, not once per piece.
+        # at most, not once per piece; and never much more than the longest record.
         text = self.text
+        self._check_length(index, len(text.buf), what)
         target = len(text.buf) + max(len(text.buf) - index, _PIECE)
         while len(text.buf) < target and text.more():
             pass
@@ -380,6 +394,7 @@ class _JsonReader:
         """A top-level object: a Tastypie page (its ``objects`` read as they come), an API
         error response, or a single record."""
         fields: dict[str, Any] = {}
+        held = 0  # characters of the values kept in `fields`
         objects: Any = None
         paged = False
         index = self.space(index + 1)
@@ -401,7 +416,11 @@ class _JsonReader:
                     paged = True
                     index = yield from self.records(index)
                 else:
+                    start = index
                     value, index = self.value(index)
+                    held += len(name) + index - start
+                    if held > RECORD_MAX:
+                        raise self.fail(f"an object longer than {RECORD_MAX:,} characters", start)
                     if name == "objects":
                         objects = value
                     fields[name] = value
@@ -493,16 +512,26 @@ def _sniff_delimiter(header_line: str) -> str:
 _LINE: Final = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
 
 
-def _lines(text: _Text, index: int) -> Iterator[str]:
+def _lines(text: _Text, index: int, filename: str | None) -> Iterator[str]:
     """The lines from `index` on, each with its end (``\\n``, ``\\r\\n`` or ``\\r``), as
     ``io.StringIO(text, newline="")`` gives them; the last may have none."""
     while True:
         buf = text.buf
         match = _LINE.match(buf, index)
-        # A "\r" at the end of what arrived may be the first half of "\r\n".
+        # The end of the line at `index`, if it has arrived: a "\r" at the end of what arrived
+        # may be the first half of "\r\n".
+        end = None
         if match is not None and (match.end() < len(buf) or buf[-1] != "\r" or text.eof):
-            yield match.group()
-            index = text.release(match.end())
+            end = match.end()
+        if (len(buf) if end is None else end) - index > RECORD_MAX:
+            raise HistoryFormatError(
+                f"a line longer than {RECORD_MAX:,} characters",
+                text.position(index)[0],
+                filename=filename,
+            )
+        if end is not None:
+            yield buf[index:end]
+            index = text.release(end)
         elif not text.more():
             if index < len(buf):
                 yield buf[index:]
@@ -521,7 +550,7 @@ def _csv_items(text: _Text, filename: str | None) -> Iterator[DocumentItem]:
                 return
         index = end + 1
         first_line = 2
-    lines = _lines(text, index)
+    lines = _lines(text, index, filename)
     header_line = ""
     for header_line in lines:
         if header_line.strip("\r\n"):

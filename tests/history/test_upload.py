@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, text
 
 from app.db.engine import create_engine
 from app.history.upload import IN_PROCESS_BYTES
+from parsers.history_documents import RECORD_MAX
 from tests.conftest import Service
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "history"
@@ -379,3 +380,14 @@ def test_a_large_upload_is_stored_without_the_service_growing_with_it(
         assert peak - idle < RSS_GROWTH_MB, (idle, peak)
     finally:
         service.stop()
+
+
+def test_a_record_over_a_mebibyte_is_refused_whole(served: tuple[Service, str]) -> None:
+    on_each_database, database_url = served
+    before = _count(database_url, "mn_participants")
+    records = _participants(2, first=60_000)
+    records[1]["vendor"] = "v" * (RECORD_MAX + 1)
+    response = on_each_database.post("/api/v1/history", json=records)
+    assert response.status_code == 422, response.text
+    assert f"a JSON value longer than {RECORD_MAX:,} characters" in response.json()["detail"]
+    assert _count(database_url, "mn_participants") == before

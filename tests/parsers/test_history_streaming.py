@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parsers.history import iter_document, parse_document
-from parsers.history_documents import HistoryFormatError, iter_items, read_items
+from parsers.history_documents import RECORD_MAX, HistoryFormatError, iter_items, read_items
 from parsers.mn_record import KNOWN_FIELDS
 from tests.parsers import whole_documents
 
@@ -254,3 +254,31 @@ def test_a_page_with_objects_twice_is_refused_not_half_read() -> None:
     # json.loads kept the last list only; streaming refuses rather than keep both.
     with pytest.raises(HistoryFormatError, match='"objects" twice'):
         read_items('{"objects": [{"id": "a"}], "objects": [{"id": "b"}]}')
+
+
+@pytest.mark.parametrize(
+    ("document", "line", "column", "reason"),
+    [
+        # A record, in a list and on its own (its fields one by one), and a page's meta.
+        ('[{"id": "a"},\n{"id": "b", "vendor": "' + "v" * RECORD_MAX + '"}]', 2, 1, "a JSON value"),
+        ('{"id": "b", "vendor": "' + "v" * RECORD_MAX + '"}', 1, 23, "a JSON value"),
+        (
+            '{"id": "b", ' + ", ".join(f'"f{n}": "{"v" * 1000}"' for n in range(1100)) + "}",
+            1,
+            None,
+            "an object",
+        ),
+        ('{"meta": [' + "1, " * (RECORD_MAX // 3) + '1], "objects": []}', 1, 10, "a JSON value"),
+        ("id,vendor\r\na," + ",".join(["v" * 1000] * 1100) + "\r\n", 2, None, "a line"),
+    ],
+    ids=["list-item", "object-field", "object-fields", "page-meta", "csv-line"],
+)
+def test_a_record_longer_than_the_limit_is_refused_not_held(
+    document: str, line: int, column: int | None, reason: str
+) -> None:
+    with pytest.raises(HistoryFormatError) as caught:
+        list(iter_items(cut(document.encode(), [65536])))
+    assert caught.value.reason.startswith(f"{reason} longer than {RECORD_MAX:,} characters")
+    assert caught.value.line == line
+    if column is not None:
+        assert caught.value.column == column
