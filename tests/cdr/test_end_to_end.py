@@ -65,14 +65,18 @@ def test_live_and_backfilled_conference_gives_each_cdr_once(
     assert [i["id"] for i in filtered] == ["p-dave"]
 
 
-@pytest.mark.parametrize("setting", ["CDRECON_DEFER_BACKLOG=-1", "CDRECON_DERIVE_PROCESS=true"])
+@pytest.mark.parametrize(
+    "settings",
+    ["CDRECON_DERIVE_PROCESS=false CDRECON_DEFER_BACKLOG=-1", "CDRECON_DERIVE_PROCESS=true"],
+)
 def test_a_receiver_that_defers_deriving_catches_up_by_itself(
-    service: Service, logger_path: str, tmp_path: Path, setting: str
+    service: Service, logger_path: str, tmp_path: Path, settings: str
 ) -> None:
-    """With deriving always deferred, or done by the deriving process, the messages are
-    stored first and the CDRs follow, without anything else happening."""
-    name, value = setting.split("=")
-    service.env[name] = value
+    """With deriving always deferred in one process, or done by the deriving process, the
+    messages are stored first and the CDRs follow, without anything else happening."""
+    for setting in settings.split():
+        name, value = setting.split("=")
+        service.env[name] = value
     service.start()
     live = tmp_path / "live.txt"
     live.write_text("".join(line.body + "\n" for line in LINES))
