@@ -265,6 +265,14 @@ def prune_command(dry_run: bool, **flags: Any) -> None:
     verb = "would delete" if dry_run else "deleted"
     for table, count in sorted(done.tally.rows.items()):
         click.echo(f"{table}\t{count}")
+    for name, count in sorted(done.tally.partitions.items()):
+        click.echo(f"partition {name}\t{count}")
+    if done.default_rows:
+        click.echo(
+            f"{done.default_rows} messages are in the default partition (never dropped): "
+            "serve makes the day partitions ahead",
+            err=True,
+        )
     click.echo(f"{verb} {done.tally.total} rows in {done.seconds:.1f} s", err=True)
     if not dry_run and not done.can_return_space:
         click.echo(

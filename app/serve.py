@@ -23,6 +23,7 @@ from app.config import ListenAddress, Settings, cannot_listen, read_secret_file
 from app.db import counts
 from app.db.engine import create_engine
 from app.db.location import DatabaseFile
+from app.db.partitions import partitioned
 from app.metrics import Metrics
 from app.receiver.listeners import Receivers
 from app.reconcile.service import fail_interrupted
@@ -51,6 +52,7 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
     http_socket = _bind_http(settings.http_address)
     await _fold_counts(engine)
     await _fail_interrupted_runs(engine)
+    partition_task = await _start_partitions(settings, engine)
     runtime.writer.start()
     receivers = Receivers(settings, runtime.writer, runtime.metrics)
     stop = asyncio.Event()
@@ -107,6 +109,8 @@ async def serve(settings: Settings, engine: AsyncEngine) -> None:
             puller.cancel()
         if pruner is not None:
             pruner.cancel()
+        if partition_task is not None:
+            partition_task.cancel()
         if file_watch is not None:
             file_watch.cancel()
         log.info("stopping: draining syslog connections")
@@ -191,6 +195,27 @@ def _start_history_pulls(
             after_pull,
         ),
         name="cdrecon-history-pull",
+    )
+
+
+# How often serve makes the message partitions ahead, at most (PostgreSQL).
+PARTITIONS_INTERVAL = 3600.0
+
+
+async def _start_partitions(settings: Settings, engine: AsyncEngine) -> asyncio.Task[None] | None:
+    """PostgreSQL: the message partitions of today and the next days, made before the
+    receivers start and then on retention's schedule (hourly at most), pruning or not."""
+    from app.retention.service import make_partitions, partitions_forever
+
+    if not partitioned(engine):
+        return None
+    try:
+        await make_partitions(engine)
+    except Exception:  # messages go to the default partition meanwhile; the task retries
+        log.exception("making message partitions failed")
+    interval = min(settings.prune_interval or PARTITIONS_INTERVAL, PARTITIONS_INTERVAL)
+    return asyncio.create_task(
+        partitions_forever(engine, interval), name="cdrecon-message-partitions"
     )
 
 

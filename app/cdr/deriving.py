@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.db.engine import is_busy
 from app.db.models import messages
 from app.db.packing import unpack
+from app.db.partitions import partitioned
 
 from . import pending
 from .assembly import LegEvent
@@ -336,6 +337,7 @@ class Deriver:
         self._wake = wake  # tells the writer that derivations were handed back
         self._metrics = metrics
         self.defer_backlog = defer_backlog
+        self._partitioned = partitioned(engine)
         self._elsewhere = elsewhere
         self._legs = LegCache()
         # Whether deferred messages may wait to be derived: looked up at `start` (an earlier
@@ -430,14 +432,16 @@ class Deriver:
         message_ids: Sequence[int],
         found: FoundEvents | None,
         defer: bool,
+        calls: Sequence[bool],
     ) -> Derived | None:
-        """In the writer's transaction, which has just stored `message_ids`: list them for
-        the catch-up (`defer`), or store the events `found` in them and update CDRs.
+        """In the writer's transaction, which has just stored `message_ids` (`calls`: which
+        may carry a call event): list them for the catch-up (`defer`), or store the events
+        `found` in them and update CDRs.
 
         A message whose event cannot be stored is skipped, the rest derived
         (`derive_isolating`); it never costs the raw messages their commit."""
         if defer:
-            await pending.defer(conn, message_ids)
+            await pending.defer(conn, self.listed(message_ids, calls))
             if self._elsewhere is not None:
                 await self._store_handed(conn)
             return None
@@ -445,8 +449,18 @@ class Deriver:
             conn, message_ids, found or FoundEvents.none(len(message_ids)), self._legs
         )
 
+    def listed(self, message_ids: Sequence[int], calls: Sequence[bool]) -> Sequence[int]:
+        """What a deferred batch lists for the catch-up. SQLite: all of it, one run. On
+        PostgreSQL only what may carry a call event: the rest holds none, and its ids come
+        first in their day (app/db/partitions.py), so under steady traffic its runs would
+        always be the oldest listed and the calls' never taken."""
+        if not self._partitioned:
+            return message_ids
+        return [i for i, may in zip(message_ids, calls, strict=True) if may]
+
     def committed(self, message_ids: Sequence[int], derived: Derived | None, defer: bool) -> None:
-        """The transaction of `store` committed: count what it derived or deferred."""
+        """The transaction of `store` committed: count what it derived or deferred (the
+        messages `listed`)."""
         if derived is not None:
             self._count(derived)
         self._handed_committed()

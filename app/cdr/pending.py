@@ -35,10 +35,10 @@ def runs(message_ids: Sequence[int]) -> list[tuple[int, int]]:
 
 
 async def defer(conn: AsyncConnection, message_ids: Sequence[int]) -> None:
-    """List `message_ids` (stored in this transaction, ascending) for the catch-up."""
+    """List `message_ids` (stored in this transaction) for the catch-up."""
     if message_ids:
         sql = insert_sql("pending_derivations", ("first_id", "last_id"), conn.dialect.paramstyle)
-        await conn.exec_driver_sql(sql, runs(message_ids))
+        await conn.exec_driver_sql(sql, runs(sorted(message_ids)))
 
 
 async def take(

@@ -244,7 +244,9 @@ class CdrRepository:
                     messages.c.msg_offset,
                 )
                 .join(messages, messages.c.id == events.c.message_id)
-                .where(events.c.message_id.in_(chunk))
+                # Both sides named: PostgreSQL reads only the partitions the ids are in
+                # (it carries no IN list across the join by itself).
+                .where(events.c.message_id.in_(chunk), messages.c.id.in_(chunk))
             )
             for row in result:
                 values = dict(row._mapping)

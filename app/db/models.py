@@ -65,7 +65,9 @@ messages = Table(
     Column("source", Text, nullable=True),
     # A backfilled line's key: its first 24 bytes and a hash (app/ingest/prepare.py).
     Column("digest", LargeBinary(40), nullable=True),
-    # Only backfilled lines have a digest (to make a re-import add nothing).
+    # Only backfilled lines have a digest (to make a re-import add nothing). Not unique on
+    # PostgreSQL, whose partitioned table could only make (digest, id) unique: the batch
+    # writer's check is made one at a time there instead (app/ingest/repository.py).
     Index(
         "ix_messages_digest",
         "digest",
@@ -73,6 +75,8 @@ messages = Table(
         sqlite_where=text("digest IS NOT NULL"),
         postgresql_where=text("digest IS NOT NULL"),
     ),
+    # On PostgreSQL, in day partitions by id (app/db/partitions.py).
+    postgresql_partition_by="RANGE (id)",
 )
 
 # Per sending host (the syslog HOSTNAME, or the peer address when the frame has none),

@@ -10,12 +10,31 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import counts
 from app.db.models import node_minutes, nodes
+from app.db.partitions import day_of, id_base
 from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders
 
 from .rows import MESSAGE_COLUMNS, MINUTE_US, NodeTally, Row
 
 # How long the per-minute counts are kept: the overview charts a day of them.
 NODE_MINUTES_KEPT_US = 2 * 24 * 60 * MINUTE_US
+
+
+# The advisory lock that makes PostgreSQL's backfilled-line check one at a time.
+_BACKFILL_LOCK = 0x6364_7265_636F_6E01  # "cdrecon" 1
+
+
+def _partitioned_ids(rows: list[Row], calls: list[bool], drawn: list[int]) -> list[int]:
+    """PostgreSQL's ids of `rows` from sequence values `drawn` (app/db/partitions.py): the
+    day received and the class in the high bits; the values given in order to the rows
+    that carry no call event, then to the others, so each class is one run of ids."""
+    values = iter(sorted(drawn))
+    received = MESSAGE_COLUMNS.index("received_us")
+    ids = [0] * len(rows)
+    for wanted in (False, True):
+        for index, row in enumerate(rows):
+            if calls[index] is wanted:
+                ids[index] = id_base(day_of(row[received]), wanted) | next(values)
+    return ids
 
 
 class MessageRepository:
@@ -36,8 +55,11 @@ class MessageRepository:
         """The repository for the dialect of `conn`."""
         return cls(conn.dialect.name, conn.dialect.paramstyle)
 
-    async def insert_messages(self, conn: AsyncConnection, rows: list[Row]) -> list[int]:
-        """Insert raw-store rows (columns in `MESSAGE_COLUMNS` order); their ids, in order."""
+    async def insert_messages(
+        self, conn: AsyncConnection, rows: list[Row], calls: list[bool]
+    ) -> list[int]:
+        """Insert raw-store rows (columns in `MESSAGE_COLUMNS` order), each with whether it
+        may carry a call event; their ids, in order."""
         if not rows:
             return []
         await counts.adjust(conn, "messages", len(rows))
@@ -47,7 +69,7 @@ class MessageRepository:
             # contiguously up to the last one.
             last = (await conn.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
             return list(range(int(last) - len(rows) + 1, int(last) + 1))
-        ids = [
+        drawn = [
             int(i)
             for i in (
                 await conn.execute(
@@ -57,13 +79,19 @@ class MessageRepository:
                 )
             ).scalars()
         ]
+        ids = _partitioned_ids(rows, calls, drawn)
         await conn.exec_driver_sql(
             self._insert_sql, [(i, *row) for i, row in zip(ids, rows, strict=True)]
         )
         return ids
 
     async def existing_digests(self, conn: AsyncConnection, digests: list[bytes]) -> set[bytes]:
-        """Which of `digests` (of backfilled lines) are stored already."""
+        """Which of `digests` (of backfilled lines) are stored already. On PostgreSQL,
+        whose digest index cannot be unique (partitions), the transaction first waits for
+        any other that stores backfilled lines: of two importing the same file, the second
+        sees the first's lines."""
+        if self._dialect_name == "postgresql":
+            await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_BACKFILL_LOCK})")
         found: set[bytes] = set()
         for start in range(0, len(digests), 500):
             chunk = digests[start : start + 500]

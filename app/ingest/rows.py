@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.cdr.extract import may_carry_call_event
 from parsers.framing import Frame
 from parsers.syslog import SyslogFormat, SyslogMessage
 
@@ -61,6 +62,10 @@ class Batch:
 
     rows: list[Row] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)  # filled in when the rows are inserted
+    # With `classify` (PostgreSQL), per row, whether it may carry a call event
+    # (`may_carry_call_event`): which partition it goes to (app/db/partitions.py).
+    classify: bool = False
+    calls: list[bool] = field(default_factory=list)
     nodes: dict[str, NodeTally] = field(default_factory=dict)
     transports: dict[str, TransportTally] = field(default_factory=dict)
     # Messages per (minute start in µs, host). The node tallies' messages not yet in it all
@@ -103,6 +108,8 @@ def add_frames(
         tally = batch.transports[origin.transport] = TransportTally()
     nodes = batch.nodes
     append = batch.rows.append
+    if batch.classify:
+        batch.calls.extend([may_carry_call_event(frame.data) for frame in frames])
     transport = origin.transport
     peer_host, peer_port, tls_subject = origin.peer_host, origin.peer_port, origin.tls_subject
     source = origin.source

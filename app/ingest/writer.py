@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.cdr.deriving import Deriver, Elsewhere, FoundEvents
 from app.db.checkpoint import WalCheckpointer
+from app.db.partitions import partitioned
 from app.metrics import Metrics
 from parsers.framing import Frame
 from parsers.limits import NUL_REPLACEMENT
@@ -407,7 +408,7 @@ class BatchWriter:
             try:
                 async with self._engine.begin() as conn:
                     batch, duplicates, found = await self._store(conn, chunks)
-                    derived = await self._deriver.store(conn, batch.ids, found, defer)
+                    derived = await self._deriver.store(conn, batch.ids, found, defer, batch.calls)
                 break
             except Exception as exc:
                 self._deriver.rolled_back()
@@ -422,7 +423,9 @@ class BatchWriter:
         self._last_commit = time.monotonic()
         self._failure = None
         self._settled += sum(len(chunk.frames) for chunk in chunks)
-        self._deriver.committed(batch.ids, derived, defer)
+        self._deriver.committed(
+            self._deriver.listed(batch.ids, batch.calls) if defer else batch.ids, derived, defer
+        )
         self._count(batch, duplicates, time.perf_counter() - started)
         return None
 
@@ -475,7 +478,7 @@ class BatchWriter:
         events found in the messages inserted, in order."""
         repository = self._messages(conn)
         duplicates: Counter[str] = Counter()
-        batch = Batch()
+        batch = Batch(classify=partitioned(conn))
         found = FoundEvents([], [])
         seen: set[bytes] = set()
         digests = [d for chunk in chunks if chunk.digests is not None for d in chunk.digests]
@@ -514,7 +517,7 @@ class BatchWriter:
                 [chunk.digests[i] for i in keep] if chunk.digests is not None else None,
             )
             found.add(chunk_found, keep)
-        batch.ids = await repository.insert_messages(conn, batch.rows)
+        batch.ids = await repository.insert_messages(conn, batch.rows, batch.calls)
         await repository.upsert_nodes(conn, batch.nodes)
         batch.count_minute()
         await repository.add_node_minutes(conn, batch.minutes)

@@ -27,6 +27,9 @@ class Step(StrEnum):
     CDRS = "cdrs"  # with their events, the events' further messages and first_exports rows
     EVENTS = "events"  # events of no CDR, with their messages
     MESSAGES = "messages"  # raw messages that carry no call event
+    # PostgreSQL: the day partitions of messages that may carry one, once no call event
+    # is left in them (SQLite: those messages went with their CDRs and events)
+    CALL_MESSAGES = "call_messages"
     MN_PARTICIPANTS = "mn_participants"
     MN_CONFERENCES = "mn_conferences"
     RUNS = "reconciliations"  # with their items
@@ -60,6 +63,8 @@ class Tally:
     """Rows pruned (or, in a dry run, that would be) per table."""
 
     rows: Counter[str] = field(default_factory=Counter)
+    # PostgreSQL: the message partitions dropped (or that would be), with their rows.
+    partitions: dict[str, int] = field(default_factory=dict)
 
     def add(self, table: str, count: int) -> None:
         """Count `count` rows of `table`."""
@@ -69,6 +74,7 @@ class Tally:
     def merge(self, other: Tally) -> None:
         """Add another tally's rows to this one."""
         self.rows.update(other.rows)
+        self.partitions.update(other.partitions)
 
     @property
     def total(self) -> int:

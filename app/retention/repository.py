@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import counts
+from app.db import counts, partitions
 from app.db.models import (
     audit_log,
     cdrs,
@@ -139,6 +139,8 @@ async def _events_with_messages(
         )
     ]
     message_ids = [message_id for _, _, message_id in event_rows] + further
+    if partitions.partitioned(conn):
+        message_ids = []  # they go with their day's partition (`prune_call_messages`)
     if dry_run:
         tally.add("events", len(event_rows))
         tally.add("event_messages", len(further))
@@ -240,7 +242,12 @@ async def prune_messages(
     at, settled, blocked): every message up to `settled` is decided for good (gone, or kept
     for its call event, which later steps prune with its CDR), until a message still to be
     derived or a young one `blocked` it. The step's last cursor is (SETTLED, settled): where
-    the next pass may start instead of the first message (`Resume`)."""
+    the next pass may start instead of the first message (`Resume`).
+
+    On PostgreSQL, the day partitions of messages that carry no call event whose day ended
+    before the cut-off are dropped instead (`drop_partitions`)."""
+    if partitions.partitioned(conn):
+        return await drop_partitions(conn, cutoff_us, False, cursor, dry_run)
     tally = Tally()
     after, settled, blocked = cursor if cursor else (None, None, False)
     query = select(messages.c.id, messages.c.received_us).order_by(messages.c.id).limit(limit)
@@ -296,6 +303,61 @@ async def prune_messages(
     if rows[-1][1] >= cutoff_us or len(rows) < limit:
         return (SETTLED, settled), tally
     return (rows[-1][0], settled, blocked), tally
+
+
+async def prune_call_messages(
+    conn: AsyncConnection, cutoff_us: int, cursor: Cursor | None, limit: int, dry_run: bool
+) -> tuple[Cursor | None, Tally]:
+    """PostgreSQL: drop the day partitions of messages that may carry a call event whose day
+    ended before the cut-off, once none of their messages carries one (the steps before
+    pruned the events with their CDRs, and kept those of unexported lost records). SQLite:
+    nothing, those messages went with their events."""
+    if not partitions.partitioned(conn):
+        return None, Tally()
+    return await drop_partitions(conn, cutoff_us, True, cursor, dry_run)
+
+
+async def drop_partitions(
+    conn: AsyncConnection, cutoff_us: int, calls: bool, cursor: Cursor | None, dry_run: bool
+) -> tuple[Cursor | None, Tally]:
+    """Drop the next day partition of class `calls` whose day ended before the cut-off and
+    that nothing holds (`_held`), one a transaction; the cursor is the last one's first id.
+    Its messages are counted first, to keep the row counts true."""
+    tally = Tally()
+    after = int(cursor[0]) if cursor else -1
+    for partition in await partitions.existing(conn):
+        if partition.calls is not calls or partition.low <= after:
+            continue
+        if partition.end_us > cutoff_us:
+            break
+        if await _held(conn, partition):
+            continue
+        rows = await partitions.rows_in(conn, partition)
+        if not dry_run:
+            await partitions.drop(conn, partition)
+            await counts.adjust(conn, "messages", -rows)
+        tally.add("messages", rows)
+        tally.partitions[partition.name] = rows
+        return (partition.low,), tally
+    return None, tally
+
+
+async def _held(conn: AsyncConnection, partition: partitions.Partition) -> bool:
+    """Whether a partition must stay: a message in it carries a call event still stored
+    (the evidence of an unexported lost record, or of a CDR inside the horizon), or waits
+    to be derived. Retention's one test of "carries a call event", as `prune_messages`
+    asks it row by row; here of a range of ids, on the same indexes."""
+    low, high = partition.low, partition.high
+    carried = select(literal(1)).where(
+        or_(
+            exists().where(events.c.message_id >= low, events.c.message_id < high),
+            exists().where(event_messages.c.message_id >= low, event_messages.c.message_id < high),
+            exists().where(
+                pending_derivations.c.first_id < high, pending_derivations.c.last_id >= low
+            ),
+        )
+    )
+    return (await conn.execute(carried)).first() is not None
 
 
 async def _prune_phases(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.audit.service import record
 from app.config import Settings
+from app.db import partitions
 
 from . import repository
 from .policy import HORIZONS, Policy, Step, Tally, rest_after
@@ -30,6 +31,7 @@ STEPS: dict[Step, StepFunction] = {
     Step.CDRS: repository.prune_cdrs,
     Step.EVENTS: repository.prune_events,
     Step.MESSAGES: repository.prune_messages,
+    Step.CALL_MESSAGES: repository.prune_call_messages,
     Step.MN_PARTICIPANTS: repository.prune_mn_participants,
     Step.MN_CONFERENCES: repository.prune_mn_conferences,
     Step.RUNS: repository.prune_runs,
@@ -67,6 +69,8 @@ class Pass:
     # False when the SQLite file was made without incremental auto-vacuum: freed pages are
     # reused, but the file does not shrink while it runs.
     can_return_space: bool = True
+    # PostgreSQL: messages in the default partition (no day partition was there for them).
+    default_rows: int = 0
 
 
 async def prune(
@@ -119,6 +123,9 @@ async def prune(
                 await asyncio.sleep(rest_after(time.monotonic() - began))
                 await _yield(busy)
     done = Pass(total, dry_run)
+    async with engine.connect() as conn:
+        if partitions.partitioned(conn):
+            done.default_rows, _ = await partitions.default_rows(conn)
     if not dry_run:
         done.pages_returned, done.can_return_space = await return_space(
             engine, rest=rest, busy=busy
@@ -189,11 +196,45 @@ async def prune_forever(
         )
 
 
+async def make_partitions(engine: AsyncEngine, now_us: int | None = None) -> list[str]:
+    """PostgreSQL: create today's message partitions and the next days' (app/db/partitions.py)
+    where missing, and warn of messages in the default partition; the names made."""
+    now_us = time.time_ns() // 1000 if now_us is None else now_us
+    async with engine.begin() as conn:
+        if not partitions.partitioned(conn):
+            return []
+        made = await partitions.create(conn, partitions.ahead(now_us))
+        stray, oldest = await partitions.default_rows(conn)
+    if made:
+        log.info("message partitions created: %s", ", ".join(made))
+    if stray:
+        log.warning(
+            "%d messages are in the default partition (oldest received at %d µs): no day "
+            "partition was there for them; retention never drops it",
+            stray,
+            oldest,
+        )
+    return made
+
+
+async def partitions_forever(engine: AsyncEngine, interval: float) -> None:
+    """`make_partitions` every `interval` seconds until cancelled (a failure is logged and
+    tried again at the next)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await make_partitions(engine)
+        except Exception:
+            log.exception("making message partitions failed; next try in %.0fs", interval)
+
+
 def summary(done: Pass) -> dict[str, object]:
     """A pass as the audit log and `cdrecon prune` show it."""
     return {
         "dry_run": done.dry_run,
         "rows": dict(sorted(done.tally.rows.items())),
+        "partitions": dict(sorted(done.tally.partitions.items())),
+        "default_partition_rows": done.default_rows,
         "pages_returned": done.pages_returned,
         "seconds": round(done.seconds, 3),
     }

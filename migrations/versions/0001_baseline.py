@@ -20,6 +20,8 @@ depends_on = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 _HAS_DIGEST = sa.text("digest IS NOT NULL")
+# PostgreSQL's message partitions (app/db/partitions.py), as they were at this revision.
+_PARTITIONS = "message_days"
 
 
 def upgrade() -> None:
@@ -41,15 +43,22 @@ def upgrade() -> None:
         sa.Column("source", sa.Text, nullable=True),
         sa.Column("digest", sa.LargeBinary(40), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_messages"),
+        postgresql_partition_by="RANGE (id)",
     )
+    postgres = op.get_bind().dialect.name == "postgresql"
     op.create_index(
         "ix_messages_digest",
         "messages",
         ["digest"],
-        unique=True,
+        unique=not postgres,
         sqlite_where=_HAS_DIGEST,
         postgresql_where=_HAS_DIGEST,
     )
+    if postgres:
+        # Day partitions are made ahead by serve (app/db/partitions.py); this one takes
+        # whatever none of them does, and is never dropped.
+        op.execute(f"CREATE SCHEMA {_PARTITIONS}")
+        op.execute(f"CREATE TABLE {_PARTITIONS}.messages_default PARTITION OF messages DEFAULT")
     op.create_table(
         "nodes",
         sa.Column("host", sa.String(255), nullable=False),
@@ -368,3 +377,5 @@ def downgrade() -> None:
         "messages",
     ):
         op.drop_table(table)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP SCHEMA {_PARTITIONS}")

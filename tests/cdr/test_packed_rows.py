@@ -44,7 +44,8 @@ async def test_rows_are_packed_and_every_reader_sees_the_frames_received(
     rows = await stored_rows(ingested)
     assert [packed for _, _, packed in rows] == [CURRENT] * len(LINES)
     frames = [line.rfc5424() for line in LINES]
-    assert [unpack(raw, packed) for _, raw, packed in rows] == frames
+    # (in id order: on PostgreSQL, a day's lines with no call event come first)
+    assert sorted(unpack(raw, packed) for _, raw, packed in rows) == sorted(frames)
     assert sum(len(raw) for _, raw, _ in rows) < sum(len(f) for f in frames) / 2
     seen = await what_readers_see(ingested)
     lines = {raw for _, _, received in seen.values() for _, raw in received}

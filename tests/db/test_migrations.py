@@ -17,15 +17,25 @@ from app.db.models import metadata
 
 
 async def schema_drift(url: str) -> list[Any]:
-    """What Alembic's autogenerate would change to make the database match the models."""
+    """What Alembic's autogenerate would change to make the database match the models, but
+    for the one difference the models declare: on PostgreSQL, whose `messages` is
+    partitioned, the digest index is not unique (app/db/models.py)."""
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            return await conn.run_sync(
+            drift = await conn.run_sync(
                 lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
             )
     finally:
         await engine.dispose()
+    if url.startswith("postgresql"):
+        digest = [d for d in drift if d[0] in ("add_index", "remove_index")]
+        assert [(kind, index.name, index.unique) for kind, index in digest] == [
+            ("remove_index", "ix_messages_digest", False),
+            ("add_index", "ix_messages_digest", True),
+        ]
+        drift = [d for d in drift if d not in digest]
+    return drift
 
 
 async def table_names(url: str) -> set[str]:
