@@ -6,9 +6,9 @@ at most `queue_high_water` + one chunk per connection, and in steady state one b
 When the database falls behind, the queue passes a high-water mark (in messages or in bytes,
 whichever comes first) and the writer pauses the readers (TCP back-pressure) until it drains
 below both low-water marks. Before that, past the low-water marks, one sender may hold at
-most half of the queue while another has messages in it (`Shares`): a flood or a sender of
-huge frames is held back (TCP, TLS) or dropped (UDP) alone, and the others are not kept
-waiting behind it.
+most half of the queue while another is active (`Shares`): a flood or a sender of huge
+frames is held back alone (a TCP or TLS connection paused; for UDP the datagram dropped
+and the socket paused), and the others are not kept waiting behind it.
 
 Deriving call events and CDRs costs about three times what storing the raw messages does.
 The writer hands each batch it stores to its `Deriver` (app/cdr/deriving.py), which decides
