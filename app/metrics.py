@@ -72,7 +72,8 @@ class Metrics:
         )
         self.pexip_failures = Counter(
             "cdrecon_pexip_parse_failures",
-            "Messages that look like Pexip lines but whose body does not parse (kept raw).",
+            "Messages that look like Pexip lines that may carry a call event (a participant "
+            "id or a lifecycle Name) but whose body does not parse (kept raw).",
             registry=r,
         )
         self.derive_errors = Counter(

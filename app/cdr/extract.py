@@ -79,11 +79,16 @@ class NotPexip(Exception):
 def extract(raw: bytes, msg_offset: int, node: str | None) -> CallEvent | None:
     """The call event in a stored message; None when it holds none.
 
-    Raises NotPexip when the message looks like a Pexip body but does not parse.
+    Raises NotPexip when the message looks like a Pexip body that may carry a call event
+    but does not parse.
     """
-    # Cheap byte test before decoding: every Pexip body carries a quoted Level or Name key.
+    # Cheap byte tests before decoding: every Pexip body carries a quoted Level or Name key,
+    # and a call event's body its participant id or lifecycle Name, so support-log lines
+    # (most of a node's log) are never parsed only to be dropped.
     # (Spelled out: a generator over the two markers cost a microsecond per message.)
     if b'Level="' not in raw and b'Name="' not in raw:
+        return None
+    if not may_carry_call_event(raw):
         return None
     text = raw[msg_offset:].decode("utf-8", "replace")
     start = find_pexip_body(text)
@@ -94,7 +99,7 @@ def extract(raw: bytes, msg_offset: int, node: str | None) -> CallEvent | None:
         event = parse_pexip(body, partial=True)
     except PexipParseError as exc:
         raise NotPexip(str(exc)) from exc
-    if not is_call_event(event) or not may_carry_call_event(raw):
+    if not is_call_event(event):
         return None
     # The body alone identifies an event: the same line live and from a file differs only
     # in its syslog header.
