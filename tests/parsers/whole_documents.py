@@ -1,14 +1,24 @@
 """The MN document readers as they were before they streamed (main at c5b7378), verbatim but
-for this line: the oracle tests/parsers/test_history_streaming.py holds the streaming readers to."""
+for this line and the parts both share (imported from parsers.history_documents): the oracle
+tests/parsers/test_history_streaming.py holds the streaming readers to."""
 
 import csv
 import io
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, Final
 
-from parsers.mn_record import KNOWN_FIELDS, TEXT_FIELDS
+# What the streaming readers kept unchanged is theirs, not copied here.
+from parsers.history_documents import (
+    DocumentItem,
+    HistoryFormatError,
+    _clean_cell,
+    _header_names,
+    _sniff_delimiter,
+    show,
+    type_name,
+)
+from parsers.mn_record import KNOWN_FIELDS
 
 __all__ = [
     "DocumentItem",
@@ -22,64 +32,7 @@ __all__ = [
 ]
 
 
-class HistoryFormatError(ValueError):
-    """A whole document that is not history records: broken JSON, an unknown CSV header, ...
-
-    ``line`` and ``column`` are 1-based and None where unknown. Columns count characters (after
-    a leading BOM), except for bytes that are not UTF-8, where they count bytes.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        line: int | None = None,
-        column: int | None = None,
-        filename: str | None = None,
-    ) -> None:
-        where = []
-        if filename:
-            where.append(filename)
-        if line is not None:
-            where.append(f"line {line}" if column is None else f"line {line}, column {column}")
-        super().__init__(": ".join([*where, reason]))
-        self.reason = reason
-        self.line = line
-        self.column = column
-        self.filename = filename
-
-    def __reduce__(
-        self,
-    ) -> tuple[type["HistoryFormatError"], tuple[str, int | None, int | None, str | None]]:
-        # Keeps the error picklable (BaseException would re-create it from the message alone).
-        return (type(self), (self.reason, self.line, self.column, self.filename))
-
-
-def show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def type_name(value: object) -> str:
-    return {
-        dict: "an object",
-        list: "a list",
-        str: "text",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-    }.get(type(value), type(value).__name__)
-
-
 # --- reading documents -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentItem:
-    """One record as read from a document, or why its row could not be read (CSV only)."""
-
-    record: dict[str, Any] | None
-    line: int | None
-    problem: str | None = None
 
 
 _KNOWN_BY_LOWER: Final = {name.lower(): name for name in KNOWN_FIELDS}
@@ -210,41 +163,6 @@ _CSV_DELIMITERS: Final = (",", ";", "\t")
 _NEWLINE: Final = re.compile(r"\r\n|\r|\n")
 
 
-def _undo_double_utf8(value: str) -> str:
-    """``"ZoÃ« Ã…ngstrÃ¶m"`` → ``"Zoë Ångström"``: UTF-8 that was decoded as Windows-1252/Latin-1.
-
-    PowerShell's Invoke-RestMethod decodes a response without a charset as ISO-8859-1, and
-    Export-Csv then writes that text as UTF-8 (pexip-format.md section 8). The value goes back to
-    its bytes (Windows-1252 for the characters that only it has, such as "…" for 0x85, Latin-1
-    for the rest) and is decoded as UTF-8; when that fails, the value was not double-encoded and
-    is returned as it is. One pass only: a value that really says "Ã©" survives a round trip.
-    """
-    try:
-        return value.translate(_CP1252_TO_BYTE).encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return value
-
-
-def _clean_cell(name: str, cell: str) -> Any:
-    if not cell.isascii():
-        cell = _undo_double_utf8(cell)
-    if cell in ("", "None") or _LOST_LIST.fullmatch(cell):
-        # "System.Object[]" is what Export-Csv writes for a list: its content is gone.
-        return None
-    if name not in TEXT_FIELDS and cell in ("True", "False"):
-        return cell == "True"
-    return cell
-
-
-def _sniff_delimiter(header_line: str) -> str:
-    def score(delimiter: str) -> int:
-        cells = next(csv.reader([header_line], delimiter=delimiter), [])
-        return sum(cell.strip().lower() in _KNOWN_BY_LOWER for cell in cells)
-
-    # max() keeps the first of equal scores: "," when nothing tells them apart.
-    return max(_CSV_DELIMITERS, key=score)
-
-
 def _csv_items(text: str, filename: str | None) -> list[DocumentItem]:
     first_line = 1
     if text.startswith("#TYPE"):
@@ -282,29 +200,6 @@ def _csv_items(text: str, filename: str | None) -> list[DocumentItem]:
             f"broken CSV: {error}", first_line + consumed, None, filename
         ) from None
     return items
-
-
-def _header_names(header: list[str], line: int, filename: str | None) -> list[str]:
-    names: list[str] = []
-    for number, cell in enumerate(header, 1):
-        name = cell.strip()
-        # API names are lower case; a spreadsheet may have capitalised them. Unknown names stay.
-        name = _KNOWN_BY_LOWER.get(name.lower(), name)
-        if not name:
-            raise HistoryFormatError(f"header cell {number} is empty", line, None, filename)
-        if name in names:
-            raise HistoryFormatError(f"header cell {number} repeats {name!r}", line, None, filename)
-        names.append(name)
-    if not any(name in KNOWN_FIELDS for name in names):
-        raise HistoryFormatError(
-            f"not a history export: the header {show(', '.join(header))} names no history field",
-            line,
-            None,
-            filename,
-        )
-    if "id" not in names:
-        raise HistoryFormatError('the header has no "id" column', line, None, filename)
-    return names
 
 
 def read_csv_records(document: str | bytes) -> list[dict[str, Any]]:
