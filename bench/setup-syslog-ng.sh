@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Install syslog-ng's `loggen` (the load generator) and the `syslog-ng` binary that
-# bench.ingest uses as its reference receiver. Idempotent; needs root (or sudo) and apt.
+# Install syslog-ng's `loggen` (the load generator), the `syslog-ng` binary that
+# bench.ingest uses as its reference receivers, syslog-ng's SQL destination
+# (syslog-ng-mod-sql) and libdbi's SQLite 3 driver (libdbd-sqlite3) for the
+# `syslog-ng-sql` receiver. Idempotent: installs only the packages that are missing; needs
+# root (or sudo) and apt.
 #
 # Debian's syslog-ng-core would start a system-wide syslog-ng service on install. We forbid
 # that with a /usr/sbin/policy-rc.d that exits 101 for the duration of the install (the
@@ -57,15 +60,26 @@ stop_syslog_ng_service() {
     done
 }
 
-if command -v loggen >/dev/null 2>&1 && command -v syslog-ng >/dev/null 2>&1; then
-    echo "setup-syslog-ng: loggen and syslog-ng already installed"
+PACKAGES=(syslog-ng-core syslog-ng-mod-sql libdbd-sqlite3)
+MISSING=()
+for package in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+        MISSING+=("$package")
+    fi
+done
+
+if [ "${#MISSING[@]}" -eq 0 ]; then
+    echo "setup-syslog-ng: ${PACKAGES[*]} already installed"
 else
     forbid_service_starts
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-cache policy syslog-ng-core 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-        $SUDO apt-get update
-    fi
-    $SUDO apt-get install -y --no-install-recommends syslog-ng-core
+    for package in "${MISSING[@]}"; do
+        if ! apt-cache policy "$package" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+            $SUDO apt-get update
+            break
+        fi
+    done
+    $SUDO apt-get install -y --no-install-recommends "${MISSING[@]}"
 fi
 stop_syslog_ng_service
 
