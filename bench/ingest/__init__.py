@@ -1,4 +1,4 @@
-"""Ingest benchmark: how fast cdrecon stores Pexip syslog, next to syslog-ng writing a file.
+"""Ingest benchmark: how fast cdrecon stores Pexip syslog, next to syslog-ng and SQLite alone.
 
 What it measures
     For each scenario (TCP with 1 connection, TCP with several connections, TLS with 1
@@ -11,9 +11,16 @@ What it measures
     * syslog-ng (the reference): run in the foreground with its own config, a `syslog()`
       source on 127.0.0.1 and a `file()` destination under `flags(flow-control)`. A message
       counts once its line is in the output file.
-    * cdrecon: `.venv/bin/cdrecon serve` on a fresh SQLite database. A message counts once
+    * syslog-ng-sql: the same source, the Pexip body parsed by syslog-ng's `kv-parser()`
+      and `date-parser()`, and an `sql(type(sqlite3))` destination writing one row per
+      message (received time, peer, host, the frame, the Pexip fields) in transactions of
+      5,000 rows, with cdrecon's pragmas. A message counts once `max(rowid)` includes it.
+    * cdrecon: `.venv/bin/cdrecon serve` on a fresh SQLite database, deriving in its one
+      process (cdrecon-2proc: in a second one, `serve`'s default). A message counts once
       `cdrecon_messages_stored_total` (summed over its transport labels) on GET /metrics
-      says it is committed.
+      says it is committed; CDR-ready (`+CDRs`) once its call events and CDRs are derived.
+    * sqlite alone (the floor, bench/floor.py): SQLite writing the rows cdrecon keeps for N
+      messages, nothing received; timed once per scenario and run, the median of all used.
 
     Figures, per receiver and scenario:
     * messages/s: N / (time from starting loggen to the moment the receiver has all N),
@@ -23,8 +30,10 @@ What it measures
     * peak RSS MB: VmHWM of the receiver (and any children) just before it is stopped.
     * CPU-s: the receiver's utime+stime (/proc/<pid>/stat) spent between loggen's start and
       the last message stored.
-    * cdrecon only: `select count(*) from messages` with sqlite3 after SIGTERM and exit,
-      which must equal delivered (durability).
+    * cdrecon, syslog-ng-sql: the row count after SIGTERM and exit, which must equal
+      delivered (durability).
+    * ratios: CDR-ready against the floor and against syslog-ng-sql, raw against the floor,
+      and TLS against plain TCP.
 
 How
     Each (scenario, receiver, run) gets a fresh receiver process and a fresh output file or
@@ -32,6 +41,6 @@ How
     listens on and sends to 127.0.0.1 only, and every wait is bounded.
 
 Run:  .venv/bin/python -m bench.ingest [--messages N] [--size 500] [--connections 1,4]
-                                         [--runs 1] [--skip-tls] [--receivers syslog-ng,cdrecon]
+                                         [--runs 1] [--skip-tls] [--receivers LIST]
 Writes bench/out/ingest-<timestamp>.json and keeps the receivers' logs next to it.
 """

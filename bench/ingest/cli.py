@@ -13,12 +13,14 @@ from bench.floor import Floor, measure_floor
 from bench.ingest.measure import run_one
 from bench.ingest.receivers import make_receiver
 from bench.ingest.report import header, one_line, summarize, table, write_json
-from bench.ingest.runs import RunResult, Scenario, Settings
+from bench.ingest.runs import RunResult, Scenario, ScenarioFloor, Settings
 from bench.ingest.senders import StreamMaker, ensure_loggen
 from bench.loopback import make_tls_files
 from bench.options import add_no_floor, benchmark_parser
 from bench.paths import OUT_DIR, ROOT
 from bench.procfs import machine_info, wait_until_quiet
+
+DEFAULT_RECEIVERS = ("syslog-ng", "syslog-ng-sql", "python-lean", "cdrecon", "cdrecon-2proc")
 
 
 def versions(reference: Path | None = None) -> dict[str, str]:
@@ -40,22 +42,24 @@ def versions(reference: Path | None = None) -> dict[str, str]:
     }
 
 
-def run_floors(settings: Settings) -> list[Floor]:
-    """SQLite alone writing the design's rows for the same number of messages, once per run
-    (it is the same for every scenario: nothing is received)."""
-    floors = []
-    for run in range(1, settings.runs + 1):
-        wait_until_quiet(settings.quiet_wait)
-        print(f"  {'-':<7} {'sqlite alone':<12} run {run}: ", end="", flush=True)
-        floor = measure_floor(settings.messages, backfill=False, event_every=settings.event_every)
-        print(floor.text(), flush=True)
-        floors.append(floor)
-    return floors
+def run_floor(settings: Settings, scenario: Scenario, run: int) -> Floor:
+    """SQLite alone writing the design's rows for the same number of messages: nothing is
+    received, so it is the same in every scenario; it is timed in each, in turn with the
+    receivers, and the report takes the median of all."""
+    wait_until_quiet(settings.quiet_wait)
+    print(f"  {scenario.name:<7} {'sqlite alone':<13} run {run}: ", end="", flush=True)
+    floor = measure_floor(settings.messages, backfill=False, event_every=settings.event_every)
+    print(floor.text(), flush=True)
+    return floor
 
 
-def run_all(settings: Settings, stamp: str) -> tuple[list[RunResult], dict[str, object]]:
-    """Every scenario x receiver x run; returns the results and the message file facts."""
+def run_all(
+    settings: Settings, stamp: str
+) -> tuple[list[RunResult], list[ScenarioFloor], dict[str, object]]:
+    """Every scenario x (floor and receivers) x run; returns the results, the floors and the
+    message file facts."""
     results: list[RunResult] = []
+    floors: list[ScenarioFloor] = []
     logroot = OUT_DIR / f"ingest-{stamp}-logs"
     with tempfile.TemporaryDirectory(prefix="cdrecon-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -67,6 +71,9 @@ def run_all(settings: Settings, stamp: str) -> tuple[list[RunResult], dict[str, 
             stream = streams.for_scenario(scenario)
             target = stream.per_connection * scenario.connections
             for run in range(1, settings.runs + 1):
+                if settings.floor:
+                    floor = run_floor(settings, scenario, run)
+                    floors.append(ScenarioFloor(scenario.name, run, floor))
                 for name in settings.receivers:
                     tag = f"{scenario.transport}{scenario.connections}-{name}-run{run}"
                     workdir = tmpdir / tag
@@ -75,13 +82,13 @@ def run_all(settings: Settings, stamp: str) -> tuple[list[RunResult], dict[str, 
                     result = RunResult(scenario.name, name, run, target)
                     busy = wait_until_quiet(settings.quiet_wait)
                     result.extra["machine_busy_before"] = round(busy, 2)
-                    print(f"  {scenario.name:<7} {name:<9} run {run}: ", end="", flush=True)
+                    print(f"  {scenario.name:<7} {name:<13} run {run}: ", end="", flush=True)
                     run_one(receiver, scenario, stream, settings, result)
                     print(one_line(result), flush=True)
                     results.append(result)
                     shutil.rmtree(workdir, ignore_errors=True)
         facts = streams.facts()
-    return results, facts
+    return results, floors, facts
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
@@ -106,10 +113,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--skip-tls", action="store_true")
     parser.add_argument(
         "--receivers",
-        default="syslog-ng,python-lean,cdrecon",
-        help="python-lean: bench/lean_receiver.py, the leanest CPython raw store; "
-        "cdrecon-2proc: cdrecon with CDRECON_DERIVE_PROCESS=true; cdrecon-ref, "
-        "cdrecon-2proc-ref: the same from the --reference checkout",
+        default=",".join(DEFAULT_RECEIVERS),
+        help=f"comma-separated (default {','.join(DEFAULT_RECEIVERS)}): "
+        "syslog-ng: into a file; syslog-ng-sql: kv-parser into sql() SQLite; "
+        "python-lean: bench/lean_receiver.py, the leanest CPython raw store; "
+        "cdrecon: CDRECON_DERIVE_PROCESS=false; cdrecon-2proc: =true (the default of "
+        "`cdrecon serve`); cdrecon-ref, cdrecon-2proc-ref: the same from the --reference "
+        "checkout",
     )
     parser.add_argument(
         "--reference",
@@ -118,7 +128,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         help="another checkout of cdrecon with its own .venv, for the -ref receivers",
     )
     add_no_floor(parser)
-    parser.add_argument("--runs", type=int, default=1, help="repeat each measurement")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="repeat each measurement (the floor too, once per scenario and run)",
+    )
     parser.add_argument("--poll", type=float, default=0.02, help="poll interval, s")
     parser.add_argument("--stall-timeout", type=float, default=30, help="no progress for, s")
     parser.add_argument("--run-timeout", type=float, default=900, help="per measurement, s")
@@ -134,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if not args.skip_tls:
         scenarios.append(Scenario("tls", args.tls_connections))
     receivers = tuple(r.strip() for r in args.receivers.split(",") if r.strip())
-    known = {"syslog-ng", "python-lean", "cdrecon", "cdrecon-2proc"}
+    known = {"syslog-ng", "syslog-ng-sql", "python-lean", "cdrecon", "cdrecon-2proc"}
     if args.reference is not None:
         if not (args.reference / ".venv" / "bin" / "cdrecon").exists():
             parser.error(f"--reference {args.reference}: no .venv/bin/cdrecon there")
@@ -142,6 +157,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     unknown = set(receivers) - known
     if unknown or not receivers:
         parser.error(f"unknown receivers: {sorted(unknown)}")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     if args.messages < max(s.connections for s in scenarios):
         parser.error("--messages must be at least the number of connections")
     return Settings(
@@ -164,12 +181,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    ensure_loggen()
+    ensure_loggen(settings.receivers)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     machine, vers = machine_info(), versions(settings.reference)
     print(header(settings, machine, vers), flush=True)
-    floors = run_floors(settings) if settings.floor else []
-    results, facts = run_all(settings, stamp)
+    results, floors, facts = run_all(settings, stamp)
     print(f"\nmessages: mean frame {facts['mean_frame_bytes']} B; e.g. {facts['sample_frame']}\n")
     print(table(summarize(results), floors))
     out = OUT_DIR / f"ingest-{stamp}.json"

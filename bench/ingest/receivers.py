@@ -1,4 +1,5 @@
-"""The syslog receivers under test: syslog-ng, cdrecon and the lean CPython receiver."""
+"""The syslog receivers under test: syslog-ng (into a file, or parsed into SQLite), cdrecon and
+the lean CPython receiver."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import httpx
 
 from bench.commands import command_output, last_line, terminate, upgrade_database
-from bench.ingest.runs import RunResult, Scenario, Settings
+from bench.floor import PRAGMAS
+from bench.ingest.runs import RunResult, Scenario, Settings, add_error
 from bench.loopback import TlsFiles, free_port, listening, wait_for
 from bench.paths import CDRECON, ROOT
 
@@ -72,20 +76,71 @@ class LineCounter:
 
 SYSLOG_NG_CONF = """\
 @version: {version}
-# Written by bench.ingest: the reference receiver, run in the foreground only.
+# Written by bench.ingest: a reference receiver, run in the foreground only.
 options {{
     use-dns(no); use-fqdn(no); dns-cache(no); keep-hostname(yes); chain-hostnames(no);
     stats-freq(0); mark-freq(0);
 }};
 source s_bench {{
     syslog(ip("127.0.0.1") port({port}) transport("{transport}")
-           max-connections({max_conn}) log-iw-size({iw_size}){tls});
+           max-connections({max_conn}) log-iw-size({iw_size}){flags}{tls});
 }};
+{body}"""
+
+FILE_BODY = """\
 destination d_file {{
     file("{out}" template("${{ISODATE}} ${{HOST}} ${{PROGRAM}} ${{MSG}}\\n")
          log-fifo-size({fifo}));
 }};
 log {{ source(s_bench); destination(d_file); flags(flow-control); }};
+"""
+
+# syslog-ng-sql's table: one row per message, with what cdrecon keeps of it (the time it
+# was received, the peer, the sending host, the whole frame) and the Pexip fields cdrecon
+# derives call events and CDRs from, as syslog-ng's kv-parser and date-parser give them.
+# (column declaration, syslog-ng template); an empty value is stored as NULL.
+PEXIP_SQL_COLUMNS = (
+    ("received_us bigint", "${R_UNIXTIME}${R_USEC}"),
+    ("transport varchar(8)", "{transport}"),
+    ("peer_host varchar(64)", "${SOURCEIP}"),
+    ("hostname varchar(255)", "${HOST}"),
+    ("event_us bigint", "${S_UNIXTIME}${S_USEC}"),
+    ("level varchar(16)", "${.pexip.Level}"),
+    ("name varchar(64)", "${.pexip.Name}"),
+    ("message text", "${.pexip.Message}"),
+    ("conference text", "${.pexip.Conference}"),
+    ("participant text", "${.pexip.Participant}"),
+    ("participant_id varchar(64)", "${.pexip.Participant-id}"),
+    ("call_id text", "${.pexip.Call-id}"),
+    ("conversation_id varchar(64)", "${.pexip.Conversation-id}"),
+    ("protocol varchar(16)", "${.pexip.Protocol}"),
+    ("direction varchar(8)", "${.pexip.Direction}"),
+    ("remote_address varchar(64)", "${.pexip.Remote-address}"),
+    ("detail text", "${.pexip.Detail}"),
+    ("raw text", "${RAWMSG}"),
+)
+PEXIP_SQL_TABLE = "pexip_messages"
+
+SQL_BODY = """\
+parser p_pexip {{
+    # The body: `YYYY-MM-DD HH:MM:SS,mmm ` then key="value" pairs.
+    kv-parser(prefix(".pexip.") template("${{MSG}}"));
+    date-parser(format("%Y-%m-%d %H:%M:%S,%f") template("$(substr \\"${{MSG}}\\" 0 23)")
+                time-zone("UTC"));
+}};
+destination d_sql {{
+    sql(type(sqlite3) dbd-option("sqlite3_dbdir" "{dbdir}") database("{database}")
+        table("{table}")
+        columns({columns})
+        values({values})
+        indexes("event_us", "participant_id")
+        null("")
+        # cdrecon's pragmas (app/db/engine.py), as bench/floor.py uses them.
+        session-statements({pragmas})
+        flags(explicit-commits) batch-lines({batch_lines}) batch-timeout({batch_timeout_ms})
+        log-fifo-size({fifo}));
+}};
+log {{ source(s_bench); parser(p_pexip); destination(d_sql); flags(flow-control); }};
 """
 
 
@@ -95,6 +150,7 @@ class SyslogNgReceiver:
     name = "syslog-ng"
     max_connections = 64
     window_per_connection = 10_000
+    source_flags = ""  # syslog() flags(), if any
 
     def __init__(self, workdir: Path, logdir: Path, tls: TlsFiles, version: str) -> None:
         self.workdir = workdir
@@ -105,7 +161,16 @@ class SyslogNgReceiver:
         self.pid = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._counter = LineCounter(self.out)
-        self._log = logdir / "syslog-ng.log"
+        self._log = logdir / f"{self.name}.log"
+
+    @property
+    def fifo(self) -> int:
+        """The destination's queue: twice what all sources' windows can hold."""
+        return 2 * self.max_connections * self.window_per_connection
+
+    def body(self, scenario: Scenario) -> str:
+        """The config after the source: parsers, the destination and the log path."""
+        return FILE_BODY.format(out=self.out, fifo=self.fifo)
 
     def config(self, scenario: Scenario, port: int) -> str:
         tls = ""
@@ -120,9 +185,9 @@ class SyslogNgReceiver:
             transport=scenario.transport,
             max_conn=self.max_connections,
             iw_size=self.max_connections * self.window_per_connection,
-            fifo=2 * self.max_connections * self.window_per_connection,
+            flags=f" flags({self.source_flags})" if self.source_flags else "",
             tls=tls,
-            out=self.out,
+            body=self.body(scenario),
         )
 
     def command(self, conf: Path) -> list[str]:
@@ -153,9 +218,9 @@ class SyslogNgReceiver:
         self.pid = self._proc.pid
         proc = self._proc
         if not wait_for(lambda: proc.poll() is not None or listening(port), timeout=20):
-            raise RuntimeError("syslog-ng did not open its port in 20 s")
+            raise RuntimeError(f"{self.name} did not open its port in 20 s")
         if proc.poll() is not None:
-            raise RuntimeError(f"syslog-ng exited {proc.returncode}: {last_line(self._log)}")
+            raise RuntimeError(f"{self.name} exited {proc.returncode}: {last_line(self._log)}")
         return port
 
     def stored(self) -> int:
@@ -168,6 +233,78 @@ class SyslogNgReceiver:
         self._counter.close()
         result.extra["output_lines_after_stop"] = LineCounter(self.out).count()
         self.out.unlink(missing_ok=True)
+
+
+class SyslogNgSqlReceiver(SyslogNgReceiver):
+    """syslog-ng -F parsing the Pexip body with kv-parser() into sql(type(sqlite3)): the
+    stored, parsed rows syslog-ng's own C code gets into SQLite, in batched transactions."""
+
+    name = "syslog-ng-sql"
+    source_flags = "store-raw-message"  # ${RAWMSG}: the whole frame, as cdrecon keeps it
+    batch_lines = 5000  # rows per transaction: bench/floor.py's batch
+    # A partial batch is committed once no message came for this long (ms).
+    batch_timeout_ms = 20
+
+    def __init__(self, workdir: Path, logdir: Path, tls: TlsFiles, version: str) -> None:
+        super().__init__(workdir, logdir, tls, version)
+        self.db = workdir / "syslog-ng.db"
+        self._conn: sqlite3.Connection | None = None
+        self._last = 0
+
+    def body(self, scenario: Scenario) -> str:
+        def quoted(items: Iterable[str]) -> str:
+            return f",\n{' ' * 16}".join('"' + item.replace('"', '\\"') + '"' for item in items)
+
+        values = (
+            value.replace("{transport}", scenario.transport) for _, value in PEXIP_SQL_COLUMNS
+        )
+        return SQL_BODY.format(
+            dbdir=self.db.parent,
+            database=self.db.name,
+            table=PEXIP_SQL_TABLE,
+            columns=quoted(column for column, _ in PEXIP_SQL_COLUMNS),
+            values=quoted(values),
+            pragmas=quoted(PRAGMAS),
+            batch_lines=self.batch_lines,
+            batch_timeout_ms=self.batch_timeout_ms,
+            fifo=self.fifo,
+        )
+
+    def stored(self) -> int:
+        # Committed rows only; rowids are contiguous from 1 in one writer's table.
+        try:
+            if self._conn is None:
+                self._conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+            query = f"SELECT max(rowid) FROM {PEXIP_SQL_TABLE}"
+            self._last = int(self._conn.execute(query).fetchone()[0] or 0)
+        except sqlite3.Error:
+            pass  # no database or no table yet
+        return self._last
+
+    def stop(self) -> int | None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        return super().stop()
+
+    def finish(self, result: RunResult) -> None:
+        if self.db.exists():
+            with closing(sqlite3.connect(self.db)) as conn:
+                rows, named = conn.execute(
+                    f"SELECT count(*), count(name) FROM {PEXIP_SQL_TABLE}"
+                ).fetchone()
+                events = conn.execute(
+                    f"SELECT count(participant_id) FROM {PEXIP_SQL_TABLE}"
+                ).fetchone()[0]
+            result.db_count = int(rows)
+            result.extra["rows_with_participant_id"] = int(events)
+            if named != rows:
+                add_error(result, f"kv-parser gave {rows - named:,} of {rows:,} rows no Name")
+        result.extra["db_bytes"] = sum(
+            p.stat().st_size for p in self.workdir.glob("syslog-ng.db*") if p.is_file()
+        )
+        for path in self.workdir.glob("syslog-ng.db*"):
+            path.unlink(missing_ok=True)
 
 
 class CdreconReceiver:
@@ -398,6 +535,8 @@ def make_receiver(name: str, workdir: Path, logdir: Path, tls: TlsFiles, s: Sett
     logdir.mkdir(parents=True, exist_ok=True)
     if name == "syslog-ng":
         return SyslogNgReceiver(workdir, logdir, tls, syslog_ng_config_version())
+    if name == "syslog-ng-sql":
+        return SyslogNgSqlReceiver(workdir, logdir, tls, syslog_ng_config_version())
     if name == "python-lean":
         return LeanReceiver(workdir, logdir, tls)
     two = name.removesuffix("-ref") == "cdrecon-2proc"

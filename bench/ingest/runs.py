@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.floor import Floor
+
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
@@ -67,6 +69,15 @@ class Settings:
     event_every: int = 1  # one call-event line in K, the rest support-log lines
     # Another checkout (with its own .venv) whose cdrecon the `-ref` receivers run.
     reference: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioFloor:
+    """SQLite alone writing the rows (bench/floor.py), timed in one scenario's run."""
+
+    scenario: str
+    run: int
+    floor: Floor
 
 
 def add_error(result: RunResult, text: str) -> None:

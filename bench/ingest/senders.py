@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.commands import terminate
+from bench.commands import command_output, terminate
 from bench.frames import pexip_frames, write_frames
 from bench.ingest.runs import RunResult, Scenario, Settings, add_error
 from bench.paths import BENCH_DIR
@@ -148,11 +148,28 @@ def stop_senders(
     result.sender_reported_seconds = max(times, default=None)
 
 
-def ensure_loggen() -> None:
-    """Install loggen and syslog-ng with bench/setup-syslog-ng.sh if either is missing."""
-    if shutil.which("loggen") and shutil.which("syslog-ng"):
+# Debian's packages for the syslog-ng-sql receiver: the sql() destination and libdbi's
+# SQLite 3 driver (bench/setup-syslog-ng.sh installs them).
+SQL_PACKAGES = ("syslog-ng-mod-sql", "libdbd-sqlite3")
+
+
+def missing(receivers: tuple[str, ...]) -> list[str]:
+    """What bench/setup-syslog-ng.sh would install for these receivers."""
+    gone = [tool for tool in ("loggen", "syslog-ng") if not shutil.which(tool)]
+    if "syslog-ng-sql" in receivers:
+        status = command_output("dpkg-query", "-W", "-f", "${Package} ${Status}\n", *SQL_PACKAGES)
+        installed = {line.split()[0] for line in status.splitlines() if "ok installed" in line}
+        gone += [package for package in SQL_PACKAGES if package not in installed]
+    return gone
+
+
+def ensure_loggen(receivers: tuple[str, ...] = ()) -> None:
+    """Run bench/setup-syslog-ng.sh if loggen, syslog-ng or, for syslog-ng-sql, its SQL
+    destination and SQLite driver are missing."""
+    gone = missing(receivers)
+    if not gone:
         return
-    print("loggen or syslog-ng missing: running bench/setup-syslog-ng.sh", flush=True)
+    print(f"missing {', '.join(gone)}: running bench/setup-syslog-ng.sh", flush=True)
     subprocess.run(["bash", str(SETUP_SCRIPT)], check=True, timeout=900)
-    if not (shutil.which("loggen") and shutil.which("syslog-ng")):
-        sys.exit("loggen/syslog-ng still missing after bench/setup-syslog-ng.sh")
+    if gone := missing(receivers):
+        sys.exit(f"{', '.join(gone)} still missing after bench/setup-syslog-ng.sh")
