@@ -112,10 +112,11 @@ class Framer:
         """Bytes held waiting for the rest of a frame."""
         return self._held
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """Take the next bytes of the stream; return every frame they complete, in order."""
         if type(data) is not bytes:
-            # A bytearray would make every Frame.data a bytearray too.
+            # A bytearray would make every Frame.data a bytearray too. (Said in the signature:
+            # compiled by mypyc, a `bytes` parameter refuses anything else.)
             data = bytes(data)
         if not data:
             return []

@@ -399,7 +399,9 @@ _TIME_SEPARATORS: Final = "-- ::,"
 
 # A frozen dataclass's __init__ sets each attribute through object.__setattr__ in Python; on
 # the hot path the events are built with the slots' own setters instead, which are C.
-_new = object.__new__
+# (PexipEvent.__new__ is object.__new__ in pure Python; compiled by mypyc, PexipEvent is a
+# native class and only its own __new__ may allocate one.)
+_new = PexipEvent.__new__
 
 
 def _slot_setter(name: str) -> Callable[[PexipEvent, object], None]:

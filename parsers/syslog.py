@@ -82,6 +82,10 @@ class _MessageSlots:
     budget. Filling this twin's slots and then re-classing it to SyslogMessage costs about a
     quarter of that. CPython refuses the __class__ assignment unless both layouts are identical,
     so a drift between the two classes fails loudly instead of corrupting objects.
+
+    Compiled with mypyc, both are native classes, which refuse the __class__ assignment, and
+    the frozen __init__ stays interpreted; there `_message` stores into a new SyslogMessage's
+    slots directly, which native code does without the frozen __setattr__.
     """
 
     __slots__ = SyslogMessage.__slots__
@@ -114,6 +118,21 @@ def _message(
     msg_offset: int,
 ) -> SyslogMessage:
     """Build a parsed (non-RAW) SyslogMessage without the frozen __init__ (see _MessageSlots)."""
+    if _NATIVE:
+        message = SyslogMessage.__new__(SyslogMessage)
+        message.format = format  # type: ignore[misc]
+        message.facility = facility  # type: ignore[misc]
+        message.severity = severity  # type: ignore[misc]
+        message.timestamp = timestamp  # type: ignore[misc]
+        message.timestamp_text = timestamp_text  # type: ignore[misc]
+        message.hostname = hostname  # type: ignore[misc]
+        message.app_name = app_name  # type: ignore[misc]
+        message.procid = procid  # type: ignore[misc]
+        message.msgid = msgid  # type: ignore[misc]
+        message.structured_data = structured_data  # type: ignore[misc]
+        message.msg_offset = msg_offset  # type: ignore[misc]
+        message.error = None  # type: ignore[misc]
+        return message
     slots = _MessageSlots()
     slots.format = format
     slots.facility = facility
@@ -129,6 +148,19 @@ def _message(
     slots.error = None
     slots.__class__ = SyslogMessage  # type: ignore[assignment]
     return slots  # type: ignore[return-value]
+
+
+def _native() -> bool:
+    """Whether this module runs compiled by mypyc: its native classes refuse the re-classing
+    `_message` relies on in pure Python (see _MessageSlots)."""
+    try:
+        _MessageSlots().__class__ = SyslogMessage  # type: ignore[assignment]
+    except TypeError:
+        return True
+    return False
+
+
+_NATIVE: Final = _native()
 
 
 class _Malformed(ValueError):
