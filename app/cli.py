@@ -293,11 +293,11 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
     Lines as rsyslog or syslog-ng write them, or a Pexip log download. Importing the same
     file twice adds nothing.
     """
-    from app.ingest.backfill import ImportSummary, import_files
+    from app.ingest.backfill import ImportSummary, import_files, until_derived
     from app.runtime import Runtime, settle_garbage_collector
 
     async def run(settings: Settings, engine: AsyncEngine) -> ImportSummary:
-        runtime = Runtime.build(settings, engine, defer_deriving=False)
+        runtime = Runtime.build(settings, engine, importing=True)
         settle_garbage_collector()
         runtime.writer.start()
         try:
@@ -305,8 +305,11 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
                 lines = await import_files(
                     runtime.writer, list(files), settings.max_frame_size, advance
                 )
+            await runtime.writer.drained()
+            await until_derived(engine)
         finally:
-            await runtime.writer.stop()
+            # Interrupted, the deriving process's list stays for the next import or `serve`.
+            await runtime.writer.stop(finish_deriving=not settings.derive_process)
         figure = runtime.metrics.registry.get_sample_value
         file_label = {"transport": "file"}
         summary = ImportSummary(

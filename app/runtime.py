@@ -25,12 +25,13 @@ class Runtime:
     writer: BatchWriter
 
     @classmethod
-    def build(
-        cls, settings: Settings, engine: AsyncEngine, *, defer_deriving: bool = True
-    ) -> Runtime:
-        """Wire the parts together around the process's engine (no I/O yet). Without
-        `defer_deriving` the writer always derives as it stores: for file imports, where
-        waiting costs no sender anything and deriving later would read every message back."""
+    def build(cls, settings: Settings, engine: AsyncEngine, *, importing: bool = False) -> Runtime:
+        """Wire the parts together around the process's engine (no I/O yet). With
+        `settings.derive_process` the writer stores raw and lists, and the deriving process
+        derives (app/cdr/worker.py), for `serve` and file imports alike. Without it, `serve`
+        derives as it stores while the database keeps up and catches up later when it falls
+        behind; a file import (`importing`) always derives as it stores, since waiting costs
+        no sender anything there and deriving later would read every message back."""
         metrics = Metrics()
         writer = BatchWriter(
             engine,
@@ -43,11 +44,11 @@ class Runtime:
             high_water_bytes=settings.queue_high_water_bytes,
             low_water_bytes=settings.queue_low_water_bytes,
             udp_limit_bytes=settings.queue_udp_limit_bytes,
-            defer_backlog=settings.defer_backlog if defer_deriving else None,
+            defer_backlog=None if importing else settings.defer_backlog,
             derive_elsewhere=DeriveWorker(
                 settings.database_url, settings.sqlite_synchronous, settings.log_level
             )
-            if defer_deriving and settings.derive_process
+            if settings.derive_process
             else None,
         )
         return cls(settings, engine, metrics, writer)

@@ -178,6 +178,13 @@ async def count(conn: AsyncConnection) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
+async def listed_runs(conn: AsyncConnection) -> set[int]:
+    """The listed runs, each by its last id: the one `done` keeps when part of a run is
+    taken, so that a run is known until the whole of it is derived."""
+    rows = await fetch_tuples(conn, "SELECT last_id FROM pending_derivations", ())
+    return {int(last) for (last,) in rows}
+
+
 async def clear(conn: AsyncConnection) -> None:
     """Forget the whole list: a rebuild derives every message anyway."""
     await conn.execute(delete(pending_derivations))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import os
@@ -12,6 +13,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.cdr import pending
 from parsers.framing import Frame
 
 from .origin import Origin
@@ -19,6 +23,8 @@ from .writer import BatchWriter
 
 GZIP_MAGIC = b"\x1f\x8b"
 LINES_PER_CHUNK = 1000
+# Seconds between looks at the list of runs to derive while an import waits for it.
+DERIVED_POLL = 0.05
 
 
 @dataclass(slots=True)
@@ -94,3 +100,17 @@ async def import_files(
                 if progress is not None:
                     progress(path, len(frames))
     return lines
+
+
+async def until_derived(engine: AsyncEngine) -> None:
+    """Wait until every run listed for deriving now has been derived: by the deriving
+    process, whose derivations the writer stores meanwhile, or by the writer's own catch-up.
+    Called once the writer has stored everything read, so that an import ends only when
+    the CDRs of what it stored are complete. Runs listed later (by a `serve` on the same
+    database) are not waited for."""
+    async with engine.connect() as conn:
+        waiting = await pending.listed_runs(conn)
+    while waiting:
+        await asyncio.sleep(DERIVED_POLL)
+        async with engine.connect() as conn:
+            waiting &= await pending.listed_runs(conn)
