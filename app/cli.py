@@ -291,7 +291,8 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
     """Backfill syslog FILES (plain or gzip; - for stdin) through the normal ingest path.
 
     Lines as rsyslog or syslog-ng write them, or a Pexip log download. Importing the same
-    file twice adds nothing.
+    file twice adds nothing. Call events and CDRs are derived in a second process
+    (CDRECON_DERIVE_PROCESS=false: in this one); the summary comes once they are complete.
     """
     from app.ingest.backfill import ImportSummary, import_files, until_derived
     from app.runtime import Runtime, settle_garbage_collector
