@@ -238,6 +238,10 @@ history_coverage = Table(
     Column("basis", String(32), nullable=False),
     Column("records", Integer, nullable=False),
     Column("recorded_us", BigInteger, nullable=False),
+    # The end_time window [from, until) the read covered: NULL from is everything before,
+    # NULL until everything after (`app/history/coverage.py`).
+    Column("from_us", BigInteger, nullable=True),
+    Column("until_us", BigInteger, nullable=True),
     Index("ix_history_coverage_as_of_us", "as_of_us"),
 )
 

@@ -85,7 +85,9 @@ class ExportBody(BaseModel):
             "model": ErrorBody,
             "description": "The Idempotency-Key was used for a different request, or every "
             "record asked for is in an earlier batch (the answer names it; include_exported "
-            "exports them again)",
+            "exports them again), or `history_unconfirmed`: the run holds records missing in "
+            "the MN history that only an incremental pull read (the MN may have written them "
+            "late); pull the run's window again and reconcile again",
         },
         422: {
             "model": ErrorBody,

@@ -77,7 +77,18 @@ _NOT_EXPORTED: dict[str, str] = {
     Status.OPEN: "the call has not ended",
     Status.EXCLUDED: "backplanes and attempts that never joined are not billable",
     Status.MISSING_IN_SYSLOG: "there is no syslog CDR to export",
+    Status.UNCONFIRMED: "the MN history for their time came only from an incremental pull, "
+    "and the MN may have written them late; pull it again (cdrecon pull-history --since the "
+    "run's start) and reconcile again",
 }
+
+
+class HistoryUnconfirmed(CdreconError):
+    """The run's lost records include some the MN history read since does not confirm: a
+    batch of the others would look like all the run found, so none is made."""
+
+    status = 409
+    code = "history_unconfirmed"
 
 
 @dataclass(frozen=True)
@@ -221,7 +232,8 @@ async def create_export(
             )
         return manifest(existing), False
     if request.run_id is not None:
-        await get_summary(conn, request.run_id)
+        summary = await get_summary(conn, request.run_id)
+        _check_confirmed(request, summary)
     query = request.records(include_exported=request.include_exported)
     frozen = await _freeze(conn, query, export_id)
     if frozen["record_count"] == 0:
@@ -233,6 +245,22 @@ async def create_export(
         raise AlreadyExported(f"some of the {request.describe()} were claimed meanwhile; try again")
     await repository.finish_batch(conn, export_id, frozen)
     return manifest({**batch, **frozen}), True
+
+
+def _check_confirmed(request: ExportRequest, summary: dict[str, Any]) -> None:
+    """HistoryUnconfirmed when the lost records of a run are asked for and the run holds
+    records it could not confirm lost (an incremental pull can miss a record the MN writes
+    late: billing it would charge the call twice)."""
+    unconfirmed = int(summary.get("counts", {}).get(Status.UNCONFIRMED.value, 0))
+    if request.status != Status.MISSING_IN_MN or not unconfirmed:
+        return
+    raise HistoryUnconfirmed(
+        f"run {request.run_id} has {unconfirmed} record(s) missing in the MN history that no "
+        "read of the MN confirms: the history for their time came only from an incremental "
+        "pull, and the MN may have written them late. No batch was made. Pull the MN history "
+        f"for the run's window again (cdrecon pull-history --since {summary.get('from')}) "
+        "and reconcile again; the watch confirms its own runs"
+    )
 
 
 async def _freeze(conn: AsyncConnection, query: Select[Any], export_id: str) -> dict[str, Any]:

@@ -2,11 +2,19 @@
 
 "As of" is the instant up to which the MN history is known complete: a call that ended
 after it may be on the MN without being here yet, so it is not evidence of a loss.
+
+Each import and pull also says which end_times it read: a whole export or a first pull
+everything, an incremental pull only from its checkpoint less the overlap, a confirming pull
+only its windows. The MN may write a record long after its call ended (a node that reports
+when it reconnects), so a run trusts a lost record only where a read at least as fresh as
+the newest "as of" covered its end (`Coverage.confirms`); elsewhere the record is
+`unconfirmed` until a confirming pull reads its window again.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -26,6 +34,7 @@ class Kind(StrEnum):
     FILE = "file"
     UPLOAD = "upload"
     PULL = "pull"
+    CONFIRM = "confirm"  # a confirming pull of the windows of a run's lost records
 
 
 class Basis(StrEnum):
@@ -78,8 +87,15 @@ def decide(
 
 
 async def record_coverage(
-    conn: AsyncConnection, kind: Kind, source: str, as_of: AsOf, records: int
+    conn: AsyncConnection,
+    kind: Kind,
+    source: str,
+    as_of: AsOf,
+    records: int,
+    window: tuple[int | None, int | None] = (None, None),
 ) -> None:
+    """Store one read of the MN history: complete as of `as_of` for the records ending in
+    `window` [from, until) (None: unbounded on that side)."""
     await HistoryRepository.for_connection(conn).add_coverage(
         conn,
         {
@@ -89,6 +105,8 @@ async def record_coverage(
             "basis": as_of.basis.value,
             "records": records,
             "recorded_us": time.time_ns() // 1000,
+            "from_us": window[0],
+            "until_us": window[1],
         },
     )
 
@@ -114,10 +132,45 @@ async def import_export(
 async def record_pull(
     conn: AsyncConnection, url: str, started_us: int, stored: HistoryImport
 ) -> AsOf:
-    """Record a finished pull: the MN's history is complete up to when the pull started."""
+    """Record a finished pull: the MN's history is complete up to when the pull started, for
+    the records ending from where it started reading."""
     as_of = AsOf(started_us, Basis.PULL_START)
-    await record_coverage(conn, Kind.PULL, url, as_of, stored.participants + stored.conferences)
+    records = stored.participants + stored.conferences
+    await record_coverage(conn, Kind.PULL, url, as_of, records, (stored.read_from_us, None))
     return as_of
+
+
+async def record_confirmation(
+    conn: AsyncConnection, url: str, started_us: int, window: tuple[int, int], records: int
+) -> None:
+    """Record a confirming pull of `window`: it read every record the MN held ending there
+    when it started. It moves no "as of": the records ending elsewhere were not read."""
+    as_of = AsOf(started_us, Basis.PULL_START)
+    await record_coverage(conn, Kind.CONFIRM, url, as_of, records, window)
+
+
+# A confirming pull reads this far either side of a lost record's end: the MN's end_time
+# may differ from syslog's by the matching tolerance, and a little more costs one page.
+CONFIRM_MARGIN_US = 5 * 60 * 1_000_000
+# Windows closer than this are read as one: fewer requests for the same pages.
+CONFIRM_JOIN_US = 3600 * 1_000_000
+
+
+def confirm_windows(
+    ends_us: Iterable[int], tolerance_us: int, join_us: int = CONFIRM_JOIN_US
+) -> list[tuple[int, int]]:
+    """The end_time windows [from, until) a confirming pull reads for lost records ending at
+    `ends_us`: each end widened by the margin (at least twice the tolerance, so that
+    `Coverage.confirms` holds for it), near ones joined; in order. Pure."""
+    margin = max(CONFIRM_MARGIN_US, 2 * tolerance_us)
+    windows: list[tuple[int, int]] = []
+    for end in sorted(ends_us):
+        low, high = end - margin, end + margin + 1
+        if windows and low - windows[-1][1] <= join_us:
+            windows[-1] = (windows[-1][0], max(windows[-1][1], high))
+        else:
+            windows.append((low, high))
+    return windows
 
 
 class HistoryNotCovered(ConflictError):
@@ -136,6 +189,22 @@ class Coverage:
     as_of_source: str | None
     as_of_kind: str | None
     as_of_basis: str | None
+    # The end_time windows [from, until) read as of the newest "as of" or later (None:
+    # unbounded on that side): where a lost record is known lost, not just not pulled yet.
+    reads: tuple[tuple[int | None, int | None], ...] = ()
+
+    def confirms(self, end_us: int | None, tolerance_us: int) -> bool:
+        """Whether a read at least as fresh as the newest "as of" covered `end_us`, give or
+        take the tolerance (the MN's end_time of the same call may differ by that much): a
+        record it did not return is lost as far as the MN can tell, not merely one the MN
+        wrote late, after an older read. False for an unknown end."""
+        if end_us is None:
+            return False
+        return any(
+            (low is None or low <= end_us - tolerance_us)
+            and (high is None or end_us + tolerance_us < high)
+            for low, high in self.reads
+        )
 
     def uncovered(self, from_us: int, until_us: int) -> str | None:
         """Why no history covers [from, until), saying what to import or pull; None when
@@ -181,6 +250,7 @@ async def read(conn: AsyncConnection) -> Coverage:
     repository = HistoryRepository.for_connection(conn)
     oldest = await repository.oldest_record(conn)
     newest = await repository.newest_coverage(conn)
+    reads = () if newest is None else await repository.reads_since(conn, int(newest["as_of_us"]))
     return Coverage(
         oldest_us=None if oldest is None else oldest[0],
         oldest_source=None if oldest is None else oldest[1],
@@ -188,4 +258,5 @@ async def read(conn: AsyncConnection) -> Coverage:
         as_of_source=None if newest is None else str(newest["source"]),
         as_of_kind=None if newest is None else str(newest["kind"]),
         as_of_basis=None if newest is None else str(newest["basis"]),
+        reads=tuple(reads),
     )

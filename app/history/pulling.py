@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .client import HistoryClient, MNConnection
-from .coverage import AsOf, record_pull
+from .coverage import AsOf, record_confirmation, record_pull
 from .repository import HistoryRepository
-from .service import HistoryImport, pull
+from .service import HistoryImport, confirm, pull
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,28 @@ async def pull_once(
     except Exception as exc:
         await _failed(engine, url, started_us, exc)
         raise
+
+
+async def confirm_once(
+    connection: MNConnection, engine: AsyncEngine, windows: Sequence[tuple[int, int]]
+) -> HistoryImport:
+    """Read the MN's participant records ending in each window [from, until) (µs) again
+    and store them, recording each window as read as of when this started once it is
+    stored (the confirmation a run's lost records need, `coverage.Coverage.confirms`). A
+    window that fails records nothing: its records stay unconfirmed."""
+    started_us = time.time_ns() // 1000
+    total = HistoryImport(connection.url)
+    async with HistoryClient(connection) as client:
+        for window in windows:
+            stored = await confirm(
+                engine, client.page, connection.url, HistoryClient.window_filters, [window]
+            )
+            async with engine.begin() as conn:
+                await record_confirmation(
+                    conn, connection.url, started_us, window, stored.participants
+                )
+            total.participants += stored.participants
+    return total
 
 
 async def _attempted(

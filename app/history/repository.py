@@ -144,10 +144,12 @@ class HistoryRepository:
         await conn.execute(history_coverage.insert().values(values))
 
     async def newest_coverage(self, conn: AsyncConnection) -> dict[str, Any] | None:
-        """The `history_coverage` row with the latest "as of" (the latest recorded of ties)."""
+        """The `history_coverage` row with the latest "as of" (the latest recorded of ties),
+        of the imports and pulls: a confirming pull read only its windows."""
         row = (
             await conn.execute(
                 select(history_coverage)
+                .where(history_coverage.c.kind != "confirm")
                 .order_by(history_coverage.c.as_of_us.desc(), history_coverage.c.id.desc())
                 .limit(1)
             )
@@ -158,10 +160,28 @@ class HistoryRepository:
         """The `history_coverage` row recorded last: the newest import or pull."""
         row = (
             await conn.execute(
-                select(history_coverage).order_by(history_coverage.c.id.desc()).limit(1)
+                select(history_coverage)
+                .where(history_coverage.c.kind != "confirm")
+                .order_by(history_coverage.c.id.desc())
+                .limit(1)
             )
         ).first()
         return None if row is None else dict(row._mapping)
+
+    async def reads_since(
+        self, conn: AsyncConnection, as_of_us: int
+    ) -> list[tuple[int | None, int | None]]:
+        """The end_time windows (from, until) of the reads whose "as of" is `as_of_us` or
+        later; None leaves a side unbounded."""
+        rows = await conn.execute(
+            select(history_coverage.c.from_us, history_coverage.c.until_us)
+            .where(history_coverage.c.as_of_us >= as_of_us)
+            .order_by(history_coverage.c.id)
+        )
+        return [
+            (None if low is None else int(low), None if high is None else int(high))
+            for low, high in rows
+        ]
 
     async def add_pull_attempt(self, conn: AsyncConnection, values: dict[str, Any]) -> None:
         """Store one `pull_attempts` row and drop all but the newest PULL_ATTEMPTS_KEPT."""

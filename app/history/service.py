@@ -6,7 +6,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -87,6 +95,8 @@ class HistoryImport:
     # first LISTED of them, in the order their second copy came; `duplicates` counts them all.
     duplicate_ids: list[str] = field(default_factory=list)
     duplicates: int = 0
+    # A pull: the end_time its participant read started at (None: from the first record).
+    read_from_us: int | None = None
 
     @property
     def records(self) -> int:
@@ -299,6 +309,10 @@ async def pull(
 
     Each page is stored in its own transaction together with the checkpoint it reaches, so an
     interrupted pull resumes where it stopped and never skips a record.
+
+    `read_from_us` says where the participant read started: a record ending before it that
+    the MN writes late (a node that reports when it reconnects) is not read, so a run trusts
+    this pull for no record older than that (`coverage.Coverage.confirms`).
     """
     result = HistoryImport(url)
     resources: tuple[Resource, ...] = ("participant", "conference")
@@ -308,7 +322,36 @@ async def pull(
         start = since
         if start is None and saved is not None and saved[0] == url:
             start = datetime.fromtimestamp(saved[1] / 1_000_000, UTC) - PULL_OVERLAP
+        start = start.replace(tzinfo=UTC) if start is not None and start.tzinfo is None else start
+        if resource == "participant":
+            result.read_from_us = _us(start)
         await _pull_resource(engine, page, url, window_filters, resource, start, result, progress)
+    return result
+
+
+async def confirm(
+    engine: AsyncEngine,
+    page: Page,
+    url: str,
+    window_filters: WindowFilters,
+    windows: Sequence[tuple[int, int]],
+) -> HistoryImport:
+    """Read again every participant record ending in each window [from, until) (µs), as a
+    pull reads (keyset on end_time, a transaction a page), without moving the checkpoint:
+    the confirming read of a run's lost records, which finds those the MN wrote late."""
+    result = HistoryImport(url)
+    for low, high in windows:
+        await _pull_resource(
+            engine,
+            page,
+            url,
+            window_filters,
+            "participant",
+            _EPOCH + timedelta(microseconds=low),
+            result,
+            None,
+            until=_EPOCH + timedelta(microseconds=high),
+        )
     return result
 
 
@@ -321,8 +364,10 @@ async def _pull_resource(
     start: datetime | None,
     result: HistoryImport,
     progress: Callable[[str, int], None] | None,
+    until: datetime | None = None,
 ) -> None:
-    """Pull one resource from `start` on, keyset-paged on end_time (see `pull`)."""
+    """Pull one resource from `start` on, keyset-paged on end_time (see `pull`); with
+    `until`, only records ending before it, and the checkpoint is left where it is."""
     # T, as the filter's datetime and as microseconds to compare with; None reads everything.
     # A naive `start` is UTC, as window_filters takes it.
     bound = start.replace(tzinfo=UTC) if start is not None and start.tzinfo is None else start
@@ -332,7 +377,7 @@ async def _pull_resource(
     link: str | None = None  # the `meta.next` followed through a page of ties at T
     followed: set[str] = set()
     while True:
-        filters = {**window_filters("end_time", bound, None), "order_by": "end_time"}
+        filters = {**window_filters("end_time", bound, until), "order_by": "end_time"}
         objects, following = await page(resource, filters, link)
         ends = [_end_us(o) for o in objects]
         last = max((e for e in ends if e is not None), default=None)
@@ -342,7 +387,7 @@ async def _pull_resource(
         if fresh:
             async with engine.begin() as conn:
                 stored = await import_document(conn, json.dumps(fresh), url)
-                if last is not None:
+                if last is not None and until is None:
                     await HistoryRepository.for_connection(conn).save_checkpoint(
                         conn, resource, url, last, time.time_ns() // 1000
                     )

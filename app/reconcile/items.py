@@ -8,6 +8,7 @@ Item for the million pairs that agree. Pure.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from app.times import iso
@@ -53,6 +54,21 @@ def differences_json(differences: dict[str, dict[str, object]] | None) -> str | 
         for name, pair in differences.items()
     }
     return json.dumps(readable)
+
+
+_LOST = Status.MISSING_IN_MN.value
+_UNCONFIRMED = Status.UNCONFIRMED.value
+
+
+def confirmed(rows: list[ItemRow], confirms: Callable[[int | None], bool]) -> list[ItemRow]:
+    """`rows` with each lost record whose write time `confirms` does not vouch for made
+    `unconfirmed`: the MN history read since may lack it only because it was written late."""
+    return [
+        (*row[:STATUS], _UNCONFIRMED, *row[STATUS + 1 :])
+        if row[STATUS] == _LOST and not confirms(row[WRITE_US])
+        else row
+        for row in rows
+    ]
 
 
 def agreed_row(cdr: Row, mn: Row) -> ItemRow:

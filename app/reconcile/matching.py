@@ -27,6 +27,9 @@ class Status(StrEnum):
     MISMATCHED = "mismatched"
     OUTSIDE_RETENTION = "outside_retention"
     AFTER_HISTORY = "after_history"  # ended after the MN history's "as of": not yet known
+    # Not on the MN as far as the stored history shows, but no read as fresh as the newest
+    # "as of" covered its end (an incremental pull): the MN may have written it late.
+    UNCONFIRMED = "unconfirmed"
     OPEN = "open"
     EXCLUDED = "excluded"
 

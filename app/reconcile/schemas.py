@@ -50,6 +50,12 @@ class Counts(BaseModel):
     )
     open: int
     excluded: int
+    unconfirmed: int = Field(
+        0,
+        description="Not on the MN as far as its history was read, but that read was an "
+        "incremental pull that could miss a record the MN wrote late: neither exported nor "
+        "alerted until a confirming pull reads its time again (a new run then says).",
+    )
 
 
 class Gap(BaseModel):

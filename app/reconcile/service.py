@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -21,7 +22,7 @@ from app.history import coverage as history_coverage
 from app.paging import cut_page, decode_cursor
 from app.times import FIRST_US, LAST_US, iso, to_us
 
-from .items import ItemRow, agreed_row, item_row
+from .items import ItemRow, agreed_row, confirmed, item_row
 from .matching import Gap, classify, gaps_in
 from .repository import ReconcileRepository
 from .rows import ID, leg_view, split_agreeing
@@ -108,7 +109,9 @@ async def reconcile(
     Refused (HistoryNotCovered), with no run stored, when no MN history covers the window,
     unless `force`: then the operator vouches for the history, and no call is held back as
     `after_history`. `as_of_cap_us` trusts the history no further than that instant (the
-    watch's settle time: the MN may write a record a little after the call ended).
+    watch's settle time: the MN may write a record a little after the call ended). A lost
+    record whose end no read as fresh as the newest "as of" covered is `unconfirmed`, not
+    `missing_in_mn` (`coverage.Coverage.confirms`); forced, the operator vouches for them.
     """
     if until_us <= from_us:
         raise InvalidInputError("the window is empty: `until` must be after `from`")
@@ -124,6 +127,9 @@ async def reconcile(
         if uncovered is not None and not force:
             raise history_coverage.HistoryNotCovered(uncovered)
         history_as_of = None if uncovered is not None else coverage.as_of_us
+        confirms: Callable[[int | None], bool] | None = None
+        if uncovered is None:
+            confirms = partial(coverage.confirms, tolerance_us=tolerance_us)
         if history_as_of is not None and as_of_cap_us is not None:
             history_as_of = min(history_as_of, as_of_cap_us)
         now_us = _now_us()
@@ -144,6 +150,7 @@ async def reconcile(
                 tolerance_us,
                 coverage.oldest_us,
                 history_as_of,
+                confirms,
             )
             summary = _summary(run_id, run, found, coverage, uncovered)
             async with writer.begin():
@@ -243,9 +250,11 @@ async def _store_items(
     tolerance_us: int,
     retention_from: int | None,
     history_as_of: int | None,
+    confirms: Callable[[int | None], bool] | None = None,
 ) -> Tally:
     """Read `window` from `snapshot` a slice at a time and hand the run's items to
-    `pending`; the tally of what it found."""
+    `pending`; the tally of what it found. A lost record that `confirms` does not vouch
+    for is `unconfirmed` (None: every one is lost)."""
     from_us, until_us = window
     repository = ReconcileRepository()
     tally = Tally()
@@ -281,6 +290,8 @@ async def _store_items(
         )
         items = [agreed_row(cdr, mn) for cdr, mn in agreed]
         items += [item_row(item) for item in outcome.items]
+        if confirms is not None:
+            items = confirmed(items, confirms)
         items.sort()  # item rows start with their unique pair key: the order of Items
         await pending.add(items)
         tally.add_items(items)

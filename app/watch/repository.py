@@ -37,8 +37,11 @@ def open_alert_records() -> Select[tuple[str]]:
     )
 
 
-async def lost_records(conn: AsyncConnection, run_id: int) -> list[LostRecord]:
-    """The run's missing_in_mn records, each at its write time (call end, else start)."""
+async def lost_records(
+    conn: AsyncConnection, run_id: int, status: str = "missing_in_mn"
+) -> list[LostRecord]:
+    """The run's missing_in_mn records (or those of `status`), each at its write time (call
+    end, else start)."""
     query = (
         select(
             reconciliation_items.c.cdr_id,
@@ -48,7 +51,7 @@ async def lost_records(conn: AsyncConnection, run_id: int) -> list[LostRecord]:
         .join(cdrs, cdrs.c.id == reconciliation_items.c.cdr_id)
         .where(
             reconciliation_items.c.run_id == run_id,
-            reconciliation_items.c.status == "missing_in_mn",
+            reconciliation_items.c.status == status,
         )
     )
     return [

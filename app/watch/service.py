@@ -3,6 +3,8 @@ cleared from what the policy decides, acknowledgements, and the figures the gaug
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +15,7 @@ from app.errors import InvalidInputError, NotFoundError
 from app.history import coverage as history_coverage
 from app.metrics import Metrics
 from app.paging import cut_page, decode_cursor
+from app.reconcile.matching import Status
 from app.reconcile.service import delete_run, reconcile
 from app.times import iso, to_us
 
@@ -30,6 +33,8 @@ from .policy import (
     gap_records,
     settled_window,
 )
+
+log = logging.getLogger(__name__)
 
 # A watch run's `created_by`, so that runs and audit entries show who made them.
 WATCH = "watch"
@@ -82,13 +87,24 @@ def describe(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Reads the MN again for the end_time windows [from, until) given (µs) and records them
+# read: `history.pulling.confirm_once` with the watch's connection.
+Confirm = Callable[[list[tuple[int, int]]], Awaitable[object]]
+
+
 async def reconcile_settled(
-    engine: AsyncEngine, config: WatchConfig, now_us: int
+    engine: AsyncEngine, config: WatchConfig, now_us: int, confirm: Confirm | None = None
 ) -> tuple[dict[str, Any] | None, list[Notice]]:
     """Reconcile the settled part of the newest history's window, stored as a run like a
     manual one, and turn its gaps into alert changes in the transaction that finishes the
     run (a run that fails changes no alert); the run's summary (None when no history is
-    recorded yet) and the changes."""
+    recorded yet) and the changes.
+
+    Only confirmed lost records make gaps. When the run holds `unconfirmed` ones (the
+    history for their time came from an incremental pull, which misses what the MN writes
+    late), `confirm` reads their windows from the MN again and the window is reconciled
+    once more: the MN's late records then match, the rest are confirmed lost. The summary
+    is the last run's; a failed confirmation leaves them unconfirmed (no alert)."""
     async with engine.connect() as conn:
         as_of_us = (await history_coverage.read(conn)).as_of_us
     window = settled_window(as_of_us, config.settle_us, config.window_us)
@@ -113,15 +129,35 @@ async def reconcile_settled(
         decisions = decide(alerts, gaps)
         notices.extend(await apply(conn, Kind.GAP, decisions, now_us, run_id=summary["id"]))
 
-    summary = await reconcile(
-        engine,
-        from_us,
-        until_us,
-        config.tolerance_us,
-        created_by=WATCH,
-        as_of_cap_us=until_us,
-        then=alert,
-    )
+    async def run() -> dict[str, Any]:
+        return await reconcile(
+            engine,
+            from_us,
+            until_us,
+            config.tolerance_us,
+            created_by=WATCH,
+            as_of_cap_us=until_us,
+            then=alert,
+        )
+
+    summary = await run()
+    if confirm is not None and summary["counts"].get(Status.UNCONFIRMED.value):
+        async with engine.connect() as conn:
+            ends = [
+                r.write_us
+                for r in await repository.lost_records(
+                    conn, summary["id"], Status.UNCONFIRMED.value
+                )
+            ]
+        try:
+            await confirm(history_coverage.confirm_windows(ends, config.tolerance_us))
+        except Exception:
+            # They stay unconfirmed (no alert, no batch); the next run confirms them.
+            log.warning(
+                "watch: the confirming pull for run %d failed", summary["id"], exc_info=True
+            )
+            return summary, notices
+        summary = await run()
     return summary, notices
 
 

@@ -13,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.history.client import MNConnection
+from app.history.pulling import confirm_once
 from app.metrics import Metrics
 
 from .policy import Kind
 from .restore import ClientProbe, HistoryProbe, vanished
 from .service import (
+    Confirm,
     Notice,
     WatchConfig,
     clear_resolved,
@@ -45,6 +47,7 @@ class Watcher:
         *,
         interval: float = 0.0,
         webhook: Webhook | None = None,
+        confirm: Confirm | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
@@ -53,6 +56,7 @@ class Watcher:
         self.metrics = metrics
         self.interval = interval
         self.webhook = webhook
+        self.confirm = confirm
         self._last_run: float | None = None
 
     @classmethod
@@ -83,6 +87,7 @@ class Watcher:
             metrics,
             interval=settings.watch_interval,
             webhook=webhook,
+            confirm=confirming(connection, engine),
         )
 
     async def after_pull(self, as_of_us: int) -> list[Notice]:
@@ -103,7 +108,8 @@ class Watcher:
         if self._due():
             started = time.monotonic()
             found = await self._step(
-                "the watch's reconciliation", reconcile_settled(self.engine, self.config, now_us)
+                "the watch's reconciliation",
+                reconcile_settled(self.engine, self.config, now_us, self.confirm),
             )
             if found is not None:
                 # A failed run is tried again at the next pull, not an interval later.
@@ -149,6 +155,15 @@ class Watcher:
         except Exception:
             log.exception("watch: %s failed; the next pull tries again", what)
             return None
+
+
+def confirming(connection: MNConnection, engine: AsyncEngine) -> Confirm:
+    """The watch's confirming pull: the windows read again from the MN it pulls from."""
+
+    async def confirm(windows: list[tuple[int, int]]) -> object:
+        return await confirm_once(connection, engine, windows)
+
+    return confirm
 
 
 def _log(notice: Notice) -> None:

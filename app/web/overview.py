@@ -36,6 +36,7 @@ STATUS_LABELS = {
     Status.AFTER_HISTORY.value: "after the MN history",
     Status.OPEN.value: "still open",
     Status.EXCLUDED.value: "excluded",
+    Status.UNCONFIRMED.value: "missing in MN, unconfirmed",
 }
 
 

@@ -208,6 +208,8 @@ def upgrade() -> None:
         sa.Column("basis", sa.String(32), nullable=False),
         sa.Column("records", sa.Integer, nullable=False),
         sa.Column("recorded_us", sa.BigInteger, nullable=False),
+        sa.Column("from_us", sa.BigInteger, nullable=True),
+        sa.Column("until_us", sa.BigInteger, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_history_coverage"),
     )
     op.create_index("ix_history_coverage_as_of_us", "history_coverage", ["as_of_us"])

@@ -127,6 +127,7 @@ def test_reconciliation_summaries_and_manifests_keep_their_fields(loaded: Loaded
         "mismatched",
         "outside_retention",
         "after_history",
+        "unconfirmed",
         "open",
         "excluded",
     }

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
 from app.db.models import history_coverage, mn_participants, reconciliations
+from app.history import coverage
 from app.history.status import read_status
 from app.reconcile.service import page_items
 from app.times import iso
@@ -257,3 +258,55 @@ def test_the_api_refuses_a_run_without_history_with_409(service: Service) -> Non
         True,
         False,
     ]
+
+
+# -- which reads confirm a lost record ---------------------------------------------------
+
+MINUTE = 60_000_000
+
+
+@pytest.mark.parametrize(
+    ("reads", "end", "confirmed"),
+    [
+        pytest.param(((None, None),), 50 * MINUTE, True, id="a-whole-export-or-first-pull"),
+        pytest.param(((40 * MINUTE, None),), 50 * MINUTE, True, id="read-by-the-newest-pull"),
+        pytest.param(((51 * MINUTE, None),), 50 * MINUTE, False, id="older-than-the-pull-read"),
+        pytest.param(
+            ((50 * MINUTE - 1_000_000, None),), 50 * MINUTE, False, id="within-the-tolerance"
+        ),
+        pytest.param(
+            ((51 * MINUTE, None), (45 * MINUTE, 55 * MINUTE)), 50 * MINUTE, True, id="confirmed"
+        ),
+        pytest.param(
+            ((51 * MINUTE, None), (45 * MINUTE, 50 * MINUTE + 2_000_000)),
+            50 * MINUTE,
+            False,
+            id="confirming-read-ends-within-the-tolerance",
+        ),
+        pytest.param(((None, None),), None, False, id="no-end-known"),
+        pytest.param((), 50 * MINUTE, False, id="no-read"),
+    ],
+)
+def test_a_lost_record_is_confirmed_only_where_a_fresh_read_covered_its_end(
+    reads: tuple[tuple[int | None, int | None], ...], end: int | None, confirmed: bool
+) -> None:
+    found = coverage.Coverage(None, None, 100 * MINUTE, "mn", "pull", "pull start", reads)
+    assert found.confirms(end, tolerance_us=2_000_000) is confirmed
+
+
+def test_confirming_windows_cover_each_end_with_its_margin_and_join_near_ones() -> None:
+    hour = 60 * MINUTE
+    ends = [10 * hour, 10 * hour + 30 * MINUTE, 20 * hour]
+    windows = coverage.confirm_windows(reversed(ends), tolerance_us=2_000_000)
+    margin = coverage.CONFIRM_MARGIN_US
+    assert windows == [
+        (10 * hour - margin, 10 * hour + 30 * MINUTE + margin + 1),
+        (20 * hour - margin, 20 * hour + margin + 1),
+    ]
+    for end in ends:
+        reads = tuple((low, high) for low, high in windows)
+        assert coverage.Coverage(None, None, 0, None, None, None, reads).confirms(end, 2_000_000)
+    # A tolerance wider than the margin widens the windows with it.
+    wide = coverage.confirm_windows([hour], tolerance_us=margin)
+    assert wide == [(hour - 2 * margin, hour + 2 * margin + 1)]
+    assert coverage.confirm_windows([], tolerance_us=0) == []

@@ -29,7 +29,7 @@ from app.watch.service import (
     page_records,
     prune_superseded,
 )
-from app.watch.watcher import Watcher
+from app.watch.watcher import Watcher, confirming
 from app.watch.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, Webhook, body, verify
 from parsers.framing import Frame
 from tests.conftest import free_port
@@ -64,13 +64,27 @@ async def ingest(engine: AsyncEngine, calls: list[Call]) -> None:
 
 
 def watcher(
-    engine: AsyncEngine, mn: FakeMN, metrics: Metrics, webhook: Webhook | None = None
+    engine: AsyncEngine,
+    mn: FakeMN,
+    metrics: Metrics,
+    webhook: Webhook | None = None,
+    *,
+    confirm: bool = True,
 ) -> Watcher:
+    """The watch as `serve` builds it (`confirm=False`: one that cannot confirm its runs)."""
     config = WatchConfig(
         settle_us=SETTLE // timedelta(microseconds=1), window_us=WINDOW // timedelta(microseconds=1)
     )
     connection = MNConnection(mn.url, mn.username, mn.password, requests_per_second=1e3)
-    return Watcher(engine, config, mn.url, ClientProbe(connection), metrics, webhook=webhook)
+    return Watcher(
+        engine,
+        config,
+        mn.url,
+        ClientProbe(connection),
+        metrics,
+        webhook=webhook,
+        confirm=confirming(connection, engine) if confirm else None,
+    )
 
 
 async def cycle(engine: AsyncEngine, mn: FakeMN, watch: Watcher) -> list[Notice]:

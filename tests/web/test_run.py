@@ -114,3 +114,44 @@ def test_the_page_lists_a_status_it_does_not_know_and_escapes_everything() -> No
     assert 'href="/runs/3?status=brand_new"' in text
     assert 'id="coverage"' in text
     assert "This run has no record brand new" in text
+
+
+def _page(counts: dict[str, int]) -> str:
+    card = run_card({"id": 4, "counts": counts, "gaps": []})
+    view = RunPage(
+        id=4,
+        created_at=None,
+        created_by="watch",
+        start=card.start,
+        until=None,
+        tolerance_seconds=2.0,
+        counts=[("missing_in_mn", card.missing_in_mn), *card.counts],
+        gaps=[],
+        kept=[],
+        timeline=None,
+        exported=0,
+        coverage=[],
+        status_urls={status: run_url(4, status) for status, _ in card.counts}
+        | {"missing_in_mn": run_url(4, "missing_in_mn")},
+        page_url=run_url(4),
+        status=None,
+        limit=50,
+        items=[],
+        differences=False,
+        total=0,
+        next_url=None,
+        first_url=None,
+        json_url="/api/v1/reconciliations/4/items",
+    )
+    html = render("run.html", principal=Principal("b", Scope.BILLING), view=view).body
+    return html.decode()
+
+
+def test_a_run_with_unconfirmed_records_says_they_are_neither_alerted_nor_exported() -> None:
+    text = _page({"matched": 18, "missing_in_mn": 1, "unconfirmed": 2})
+    assert 'data-status="unconfirmed"' in text and "missing in MN, unconfirmed" in text
+    assert 'id="unconfirmed-note"' in text
+    assert "2 records missing in MN are unconfirmed" in text
+    assert "incremental pull" in text and "pull-history --since" in text
+    assert 'id="unconfirmed-note"' not in _page({"matched": 18, "missing_in_mn": 1})
+    assert 'id="unconfirmed-note"' not in _page({"matched": 18, "unconfirmed": 0})
