@@ -19,6 +19,7 @@ from app.errors import CdreconError
 from app.export.endpoints import ExportBody, create_batch
 from app.export.service import lost_per_run, page_manifests, remaining_to_bill
 from app.paging import InvalidCursor
+from app.reconcile.matching import Status
 from app.reconcile.service import newest_runs
 
 from .moment import Moment
@@ -45,6 +46,9 @@ class RemainingRun:
     lost: int  # all the run's lost records
     remaining: int
     total_duration: str  # h:mm:ss of the remaining ones shown
+    # Records the run could not confirm lost: its lost records are refused a batch until a
+    # run without them (app/export/service.py, HistoryUnconfirmed).
+    unconfirmed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,7 @@ async def load_billing_page(
     newest = await newest_runs(conn, RUNS_CONSIDERED + 1)
     cards = [run_card(summary) for summary in newest[:RUNS_CONSIDERED]]
     run_ids = [card.id for card in cards]
+    unconfirmed = {card.id: dict(card.counts).get(Status.UNCONFIRMED.value, 0) for card in cards}
     lost = await lost_per_run(conn, run_ids)
     found = await remaining_to_bill(conn, run_ids, REMAINING_SHOWN + 1)
     records = [_remaining_row(record) for record in found[:REMAINING_SHOWN]]
@@ -152,6 +157,7 @@ async def load_billing_page(
             lost=lost.get(run_id, (0, 0))[0],
             remaining=len(rows),
             total_duration=hms(durations[run_id]),
+            unconfirmed=unconfirmed.get(run_id, 0),
         )
         for run_id, rows in sorted(per_run.items(), reverse=True)
     ]

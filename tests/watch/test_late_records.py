@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth.tokens import Principal, Scope
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
 from app.errors import InvalidInputError
@@ -29,6 +30,8 @@ from app.history.service import PULL_OVERLAP
 from app.metrics import Metrics
 from app.reconcile.service import newest_runs, reconcile
 from app.times import to_us
+from app.web.billing import load_billing_page
+from app.web.render import render
 from tests.conftest import Service
 from tests.history.fake_mn import FakeMN
 from tests.reconcile.generator import Call
@@ -228,3 +231,26 @@ async def test_the_api_shows_unconfirmed_records_and_refuses_their_run_until_a_p
     assert made.json()["record_count"] == 1
     download = service.get(f"/api/v1/exports/{made.json()['id']}/download?format=jsonl", billing)
     assert [json.loads(line)["id"] for line in download.text.splitlines()] == [calls[LOST].pid]
+
+
+async def test_billing_sees_a_run_with_unconfirmed_records_as_not_billable_yet(
+    engine: AsyncEngine,
+) -> None:
+    calls = calls_ending_an_hour_ago(20)
+    first, last = calls[0].start - timedelta(minutes=5), calls[-1].start + timedelta(minutes=5)
+    recent = len(calls) - 2  # ended after the incremental pull's start: that pull confirms it
+    with FakeMN([mn_record(c) for i, c in enumerate(calls) if i not in (LATE, LOST, recent)]) as mn:
+        await ingest(engine, [c for i, c in enumerate(calls) if i not in (LATE, LOST)])
+        await pull_once(engine, mn.url, mn.username, mn.password)
+        await node_comes_back(engine, mn, calls)
+        await pull_once(engine, mn.url, mn.username, mn.password)
+        summary = await reconcile(engine, to_us(first) or 0, to_us(last) or 0)
+    assert (summary["counts"]["unconfirmed"], summary["counts"]["missing_in_mn"]) == (2, 1)
+    await refused(engine, summary["id"])
+    async with engine.connect() as conn:
+        view = await load_billing_page(conn, Principal("billing", Scope.BILLING))
+    [run] = view.runs
+    assert (run.run_id, run.remaining, run.unconfirmed) == (summary["id"], 1, 2)
+    html = bytes(render("billing.html", principal=view.principal, view=view).body).decode()
+    assert f'id="unconfirmed-{summary["id"]}"' in html and "Not billable yet" in html
+    assert f'id="bill-run-{summary["id"]}"' not in html
