@@ -288,10 +288,10 @@ async def _store_items(
             ),
             with_gaps=False,
         )
-        items = [agreed_row(cdr, mn) for cdr, mn in agreed]
-        items += [item_row(item) for item in outcome.items]
-        if confirms is not None:
+        items = [item_row(item) for item in outcome.items]
+        if confirms is not None:  # not the agreeing pairs: matched, and the most by far
             items = confirmed(items, confirms)
+        items += [agreed_row(cdr, mn) for cdr, mn in agreed]
         items.sort()  # item rows start with their unique pair key: the order of Items
         await pending.add(items)
         tally.add_items(items)
