@@ -36,7 +36,7 @@ from .found import FoundEvents as FoundEvents
 from .found import assemble_legs, event_rows, firsts, legs_of
 from .found import find_events as find_events
 from .legcache import LegCache
-from .pending import StoredMessage
+from .pending import Fed, StoredMessage
 from .repository import CdrRepository
 
 if TYPE_CHECKING:
@@ -302,6 +302,9 @@ class Elsewhere(Protocol):
     def notify(self) -> None:
         """Say that a run was listed."""
 
+    def feed(self, fed: Fed) -> None:
+        """Hand it the messages of a run just listed (it may read them back instead)."""
+
     def heard(self, sequence: int, stored: bool) -> None:
         """Say that its derivation `sequence` was stored (or, not `stored`, was stale)."""
 
@@ -458,9 +461,21 @@ class Deriver:
             return message_ids
         return [i for i, may in zip(message_ids, calls, strict=True) if may]
 
-    def committed(self, message_ids: Sequence[int], derived: Derived | None, defer: bool) -> None:
+    @property
+    def takes_copies(self) -> bool:
+        """Whether `committed` wants the copy (`Fed`) of a batch it listed: for a deriving
+        process, where a batch is one listed run (SQLite)."""
+        return self._elsewhere is not None and not self._partitioned
+
+    def committed(
+        self,
+        message_ids: Sequence[int],
+        derived: Derived | None,
+        defer: bool,
+        fed: Fed | None = None,
+    ) -> None:
         """The transaction of `store` committed: count what it derived or deferred (the
-        messages `listed`)."""
+        messages `listed`, whose copy `fed` holds if `takes_copies`)."""
         if derived is not None:
             self._count(derived)
         self._handed_committed()
@@ -470,6 +485,8 @@ class Deriver:
                 self._deferred += len(message_ids)
                 self._metrics.derive_pending.set(self._deferred)
             if self._elsewhere is not None:
+                if fed is not None:
+                    self._elsewhere.feed(fed)
                 self._elsewhere.notify()
 
     def rolled_back(self) -> None:

@@ -10,7 +10,8 @@ receivers may catch up at once, a taken run is locked and the others skip it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +22,30 @@ from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders
 
 # (message id, sending host, raw frame as received, offset of MSG in the frame)
 StoredMessage = tuple[int, str | None, bytes, int]
+
+
+@dataclass(slots=True)
+class Fed:
+    """The messages of one listed run as the writer stored them, from `first` on: what
+    `messages_of` would read back, handed to the deriving process beside the list so that
+    it need not read, copy and unpack them again. The list stays what counts: a run with
+    no such copy (the process started since, or was behind) is read from the database."""
+
+    first: int
+    nodes: list[str | None]  # the sending host as `_messages` names it
+    offsets: list[int]
+    raws: list[bytes]
+
+    @property
+    def last(self) -> int:
+        """The id of its last message."""
+        return self.first + len(self.raws) - 1
+
+    def messages(self) -> list[StoredMessage]:
+        """Its messages as `messages_of` gives them."""
+        return list(
+            zip(range(self.first, self.last + 1), self.nodes, self.raws, self.offsets, strict=True)
+        )
 
 
 def runs(message_ids: Sequence[int]) -> list[tuple[int, int]]:
@@ -69,13 +94,16 @@ async def take(
 
 
 async def peek(
-    conn: AsyncConnection, limit: int, skip: Collection[int] = ()
+    conn: AsyncConnection,
+    limit: int,
+    skip: Collection[int] = (),
+    fed: Mapping[int, Fed] | None = None,
 ) -> tuple[list[tuple[int, int]], list[StoredMessage]]:
     """The oldest listed runs (first id, last id), as many as hold at most `limit` messages
     (at least one), less those whose first id is in `skip` (handed on already), and their
-    messages, read without taking them: for a deriving process, which hands what it finds to
-    the writer (`claim` there). Several at once, because a writer under steady traffic lists
-    many small batches."""
+    messages (from `fed`, by first id, where it holds a run whole), read without taking
+    them: for a deriving process, which hands what it finds to the writer (`claim` there).
+    Several at once, because a writer under steady traffic lists many small batches."""
     listed = await fetch_tuples(
         conn,
         "SELECT first_id, last_id FROM pending_derivations ORDER BY first_id "
@@ -92,11 +120,38 @@ async def peek(
             break
         runs.append((first, last))
         size += last - first + 1
-    return runs, await messages_of(conn, runs)
+    return runs, await messages_of(conn, runs, fed)
 
 
-async def messages_of(conn: AsyncConnection, runs: list[tuple[int, int]]) -> list[StoredMessage]:
-    """The messages of `runs` (ascending, not overlapping), with what deriving needs of each."""
+async def messages_of(
+    conn: AsyncConnection, runs: list[tuple[int, int]], fed: Mapping[int, Fed] | None = None
+) -> list[StoredMessage]:
+    """The messages of `runs` (ascending, not overlapping), with what deriving needs of each:
+    those of a run `fed` holds whole (by its first id) from there, the rest read."""
+    copies = {
+        run: copy
+        for run in runs
+        if fed and (copy := fed.get(run[0])) is not None and copy.last == run[1]
+    }
+    if not copies:
+        return await _read(conn, runs)
+    read = await _read(conn, [run for run in runs if run not in copies])
+    stored: list[StoredMessage] = []
+    position = 0
+    for run in runs:
+        copy = copies.get(run)
+        if copy is not None:
+            stored.extend(copy.messages())
+            continue
+        start = position
+        while position < len(read) and read[position][0] <= run[1]:
+            position += 1
+        stored.extend(read[start:position])
+    return stored
+
+
+async def _read(conn: AsyncConnection, runs: list[tuple[int, int]]) -> list[StoredMessage]:
+    """The stored messages of `runs` (ascending, not overlapping)."""
     if not runs:
         return []
     stored = await _messages(conn, runs[0][0], runs[-1][1])

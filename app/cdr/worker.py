@@ -56,6 +56,11 @@ _LENGTH = struct.Struct(">I")
 # SQLite page cache of the process's reading connection, in KiB (the writer's is 32 MiB):
 # it reads the newest messages, which the operating system's cache holds anyway.
 READ_CACHE_KIB = 2048
+# Bytes of copies (`pending.Fed`) the service lets wait in the pipe: past them the process
+# is behind, and it reads those runs from the database instead.
+FEED_BUFFER = 8 * 1024 * 1024
+# Messages of copies the process keeps for runs it has not taken yet (the oldest go first).
+FEED_MESSAGES = 20_000
 
 
 class DeriveWorker:
@@ -89,13 +94,23 @@ class DeriveWorker:
         """Say that its derivation `sequence` was stored (or, not `stored`, was stale)."""
         self._say(b"%s %d\n" % (b"S" if stored else b"R", sequence))
 
-    def _say(self, line: bytes) -> None:
+    def feed(self, fed: pending.Fed) -> None:
+        """Hand it the copy of a run just listed, unless it is behind with those."""
+        process = self._process
+        if process is None or process.stdin is None or process.stdin.is_closing():
+            return
+        if process.stdin.transport.get_write_buffer_size() > FEED_BUFFER:
+            return
+        data = pickle.dumps(fed, protocol=pickle.HIGHEST_PROTOCOL)
+        self._say(b"F %d\n" % len(data), data)
+
+    def _say(self, *parts: bytes) -> None:
         process = self._process
         if process is None or process.stdin is None or process.stdin.is_closing():
             return
         # If it ended, the supervisor starts another, which starts from the database.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            process.stdin.write(line)
+            process.stdin.writelines(parts)
 
     async def stop(self) -> None:
         """Close its stdin (it ends after its run), wait `STOP_BOUND`, then kill it."""
@@ -178,20 +193,54 @@ async def _receive(stream: asyncio.StreamReader) -> Derivation | None:
 
 class _Word(asyncio.Protocol):
     """The service's word on stdin, a line each: an empty one means "look at the list",
-    `S n` "derivation n was stored", `R n` "it was stale"; EOF means "stop"."""
+    `S n` "derivation n was stored", `R n` "it was stale", `F n` "the copy of a listed run
+    follows, in n bytes"; EOF means "stop"."""
 
     def __init__(self) -> None:
         self.given = asyncio.Event()
         self.closed = False
         self.heard: deque[tuple[int, bool]] = deque()
-        self._partial = b""
+        self.fed: dict[int, pending.Fed] = {}  # by first id, oldest first
+        self._fed_messages = 0
+        self._buffer = bytearray()
+        self._copy_size: int | None = None  # bytes of the copy being received
 
     def data_received(self, data: bytes) -> None:
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        for line in lines:
+        buffer = self._buffer
+        buffer += data
+        while True:
+            if self._copy_size is not None:
+                if len(buffer) < self._copy_size:
+                    break
+                copy = bytes(buffer[: self._copy_size])
+                del buffer[: self._copy_size]
+                self._copy_size = None
+                self._keep(copy)
+                continue
+            end = buffer.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
             if line[:1] in (b"S", b"R"):
                 self.heard.append((int(line[2:]), line[:1] == b"S"))
+            elif line[:1] == b"F":
+                self._copy_size = int(line[2:])
         self.given.set()
+
+    def _keep(self, data: bytes) -> None:
+        fed = pickle.loads(data)
+        if not isinstance(fed, pending.Fed):
+            return
+        self.fed[fed.first] = fed
+        self._fed_messages += len(fed.raws)
+        while self._fed_messages > FEED_MESSAGES:
+            self._fed_messages -= len(self.fed.pop(next(iter(self.fed))).raws)
+
+    def used(self, upto: int) -> None:
+        """Forget the copies of runs from `upto` back: taken, or read from the database."""
+        for first in [first for first in self.fed if first <= upto]:
+            self._fed_messages -= len(self.fed.pop(first).raws)
 
     def eof_received(self) -> bool | None:
         self.closed = True
@@ -223,8 +272,12 @@ async def derive_listed(database_url: str, sqlite_synchronous: str, out: int) ->
                 continue
             try:
                 async with engine.connect() as conn:
-                    runs, stored = await pending.peek(conn, RUN_MESSAGES, view.handed_runs())
+                    runs, stored = await pending.peek(
+                        conn, RUN_MESSAGES, view.handed_runs(), word.fed
+                    )
                     derivation = await view.build(conn, runs, stored) if runs else None
+                if runs:
+                    word.used(runs[-1][0])
             except Exception:
                 # The database failed, or a bug: the runs stay listed.
                 log.exception("deriving listed runs failed; retrying")

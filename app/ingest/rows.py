@@ -66,6 +66,12 @@ class Batch:
     # (`may_carry_call_event`): which partition it goes to (app/db/partitions.py).
     classify: bool = False
     calls: list[bool] = field(default_factory=list)
+    # With `copy`, per row, what a deriving process reads of it (app/cdr/pending.py `Fed`):
+    # the sending host as it is named there, MSG's offset, and the frame as received.
+    copy: bool = False
+    senders: list[str | None] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    frames: list[bytes] = field(default_factory=list)
     nodes: dict[str, NodeTally] = field(default_factory=dict)
     transports: dict[str, TransportTally] = field(default_factory=dict)
     # Messages per (minute start in µs, host). The node tallies' messages not yet in it all
@@ -112,6 +118,12 @@ def add_frames(
         batch.calls.extend([may_carry_call_event(frame.data) for frame in frames])
     transport = origin.transport
     peer_host, peer_port, tls_subject = origin.peer_host, origin.peer_port, origin.tls_subject
+    if batch.copy:
+        batch.frames.extend([frame.data for frame in frames])
+        batch.offsets.extend([message.msg_offset for message in messages])
+        batch.senders.extend(
+            [peer_host if message.hostname is None else message.hostname for message in messages]
+        )
     source = origin.source
     raw_format = SyslogFormat.RAW
     for index, ((_, truncated, framing_error), message, (raw, packed)) in enumerate(

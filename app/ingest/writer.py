@@ -35,6 +35,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.cdr.deriving import Deriver, Elsewhere, FoundEvents
+from app.cdr.pending import Fed
 from app.db.checkpoint import WalCheckpointer
 from app.db.partitions import partitioned
 from app.metrics import Metrics
@@ -424,7 +425,12 @@ class BatchWriter:
         self._failure = None
         self._settled += sum(len(chunk.frames) for chunk in chunks)
         self._deriver.committed(
-            self._deriver.listed(batch.ids, batch.calls) if defer else batch.ids, derived, defer
+            self._deriver.listed(batch.ids, batch.calls) if defer else batch.ids,
+            derived,
+            defer,
+            Fed(batch.ids[0], batch.senders, batch.offsets, batch.frames)
+            if defer and batch.copy and batch.ids
+            else None,
         )
         self._count(batch, duplicates, time.perf_counter() - started)
         return None
@@ -478,7 +484,7 @@ class BatchWriter:
         events found in the messages inserted, in order."""
         repository = self._messages(conn)
         duplicates: Counter[str] = Counter()
-        batch = Batch(classify=partitioned(conn))
+        batch = Batch(classify=partitioned(conn), copy=self._deriver.takes_copies)
         found = FoundEvents([], [])
         seen: set[bytes] = set()
         digests = [d for chunk in chunks if chunk.digests is not None for d in chunk.digests]

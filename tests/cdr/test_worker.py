@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import random
 import signal
 import time
@@ -13,12 +14,14 @@ from collections import deque
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.cdr import pending
 from app.cdr.derivation import Derivation, Stale, View, store
 from app.cdr.deriving import catch_up, derive_runs
-from app.cdr.worker import DeriveWorker
+from app.cdr.worker import FEED_MESSAGES, DeriveWorker, _Word
 from app.db.models import events
 from app.ingest.origin import Origin
 from app.ingest.writer import BatchWriter
@@ -286,3 +289,115 @@ async def test_any_interleaving_of_deriving_and_storing_gives_the_same_cdrs(
     assert stale >= 1
     assert await legs(engine) == EXPECTED
     assert await count(engine, events) == CALL_EVENTS
+
+
+class Copied(DeriveWorker):
+    """The deriving process, with the copies of listed runs the writer handed it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine.url.render_as_string(hide_password=False), "NORMAL", "WARNING")
+        self.copies: list[pending.Fed] = []
+
+    def feed(self, fed: pending.Fed) -> None:
+        self.copies.append(fed)
+        super().feed(fed)
+
+
+async def test_the_copies_handed_to_the_process_are_what_it_would_read_back(
+    engine: AsyncEngine,
+) -> None:
+    """The writer hands the process each listed batch as it stored it, so that the process
+    need not read it back: the copy is exactly what reading it gives, for every shape of
+    frame (a header without HOSTNAME names the peer, an unparsable frame is stored raw)."""
+    frames = [line.rfc5424() for line in LINES]
+    frames += [b"<13>Nov 26 10:00:00 tag: no hostname here", b"no syslog header", b"\x00\xff"]
+    worker = Copied(engine)
+    writer = BatchWriter(engine, Metrics(), batch_size=3, linger=0, derive_elsewhere=worker)
+    writer.start()
+    try:
+        for start in range(0, len(frames), 3):
+            chunk = [Frame(f) for f in frames[start : start + 3]]
+            writer.submit(Origin("udp", "10.0.1.11", 514), chunk)
+            await writer.drained()
+        await until_derived(engine)
+    finally:
+        await writer.stop(finish_deriving=False)
+    assert await legs(engine) == EXPECTED
+    if engine.dialect.name != "sqlite":
+        # PostgreSQL lists only what may carry a call event (app/db/partitions.py): a
+        # batch is not one run there, and the process reads what is listed.
+        assert worker.copies == []
+        return
+    assert sum(len(copy.raws) for copy in worker.copies) == len(frames)
+    async with engine.connect() as conn:
+        for copy in worker.copies:
+            assert copy.messages() == await pending.messages_of(conn, [(copy.first, copy.last)])
+
+
+async def test_runs_with_and_without_copies_read_as_all_read_back(engine: AsyncEngine) -> None:
+    """Some runs have their copy, one a copy of another length (not used), the others none:
+    the messages are those read back, in order, each once."""
+    await list_in_quarters(engine, [line.rfc5424() for line in LINES])
+    async with engine.connect() as conn:
+        runs, everything = await pending.peek(conn, 5000)
+        assert len(runs) >= 2
+        copies: dict[int, pending.Fed] = {}
+        for index, run in enumerate(runs):
+            read = await pending.messages_of(conn, [run])
+            nodes = [node for _, node, _, _ in read]
+            raws = [raw for _, _, raw, _ in read]
+            offsets = [offset for *_, offset in read]
+            if index % 2 == 0:
+                copies[run[0]] = pending.Fed(run[0], nodes, offsets, raws)
+            else:  # one message short of its run: not the run's copy
+                copies[run[0]] = pending.Fed(
+                    run[0], nodes[:-1], offsets[:-1], [b"x"] * (len(raws) - 1)
+                )
+        assert await pending.messages_of(conn, runs, copies) == everything
+        assert (await pending.peek(conn, 5000, fed=copies))[1] == everything
+
+
+def heard_from(word: _Word) -> list[tuple[int, bool]]:
+    return list(word.heard)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=400), max_size=30), st.randoms())
+def test_the_services_word_reads_the_same_however_the_pipe_cuts_it(
+    sizes: list[int], rng: random.Random
+) -> None:
+    """Lines and copies, cut anywhere by the pipe: every word heard and every copy kept."""
+    stream = b""
+    expected_heard: list[tuple[int, bool]] = []
+    expected_fed: dict[int, int] = {}
+    first = 1
+    for index, size in enumerate(sizes):
+        if index % 3 == 0:
+            stream += b"\n"
+        elif index % 3 == 1:
+            stream += b"S %d\n" % index if size % 2 else b"R %d\n" % index
+            expected_heard.append((index, bool(size % 2)))
+        else:
+            copy = pending.Fed(first, ["h"] * size, [0] * size, [b"r%d" % i for i in range(size)])
+            data = pickle.dumps(copy)
+            stream += b"F %d\n" % len(data) + data
+            expected_fed[first] = size
+            first += size
+    word = _Word()
+    position = 0
+    while position < len(stream):
+        step = rng.randint(1, 700)
+        word.data_received(stream[position : position + step])
+        position += step
+    assert heard_from(word) == expected_heard
+    assert {first: len(copy.raws) for first, copy in word.fed.items()} == expected_fed
+
+
+def test_the_process_keeps_only_the_newest_copies_and_forgets_the_used() -> None:
+    word = _Word()
+    size = FEED_MESSAGES // 4
+    for first in range(1, 6 * size, size):
+        data = pickle.dumps(pending.Fed(first, [None] * size, [0] * size, [b""] * size))
+        word.data_received(b"F %d\n" % len(data) + data)
+    assert sorted(word.fed) == [1 + size * n for n in range(2, 6)]
+    word.used(1 + 3 * size)
+    assert sorted(word.fed) == [1 + 4 * size, 1 + 5 * size]
