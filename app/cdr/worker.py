@@ -58,9 +58,9 @@ _LENGTH = struct.Struct(">I")
 READ_CACHE_KIB = 2048
 # Bytes of copies (`pending.Fed`) the service lets wait in the pipe: past them the process
 # is behind, and it reads those runs from the database instead.
-FEED_BUFFER = 8 * 1024 * 1024
+FEED_BUFFER = 4 * 1024 * 1024
 # Messages of copies the process keeps for runs it has not taken yet (the oldest go first).
-FEED_MESSAGES = 20_000
+FEED_MESSAGES = 10_000
 
 
 class DeriveWorker:
