@@ -99,11 +99,19 @@ async def peek(
     skip: Collection[int] = (),
     fed: Mapping[int, Fed] | None = None,
 ) -> tuple[list[tuple[int, int]], list[StoredMessage]]:
+    """`oldest` runs and their messages (from `fed`, by first id, where it holds a run
+    whole), read without taking them."""
+    runs = await oldest(conn, limit, skip)
+    return runs, await messages_of(conn, runs, fed)
+
+
+async def oldest(
+    conn: AsyncConnection, limit: int, skip: Collection[int] = ()
+) -> list[tuple[int, int]]:
     """The oldest listed runs (first id, last id), as many as hold at most `limit` messages
-    (at least one), less those whose first id is in `skip` (handed on already), and their
-    messages (from `fed`, by first id, where it holds a run whole), read without taking
-    them: for a deriving process, which hands what it finds to the writer (`claim` there).
-    Several at once, because a writer under steady traffic lists many small batches."""
+    (at least one), less those whose first id is in `skip` (handed on already): for a
+    deriving process, which hands what it finds to the writer (`claim` there). Several at
+    once, because a writer under steady traffic lists many small batches."""
     listed = await fetch_tuples(
         conn,
         "SELECT first_id, last_id FROM pending_derivations ORDER BY first_id "
@@ -120,7 +128,7 @@ async def peek(
             break
         runs.append((first, last))
         size += last - first + 1
-    return runs, await messages_of(conn, runs, fed)
+    return runs
 
 
 async def messages_of(

@@ -24,6 +24,7 @@ import pickle
 import signal
 import struct
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -61,6 +62,11 @@ READ_CACHE_KIB = 2048
 FEED_BUFFER = 4 * 1024 * 1024
 # Messages of copies the process keeps for runs it has not taken yet (the oldest go first).
 FEED_MESSAGES = 10_000
+# Seconds the process waits for the copy of the oldest listed run while copies arrive: the
+# writer sends it just after the commit that lists the run, which the process may see first.
+COPY_WAIT = 0.2
+# Copies "arrive" while one is being received or one came within this many seconds.
+COPIES_LATELY = 2.0
 
 
 class DeriveWorker:
@@ -204,6 +210,8 @@ class _Word(asyncio.Protocol):
         self._fed_messages = 0
         self._buffer = bytearray()
         self._copy_size: int | None = None  # bytes of the copy being received
+        self._last_copy = -COPIES_LATELY  # time.monotonic() the last copy was kept
+        self._waiting: tuple[int, float] | None = None  # (first id, since) in `awaits_copy`
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -216,6 +224,7 @@ class _Word(asyncio.Protocol):
                 del buffer[: self._copy_size]
                 self._copy_size = None
                 self._keep(copy)
+                self.given.set()
                 continue
             end = buffer.find(b"\n")
             if end < 0:
@@ -226,7 +235,22 @@ class _Word(asyncio.Protocol):
                 self.heard.append((int(line[2:]), line[:1] == b"S"))
             elif line[:1] == b"F":
                 self._copy_size = int(line[2:])
-        self.given.set()
+                continue  # nothing to act on until the copy is whole
+            self.given.set()
+
+    def awaits_copy(self, runs: list[tuple[int, int]]) -> bool:
+        """Whether to wait a moment for the copy of the oldest of `runs` rather than read it
+        back: copies arrive, and this one has not yet, for less than `COPY_WAIT`."""
+        first, last = runs[0]
+        copy = self.fed.get(first)
+        now = time.monotonic()
+        if (copy is not None and copy.last == last) or (
+            self._copy_size is None and now - self._last_copy > COPIES_LATELY
+        ):
+            return False
+        if self._waiting is None or self._waiting[0] != first:
+            self._waiting = (first, now)
+        return now - self._waiting[1] < COPY_WAIT
 
     def _keep(self, data: bytes) -> None:
         fed = pickle.loads(data)
@@ -234,6 +258,7 @@ class _Word(asyncio.Protocol):
             return
         self.fed[fed.first] = fed
         self._fed_messages += len(fed.raws)
+        self._last_copy = time.monotonic()
         while self._fed_messages > FEED_MESSAGES:
             self._fed_messages -= len(self.fed.pop(next(iter(self.fed))).raws)
 
@@ -272,11 +297,13 @@ async def derive_listed(database_url: str, sqlite_synchronous: str, out: int) ->
                 continue
             try:
                 async with engine.connect() as conn:
-                    runs, stored = await pending.peek(
-                        conn, RUN_MESSAGES, view.handed_runs(), word.fed
-                    )
-                    derivation = await view.build(conn, runs, stored) if runs else None
-                if runs:
+                    runs = await pending.oldest(conn, RUN_MESSAGES, view.handed_runs())
+                    if runs and word.awaits_copy(runs):
+                        derivation = None
+                    else:
+                        stored = await pending.messages_of(conn, runs, word.fed)
+                        derivation = await view.build(conn, runs, stored) if runs else None
+                if runs and derivation is not None:
                     word.used(runs[-1][0])
             except Exception:
                 # The database failed, or a bug: the runs stay listed.
@@ -284,17 +311,17 @@ async def derive_listed(database_url: str, sqlite_synchronous: str, out: int) ->
                 await asyncio.sleep(RESTART_DELAY)
                 continue
             if derivation is None:
-                await _wait(word)
+                await _wait(word, COPY_WAIT if runs else POLL)
                 continue
             _send(out, derivation)
     finally:
         await engine.dispose()
 
 
-async def _wait(word: _Word) -> None:
-    """Until the service says something, or `POLL` seconds."""
+async def _wait(word: _Word, seconds: float = POLL) -> None:
+    """Until the service says something, or `seconds`."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(word.given.wait(), POLL)
+        await asyncio.wait_for(word.given.wait(), seconds)
 
 
 def _send(out: int, derivation: Derivation) -> None:

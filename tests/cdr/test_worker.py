@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.cdr import pending
 from app.cdr.derivation import Derivation, Stale, View, store
 from app.cdr.deriving import catch_up, derive_runs
-from app.cdr.worker import FEED_MESSAGES, DeriveWorker, _Word
+from app.cdr.worker import COPY_WAIT, FEED_MESSAGES, DeriveWorker, _Word
 from app.db.models import events
 from app.ingest.origin import Origin
 from app.ingest.writer import BatchWriter
@@ -401,3 +401,19 @@ def test_the_process_keeps_only_the_newest_copies_and_forgets_the_used() -> None
     assert sorted(word.fed) == [1 + size * n for n in range(2, 6)]
     word.used(1 + 3 * size)
     assert sorted(word.fed) == [1 + 4 * size, 1 + 5 * size]
+
+
+def test_the_process_waits_a_moment_for_a_copy_on_its_way_and_no_longer() -> None:
+    """The writer sends a batch's copy just after the commit that lists it, which the
+    process may see first: while copies arrive it waits up to COPY_WAIT for the oldest
+    run's, then reads the run back; a run whose copy is there, or any run while no copies
+    come, is never waited for."""
+    word = _Word()
+    assert not word.awaits_copy([(1, 10)])  # no copies come: read it back
+    data = pickle.dumps(pending.Fed(1, [None] * 10, [0] * 10, [b""] * 10))
+    word.data_received(b"F %d\n" % len(data) + data)
+    assert not word.awaits_copy([(1, 10)])  # its copy is here
+    assert word.awaits_copy([(11, 20)])  # copies come, not yet this one
+    time.sleep(COPY_WAIT)
+    assert not word.awaits_copy([(11, 20)])  # waited long enough: read it back
+    assert word.awaits_copy([(21, 30)])  # the next run's wait starts afresh
