@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import pickle
@@ -60,6 +61,8 @@ READ_CACHE_KIB = 2048
 # Bytes of copies (`pending.Fed`) the service lets wait in the pipe: past them the process
 # is behind, and it reads those runs from the database instead.
 FEED_BUFFER = 4 * 1024 * 1024
+# Bytes of the process's stdin pipe: a copy of a 5,000-message batch, packed, in one write.
+PIPE_SIZE = 1024 * 1024
 # Messages of copies the process keeps for runs it has not taken yet (the oldest go first).
 FEED_MESSAGES = 10_000
 # Seconds the process waits for the copy of the oldest listed run while copies arrive: the
@@ -138,6 +141,7 @@ class DeriveWorker:
             env={**os.environ, URL_VARIABLE: self._url},
         )
         log.info("deriving process %d started", process.pid)
+        _widen(process)
         return process
 
     async def _supervise(self, handed: Callable[[Derivation], None]) -> None:
@@ -165,6 +169,17 @@ class DeriveWorker:
             if self._stopping:  # `stop` came while it started
                 await _end(self._process)
                 return
+
+
+def _widen(process: asyncio.subprocess.Process) -> None:
+    """Give the process's stdin a pipe that holds a batch's copy (Linux; elsewhere, or
+    past the system's limit, the pipe stays as it is and copies go through in pieces)."""
+    resize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    pipe = None if process.stdin is None else process.stdin.transport.get_extra_info("pipe")
+    if resize is None or pipe is None:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe.fileno(), resize, PIPE_SIZE)
 
 
 async def _end(process: asyncio.subprocess.Process) -> None:

@@ -67,11 +67,12 @@ class Batch:
     classify: bool = False
     calls: list[bool] = field(default_factory=list)
     # With `copy`, per row, what a deriving process reads of it (app/cdr/pending.py `Fed`):
-    # the sending host as it is named there, MSG's offset, and the frame as received.
+    # the sending host as it is named there, MSG's offset, and the frame as stored.
     copy: bool = False
     senders: list[str | None] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
-    frames: list[bytes] = field(default_factory=list)
+    raws: list[bytes] = field(default_factory=list)
+    packed: list[int] = field(default_factory=list)
     nodes: dict[str, NodeTally] = field(default_factory=dict)
     transports: dict[str, TransportTally] = field(default_factory=dict)
     # Messages per (minute start in µs, host). The node tallies' messages not yet in it all
@@ -119,7 +120,8 @@ def add_frames(
     transport = origin.transport
     peer_host, peer_port, tls_subject = origin.peer_host, origin.peer_port, origin.tls_subject
     if batch.copy:
-        batch.frames.extend([frame.data for frame in frames])
+        batch.raws.extend([raw for raw, _ in stored])
+        batch.packed.extend([packed for _, packed in stored])
         batch.offsets.extend([message.msg_offset for message in messages])
         batch.senders.extend(
             [peer_host if message.hostname is None else message.hostname for message in messages]

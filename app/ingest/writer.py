@@ -428,7 +428,7 @@ class BatchWriter:
             self._deriver.listed(batch.ids, batch.calls) if defer else batch.ids,
             derived,
             defer,
-            Fed(batch.ids[0], batch.senders, batch.offsets, batch.frames)
+            Fed(batch.ids[0], batch.senders, batch.offsets, batch.raws, batch.packed)
             if defer and batch.copy and batch.ids
             else None,
         )

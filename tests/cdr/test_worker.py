@@ -23,6 +23,7 @@ from app.cdr.derivation import Derivation, Stale, View, store
 from app.cdr.deriving import catch_up, derive_runs
 from app.cdr.worker import COPY_WAIT, FEED_MESSAGES, DeriveWorker, _Word
 from app.db.models import events
+from app.db.packing import PLAIN
 from app.ingest.origin import Origin
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
@@ -348,10 +349,14 @@ async def test_runs_with_and_without_copies_read_as_all_read_back(engine: AsyncE
             raws = [raw for _, _, raw, _ in read]
             offsets = [offset for *_, offset in read]
             if index % 2 == 0:
-                copies[run[0]] = pending.Fed(run[0], nodes, offsets, raws)
+                copies[run[0]] = pending.Fed(run[0], nodes, offsets, raws, [PLAIN] * len(raws))
             else:  # one message short of its run: not the run's copy
                 copies[run[0]] = pending.Fed(
-                    run[0], nodes[:-1], offsets[:-1], [b"x"] * (len(raws) - 1)
+                    run[0],
+                    nodes[:-1],
+                    offsets[:-1],
+                    [b"x"] * (len(raws) - 1),
+                    [PLAIN] * (len(raws) - 1),
                 )
         assert await pending.messages_of(conn, runs, copies) == everything
         assert (await pending.peek(conn, 5000, fed=copies))[1] == everything
@@ -377,7 +382,9 @@ def test_the_services_word_reads_the_same_however_the_pipe_cuts_it(
             stream += b"S %d\n" % index if size % 2 else b"R %d\n" % index
             expected_heard.append((index, bool(size % 2)))
         else:
-            copy = pending.Fed(first, ["h"] * size, [0] * size, [b"r%d" % i for i in range(size)])
+            copy = pending.Fed(
+                first, ["h"] * size, [0] * size, [b"r%d" % i for i in range(size)], [PLAIN] * size
+            )
             data = pickle.dumps(copy)
             stream += b"F %d\n" % len(data) + data
             expected_fed[first] = size
@@ -396,7 +403,9 @@ def test_the_process_keeps_only_the_newest_copies_and_forgets_the_used() -> None
     word = _Word()
     size = FEED_MESSAGES // 4
     for first in range(1, 6 * size, size):
-        data = pickle.dumps(pending.Fed(first, [None] * size, [0] * size, [b""] * size))
+        data = pickle.dumps(
+            pending.Fed(first, [None] * size, [0] * size, [b""] * size, [PLAIN] * size)
+        )
         word.data_received(b"F %d\n" % len(data) + data)
     assert sorted(word.fed) == [1 + size * n for n in range(2, 6)]
     word.used(1 + 3 * size)
@@ -410,7 +419,7 @@ def test_the_process_waits_a_moment_for_a_copy_on_its_way_and_no_longer() -> Non
     come, is never waited for."""
     word = _Word()
     assert not word.awaits_copy([(1, 10)])  # no copies come: read it back
-    data = pickle.dumps(pending.Fed(1, [None] * 10, [0] * 10, [b""] * 10))
+    data = pickle.dumps(pending.Fed(1, [None] * 10, [0] * 10, [b""] * 10, [PLAIN] * 10))
     word.data_received(b"F %d\n" % len(data) + data)
     assert not word.awaits_copy([(1, 10)])  # its copy is here
     assert word.awaits_copy([(11, 20)])  # copies come, not yet this one
