@@ -302,6 +302,7 @@ async def derive_listed(database_url: str, sqlite_synchronous: str, out: int) ->
         database_url, sqlite_synchronous=sqlite_synchronous, sqlite_cache_kib=READ_CACHE_KIB
     )
     view = View(os.getpid())
+    claims = pending.Claims(engine, pending.lister(os.getppid()))  # its writer is the parent
     try:
         while not word.closed:
             word.given.clear()
@@ -312,7 +313,7 @@ async def derive_listed(database_url: str, sqlite_synchronous: str, out: int) ->
                 continue
             try:
                 async with engine.connect() as conn:
-                    runs = await pending.oldest(conn, RUN_MESSAGES, view.handed_runs())
+                    runs = await claims.oldest(conn, RUN_MESSAGES, view.handed_runs())
                     if runs and word.awaits_copy(runs):
                         derivation = None
                     else:
@@ -330,6 +331,7 @@ async def derive_listed(database_url: str, sqlite_synchronous: str, out: int) ->
                 continue
             _send(out, derivation)
     finally:
+        await claims.close()
         await engine.dispose()
 
 

@@ -126,12 +126,15 @@ event_messages = Table(
 # Messages stored while deriving was deferred (the database fell behind the senders), as
 # runs of consecutive message ids (usually one per batch): the work of the catch-up, which
 # derives their call events and CDRs and then deletes the row. Written in the same
-# transaction as the messages, so no deferred message is ever forgotten.
+# transaction as the messages, so no deferred message is ever forgotten. On PostgreSQL
+# `lister` says which receiver listed the run (app/cdr/pending.py `lister`), so that its
+# own deriving process takes it first; SQLite leaves it empty.
 pending_derivations = Table(
     "pending_derivations",
     metadata,
     Column("first_id", BigInteger, primary_key=True, autoincrement=False),
     Column("last_id", BigInteger, nullable=False),
+    Column("lister", Integer, nullable=True),
 )
 
 # Maintained row counts of the big tables (app/db/counts.py): one row per table on SQLite,

@@ -47,9 +47,9 @@ async def table_names(url: str) -> set[str]:
         await engine.dispose()
 
 
-def test_the_schema_is_one_baseline_revision() -> None:
+def test_the_schema_is_the_baseline_and_the_revisions_on_it() -> None:
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert [r.revision for r in script.walk_revisions()] == ["0001"]
+    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]
 
 
 async def test_migrations_match_the_models_and_downgrade_cleanly(database_url: str) -> None:
