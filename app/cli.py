@@ -302,12 +302,17 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
         settle_garbage_collector()
         runtime.writer.start()
         try:
-            with _progress() as advance:
+            with _progress() as shown:
                 lines = await import_files(
-                    runtime.writer, list(files), settings.max_frame_size, advance
+                    runtime.writer,
+                    list(files),
+                    settings.max_frame_size,
+                    None if shown is None else lambda path, n: shown(f"importing {path}", n),
                 )
-            await runtime.writer.drained()
-            await until_derived(engine)
+                if shown is not None:
+                    shown("deriving call events and CDRs", 0)
+                await runtime.writer.drained()
+                await until_derived(engine)
         finally:
             # Interrupted, the deriving process's list stays for the next import or `serve`.
             await runtime.writer.stop(finish_deriving=not settings.derive_process)
@@ -337,7 +342,8 @@ def import_syslog(files: tuple[str, ...], **flags: Any) -> None:
 
 @contextlib.contextmanager
 def _progress() -> Iterator[Callable[[str, int], None] | None]:
-    """A rich progress line on a terminal; nothing when output goes to a file or pipe."""
+    """A rich progress line on a terminal, `shown(what, lines)` moving it on; nothing when
+    output goes to a file or pipe."""
     if not sys.stderr.isatty():
         yield None
         return
@@ -352,8 +358,8 @@ def _progress() -> Iterator[Callable[[str, int], None] | None]:
     ) as bar:
         task = bar.add_task("importing", total=None)
 
-        def advance(path: str, lines: int) -> None:
-            bar.update(task, advance=lines, description=f"importing {path}")
+        def advance(what: str, lines: int) -> None:
+            bar.update(task, advance=lines, description=what)
 
         yield advance
 
