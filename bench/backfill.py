@@ -55,7 +55,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.commands import Measured, cdrecon_env, run_measured, upgrade_database
@@ -156,6 +156,8 @@ class ImportRun:
     problems: list[str]
     # The import process and its deriving process together: each one's peak, summed.
     all_rss_mb: float = 0.0
+    # Each process's peak: "import-syslog", "app.cdr.worker" (a second one if restarted).
+    rss_by_process: dict[str, float] = field(default_factory=dict)
 
 
 # Seconds between two looks at the import's processes' peak resident sets.
@@ -171,6 +173,7 @@ class ImportPeaks:
 
     def __init__(self) -> None:
         self.peaks: dict[int, float] = {}
+        self.names: dict[int, str] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -187,6 +190,14 @@ class ImportPeaks:
         """The processes' peaks summed."""
         return sum(self.peaks.values())
 
+    def by_process(self) -> dict[str, float]:
+        """Each process's peak, by what it runs (`name pid` if two ran the same)."""
+        named: dict[str, float] = {}
+        for pid, peak in self.peaks.items():
+            name = self.names[pid]
+            named[f"{name} {pid}" if name in named else name] = round(peak, 1)
+        return named
+
     def _sample(self) -> None:
         own = os.getpid()
         while not self._done.wait(RSS_SAMPLE):
@@ -197,9 +208,12 @@ class ImportPeaks:
                     command = Path(f"/proc/{pid}/cmdline").read_bytes()
                 except OSError:
                     continue
-                if any(name in command for name in IMPORT_PROCESSES):
-                    peak = peak_rss_mb(pid)  # 0 once gone: the last sample stands
-                    self.peaks[pid] = max(self.peaks.get(pid, 0.0), peak)
+                for name in IMPORT_PROCESSES:
+                    if name in command:
+                        peak = peak_rss_mb(pid)  # 0 once gone: the last sample stands
+                        self.peaks[pid] = max(self.peaks.get(pid, 0.0), peak)
+                        self.names[pid] = name.decode()
+                        break
 
 
 def check_import(label: str, summary: dict[str, int] | None, lines: int) -> list[str]:
@@ -244,7 +258,9 @@ def import_once(
         problems.append(f"{label}: exit {measured.returncode}: {measured.stderr[-2000:]}")
     # A command too short to be sampled: its own peak.
     all_rss = peaks.total_mb or measured.peak_rss_mb
-    return ImportRun(label, measured, summary, lines / measured.seconds, problems, all_rss)
+    return ImportRun(
+        label, measured, summary, lines / measured.seconds, problems, all_rss, peaks.by_process()
+    )
 
 
 @dataclass(slots=True)
@@ -456,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         for run in result.imports:
             print(f"{result.lines:,} {run.label}: {run.measured.stdout.strip()}")
+            peaks = ", ".join(f"{name} {mb:.0f} MB" for name, mb in run.rss_by_process.items())
+            print(f"{result.lines:,} {run.label} ({result.checkout}): peak RSS {peaks}")
         print(
             f"{result.lines:,} database after both: {result.database}, "
             f"{result.database_bytes / 1e6:.0f} MB"
