@@ -17,7 +17,8 @@ What it measures
       and the system part: SQLite reading and writing pages through the kernel shows there;
       from os.wait4, which counts the deriving process the import started and reaped too),
       and the peak RSS of the import's processes together: each one's VmHWM, sampled every
-      0.1 s while it runs, summed (ru_maxrss would give only the larger of the two);
+      0.1 s while it runs, summed (ru_maxrss would give only the larger of the two), and
+      each one's own CPU seconds as last sampled;
     * second import of the same file: everything must be a duplicate (stored 0), timed the
       same way.
 
@@ -63,7 +64,14 @@ from bench.floor import measure_floor
 from bench.frames import pexip_frames
 from bench.options import add_no_floor, add_profile_options, benchmark_parser, parse_sizes
 from bench.paths import OUT_DIR, ROOT
-from bench.procfs import load_average, load_text, machine_info, peak_rss_mb, process_tree
+from bench.procfs import (
+    cpu_seconds,
+    load_average,
+    load_text,
+    machine_info,
+    peak_rss_mb,
+    process_tree,
+)
 from bench.pyspy import print_profile, profile_summary
 from bench.reference import (
     THIS_TREE,
@@ -158,6 +166,9 @@ class ImportRun:
     all_rss_mb: float = 0.0
     # Each process's peak: "import-syslog", "app.cdr.worker" (a second one if restarted).
     rss_by_process: dict[str, float] = field(default_factory=dict)
+    # Each process's CPU seconds, as last sampled (up to `RSS_SAMPLE` before it ended): on
+    # two free cores the import takes at least the larger.
+    cpu_by_process: dict[str, float] = field(default_factory=dict)
 
 
 # Seconds between two looks at the import's processes' peak resident sets.
@@ -174,6 +185,7 @@ class ImportPeaks:
     def __init__(self) -> None:
         self.peaks: dict[int, float] = {}
         self.names: dict[int, str] = {}
+        self.cpu: dict[int, float] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -190,12 +202,13 @@ class ImportPeaks:
         """The processes' peaks summed."""
         return sum(self.peaks.values())
 
-    def by_process(self) -> dict[str, float]:
-        """Each process's peak, by what it runs (`name pid` if two ran the same)."""
+    def by_process(self, figures: dict[int, float]) -> dict[str, float]:
+        """`figures` (`peaks` or `cpu`) by what each process runs (`name pid` if two ran
+        the same)."""
         named: dict[str, float] = {}
-        for pid, peak in self.peaks.items():
+        for pid, figure in figures.items():
             name = self.names[pid]
-            named[f"{name} {pid}" if name in named else name] = round(peak, 1)
+            named[f"{name} {pid}" if name in named else name] = round(figure, 1)
         return named
 
     def _sample(self) -> None:
@@ -212,6 +225,7 @@ class ImportPeaks:
                     if name in command:
                         peak = peak_rss_mb(pid)  # 0 once gone: the last sample stands
                         self.peaks[pid] = max(self.peaks.get(pid, 0.0), peak)
+                        self.cpu[pid] = max(self.cpu.get(pid, 0.0), cpu_seconds(pid))
                         self.names[pid] = name.decode()
                         break
 
@@ -259,7 +273,14 @@ def import_once(
     # A command too short to be sampled: its own peak.
     all_rss = peaks.total_mb or measured.peak_rss_mb
     return ImportRun(
-        label, measured, summary, lines / measured.seconds, problems, all_rss, peaks.by_process()
+        label,
+        measured,
+        summary,
+        lines / measured.seconds,
+        problems,
+        all_rss,
+        peaks.by_process(peaks.peaks),
+        peaks.by_process(peaks.cpu),
     )
 
 
@@ -472,8 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         for run in result.imports:
             print(f"{result.lines:,} {run.label}: {run.measured.stdout.strip()}")
-            peaks = ", ".join(f"{name} {mb:.0f} MB" for name, mb in run.rss_by_process.items())
-            print(f"{result.lines:,} {run.label} ({result.checkout}): peak RSS {peaks}")
+            each = ", ".join(
+                f"{name} {mb:.0f} MB, {run.cpu_by_process.get(name, 0):.1f} CPU-s"
+                for name, mb in run.rss_by_process.items()
+            )
+            print(f"{result.lines:,} {run.label} ({result.checkout}): peak RSS and CPU: {each}")
         print(
             f"{result.lines:,} database after both: {result.database}, "
             f"{result.database_bytes / 1e6:.0f} MB"
