@@ -298,6 +298,8 @@ class SizeResult:
     problems: list[str]
     # SQLite alone writing the same lines' rows (bench/floor.py), measured after the imports.
     sqlite_alone: Measured | None = None
+    # Its lines per second of writing alone (bench/floor.py's figure): the "vs floor" basis.
+    floor_per_second: float | None = None
 
 
 def run_size(
@@ -323,6 +325,7 @@ def run_size(
             floor = measure_floor(lines, backfill=True)
             print(f"[{lines:,} lines] {floor.text()}", flush=True)
             results[0].sqlite_alone = floor.measured
+            results[0].floor_per_second = floor.per_second
         return results
     finally:
         if args.keep:
@@ -396,9 +399,7 @@ def summary_text(summary: dict[str, int] | None) -> str:
 
 def report(results: Sequence[SizeResult]) -> str:
     """The figures table; each import's lines/s also against the floor of its size."""
-    floors = {
-        r.lines: r.lines / r.sqlite_alone.seconds for r in results if r.sqlite_alone is not None
-    }
+    floors = {r.lines: r.floor_per_second for r in results if r.floor_per_second is not None}
     rows = []
     for result in results:
         floor = floors.get(result.lines)
@@ -431,7 +432,7 @@ def report(results: Sequence[SizeResult]) -> str:
                     f"{m.seconds:.1f}",
                     f"{rate:,.0f}",
                     f"{rate / TARGET_LINES_PER_S:.2f}x",
-                    "1.00x",
+                    "-" if floor is None else f"{rate / floor:.2f}x",
                     f"{m.peak_rss_mb:.0f}",
                     f"{m.cpu_seconds:.1f}",
                     f"{m.system_seconds:.1f}",
