@@ -159,12 +159,13 @@ def test_a_deriving_process_killed_during_an_import_is_replaced_and_the_import_c
     # stopped before it derives anything, whatever the speed of the machine.
     lock = sqlite3.connect(database, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
-    importing = subprocess.Popen(
-        [CDRECON, "import-syslog", str(backfill)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    # Files, not pipes: the import logs a traceback for each commit the lock refuses, and a
+    # pipe no one reads would stop it once full.
+    out, err = tmp_path / "import.out", tmp_path / "import.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        importing = subprocess.Popen(
+            [CDRECON, "import-syslog", str(backfill)], env=env, stdout=stdout, stderr=stderr
+        )
     try:
         worker = worker_of(importing)
         os.kill(worker, signal.SIGSTOP)
@@ -173,17 +174,17 @@ def test_a_deriving_process_killed_during_an_import_is_replaced_and_the_import_c
         # Every line stored and listed: the import now waits for the stopped process.
         deadline = time.monotonic() + PATIENCE
         while stored_messages(database) < len(ALL_LINES):
-            assert importing.poll() is None, importing.communicate()[1].decode()
+            assert importing.poll() is None, err.read_text()
             assert time.monotonic() < deadline, "the import did not store every line"
             time.sleep(0.05)
         assert importing.poll() is None
         os.kill(worker, signal.SIGKILL)
-        stdout, stderr = importing.communicate(timeout=PATIENCE)
+        importing.wait(timeout=PATIENCE)
     finally:
         if importing.poll() is None:
             importing.kill()
             importing.wait()
-    assert importing.returncode == 0, stderr.decode()
-    assert summary(stdout) == (len(ALL_LINES), len(ALL_LINES), 0, EVENTS)
-    assert b"the deriving process ended" in stderr
+    assert importing.returncode == 0, err.read_text()
+    assert summary(out.read_bytes()) == (len(ALL_LINES), len(ALL_LINES), 0, EVENTS)
+    assert "the deriving process ended" in err.read_text()
     assert derived(database) == derived(one_process)
