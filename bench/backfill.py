@@ -34,10 +34,12 @@ How
 
     With `--reference DIR --runs R` (bench/reference.py), the same file is imported by this
     tree and by the reference checkout in turn, each into its own fresh database made by its
-    own `cdrecon db upgrade`, R times; a table then gives the medians side by side.
+    own `cdrecon db upgrade`, R times; a table then gives the medians side by side. With
+    `--one-process-reference` instead of `--reference DIR`, the reference is this tree with
+    `CDRECON_DERIVE_PROCESS=false`: the deriving process against one process, same code.
 
 Run:  .venv/bin/python -m bench.backfill [--lines 1000000] [--lines 100000,1000000] [--py-spy]
-          [--reference DIR --runs R]
+          [--reference DIR | --one-process-reference] [--runs R]
 Writes bench/out/backfill-<UTC timestamp>.json. The helpers that run and measure a command
 (bench/commands.py) are shared with bench.reconcile and bench.export.
 """
@@ -85,6 +87,8 @@ from bench.reference import (
 from bench.results import stamp, table, write_json
 
 TARGET_LINES_PER_S = 100_000
+# This tree deriving in the import's own process (`--one-process-reference`).
+ONE_PROCESS = Checkout("reference", ROOT)
 SUMMARY = re.compile(
     r"files (?P<files>\d+), lines (?P<lines>\d+), stored (?P<stored>\d+), "
     r"duplicates (?P<duplicates>\d+), parse failures (?P<parse_failures>\d+), "
@@ -261,7 +265,9 @@ def import_once(
     with ImportPeaks() as peaks:
         measured = run_measured(
             [product.cdrecon, "import-syslog", str(source)],
-            cdrecon_env(database),
+            cdrecon_env(
+                database, **({"derive_process": "false"} if product is ONE_PROCESS else {})
+            ),
             database.parent,
             profile,
             product.root,
@@ -475,6 +481,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_profile_options(parser, "profile each import with py-spy")
     add_no_floor(parser)
     add_reference_options(parser)
+    parser.add_argument(
+        "--one-process-reference",
+        action="store_true",
+        help="the reference is this tree with CDRECON_DERIVE_PROCESS=false (instead of DIR)",
+    )
     return parser.parse_args(argv)
 
 
@@ -485,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     print(f"machine: {machine}; load average {load_average()}", flush=True)
     products = checkouts(args)
+    if args.one_process_reference:
+        if len(products) > 1:
+            raise SystemExit("--one-process-reference and --reference: one or the other")
+        products.append(ONE_PROCESS)
     results = [r for lines in args.lines for r in run_size(args, lines, when, products)]
     print()
     print(report(results))
