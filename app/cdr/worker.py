@@ -227,6 +227,7 @@ class _Word(asyncio.Protocol):
         self._copy_size: int | None = None  # bytes of the copy being received
         self._last_copy = -COPIES_LATELY  # time.monotonic() the last copy was kept
         self._waiting: tuple[int, float] | None = None  # (first id, since) in `awaits_copy`
+        self._dropped: set[int] = set()  # first ids of copies let go unused: never waited for
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -257,6 +258,8 @@ class _Word(asyncio.Protocol):
         """Whether to wait a moment for the copy of the oldest of `runs` rather than read it
         back: copies arrive, and this one has not yet, for less than `COPY_WAIT`."""
         first, last = runs[0]
+        if first in self._dropped:
+            return False  # behind by more than the copies kept: it came and was let go
         copy = self.fed.get(first)
         now = time.monotonic()
         if (copy is not None and copy.last == last) or (
@@ -275,12 +278,15 @@ class _Word(asyncio.Protocol):
         self._fed_messages += len(fed.raws)
         self._last_copy = time.monotonic()
         while self._fed_messages > FEED_MESSAGES:
-            self._fed_messages -= len(self.fed.pop(next(iter(self.fed))).raws)
+            oldest = next(iter(self.fed))
+            self._fed_messages -= len(self.fed.pop(oldest).raws)
+            self._dropped.add(oldest)
 
     def used(self, upto: int) -> None:
         """Forget the copies of runs from `upto` back: taken, or read from the database."""
         for first in [first for first in self.fed if first <= upto]:
             self._fed_messages -= len(self.fed.pop(first).raws)
+        self._dropped = {first for first in self._dropped if first > upto}
 
     def eof_received(self) -> bool | None:
         self.closed = True

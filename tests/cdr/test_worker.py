@@ -426,3 +426,22 @@ def test_the_process_waits_a_moment_for_a_copy_on_its_way_and_no_longer() -> Non
     time.sleep(COPY_WAIT)
     assert not word.awaits_copy([(11, 20)])  # waited long enough: read it back
     assert word.awaits_copy([(21, 30)])  # the next run's wait starts afresh
+
+
+def test_the_process_does_not_wait_for_a_copy_it_let_go() -> None:
+    """Behind by more than FEED_MESSAGES (a backfill, a long burst), the oldest runs' copies
+    were let go for the newest: those runs are read back at once, not after COPY_WAIT each,
+    and a run whose copy has not come yet is still waited for."""
+    word = _Word()
+    size = FEED_MESSAGES // 4
+    for first in range(1, 6 * size, size):
+        data = pickle.dumps(
+            pending.Fed(first, [None] * size, [0] * size, [b""] * size, [PLAIN] * size)
+        )
+        word.data_received(b"F %d\n" % len(data) + data)
+    assert 1 not in word.fed
+    assert not word.awaits_copy([(1, size)])
+    assert not word.awaits_copy([(1 + size, 2 * size)])
+    assert word.awaits_copy([(1 + 6 * size, 7 * size)])
+    word.used(2 * size)
+    assert not word.awaits_copy([(1 + 2 * size, 3 * size)])  # its copy is kept
