@@ -329,8 +329,10 @@ def _service_rss_mb(pid: int) -> float:
                 pending.extend(int(c) for c in (task / "children").read_text().split())
         except OSError:
             continue  # ended meanwhile
+        # A process that has ended but is not yet reaped has no VmRSS line: nothing to add.
         total += next(
-            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")),
+            0,
         )
     return total / 1024
 
