@@ -55,7 +55,7 @@ RUN_MESSAGES = 5000
 AHEAD = 2
 # A derivation on the pipe: its length, then the pickle (both ends are this program).
 _LENGTH = struct.Struct(">I")
-# SQLite page cache of the process's reading connection, in KiB (the writer's is 32 MiB):
+# SQLite page cache of the process's reading connection, in KiB (the writer's is 16 MiB):
 # it reads the newest messages, which the operating system's cache holds anyway.
 READ_CACHE_KIB = 2048
 # Bytes of copies (`pending.Fed`) the service lets wait in the pipe: past them the process

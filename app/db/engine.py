@@ -70,7 +70,7 @@ def create_engine(
     *,
     sqlite_synchronous: str = "NORMAL",
     request_wait: float | None = None,
-    sqlite_cache_kib: int = 32768,
+    sqlite_cache_kib: int = 16384,
 ) -> AsyncEngine:
     """An async engine for `url`; SQLite gets WAL so that readers never block the writer.
 
@@ -103,9 +103,10 @@ def create_engine(
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={round(wait * 1000)}")
-        # 32 MiB of page cache by default (SQLite's is 2 MiB): the CDR table is keyed by
+        # 16 MiB of page cache by default (SQLite's is 2 MiB): the CDR table is keyed by
         # random participant ids, and with a small cache every upsert reads pages back.
-        # (64 MiB bought no speed once events were indexed in time order, and cost 35 MB.)
+        # (64 and 32 MiB bought no speed, ingest or reconciliation, and cost RSS:
+        # bench/README.md, "Seventh round".)
         cursor.execute(f"PRAGMA cache_size=-{sqlite_cache_kib}")
         cursor.execute("PRAGMA foreign_keys=ON")
         # 64 MiB of log before a commit checkpoints by itself (the default is 4 MiB): where
