@@ -4,6 +4,7 @@ import ending complete."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -134,14 +135,18 @@ def test_the_deriving_process_derives_an_import_as_one_process_does(
 
 
 def worker_of(process: subprocess.Popen[bytes]) -> int:
-    """The deriving process the import started (its only child)."""
+    """The deriving process the import started (its only child), once it runs the worker:
+    a child caught between fork and exec still holds up its parent (vfork), and stopping
+    it there would stop the import too."""
     deadline = time.monotonic() + PATIENCE
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     while True:
         found = children.read_text().split()
         if found:
             (child,) = found
-            return int(child)
+            with contextlib.suppress(OSError):
+                if b"app.cdr.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
         assert process.poll() is None, "the import ended without a deriving process"
         assert time.monotonic() < deadline, "the import started no deriving process"
         time.sleep(0.01)
