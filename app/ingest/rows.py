@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.cdr.extract import may_carry_call_event
+from app.cdr.pending import Fed
 from parsers.framing import Frame
 from parsers.syslog import SyslogFormat, SyslogMessage
 
@@ -66,13 +67,6 @@ class Batch:
     # (`may_carry_call_event`): which partition it goes to (app/db/partitions.py).
     classify: bool = False
     calls: list[bool] = field(default_factory=list)
-    # With `copy`, per row, what a deriving process reads of it (app/cdr/pending.py `Fed`):
-    # the sending host as it is named there, MSG's offset, and the frame as stored.
-    copy: bool = False
-    senders: list[str | None] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    raws: list[bytes] = field(default_factory=list)
-    packed: list[int] = field(default_factory=list)
     nodes: dict[str, NodeTally] = field(default_factory=dict)
     transports: dict[str, TransportTally] = field(default_factory=dict)
     # Messages per (minute start in µs, host). The node tallies' messages not yet in it all
@@ -119,13 +113,6 @@ def add_frames(
         batch.calls.extend([may_carry_call_event(frame.data) for frame in frames])
     transport = origin.transport
     peer_host, peer_port, tls_subject = origin.peer_host, origin.peer_port, origin.tls_subject
-    if batch.copy:
-        batch.raws.extend([raw for raw, _ in stored])
-        batch.packed.extend([packed for _, packed in stored])
-        batch.offsets.extend([message.msg_offset for message in messages])
-        batch.senders.extend(
-            [peer_host if message.hostname is None else message.hostname for message in messages]
-        )
     source = origin.source
     raw_format = SyslogFormat.RAW
     for index, ((_, truncated, framing_error), message, (raw, packed)) in enumerate(
@@ -166,3 +153,21 @@ def add_frames(
             node.parse_failures += 1
             tally.parse_failures += 1
     tally.messages += len(frames)
+
+
+_PEER, _HOST, _OFFSET, _RAW, _PACKED = (
+    MESSAGE_COLUMNS.index(name) for name in ("peer_host", "hostname", "msg_offset", "raw", "packed")
+)
+
+
+def copy_of(batch: Batch) -> Fed:
+    """The inserted `batch` as a deriving process would read it back (`pending.Fed`): its
+    rows are one run of ids (SQLite), each with its sender named as `pending` names it."""
+    rows = batch.rows
+    return Fed(
+        batch.ids[0],
+        [row[_PEER] if row[_HOST] is None else row[_HOST] for row in rows],
+        [row[_OFFSET] for row in rows],
+        [row[_RAW] for row in rows],
+        [row[_PACKED] for row in rows],
+    )

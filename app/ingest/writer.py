@@ -35,7 +35,6 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.cdr.deriving import Deriver, Elsewhere, FoundEvents
-from app.cdr.pending import Fed
 from app.db.checkpoint import WalCheckpointer
 from app.db.partitions import partitioned
 from app.metrics import Metrics
@@ -47,7 +46,7 @@ from . import spill
 from .origin import Origin
 from .prepare import PreparedChunk, prepare_chunk
 from .repository import MessageRepository
-from .rows import Batch, add_frames
+from .rows import Batch, add_frames, copy_of
 from .shares import Shares
 from .spill import Chunk
 
@@ -428,9 +427,7 @@ class BatchWriter:
             self._deriver.listed(batch.ids, batch.calls) if defer else batch.ids,
             derived,
             defer,
-            Fed(batch.ids[0], batch.senders, batch.offsets, batch.raws, batch.packed)
-            if defer and batch.copy and batch.ids
-            else None,
+            copy_of(batch) if defer and self._deriver.takes_copies and batch.ids else None,
         )
         self._count(batch, duplicates, time.perf_counter() - started)
         return None
@@ -484,7 +481,7 @@ class BatchWriter:
         events found in the messages inserted, in order."""
         repository = self._messages(conn)
         duplicates: Counter[str] = Counter()
-        batch = Batch(classify=partitioned(conn), copy=self._deriver.takes_copies)
+        batch = Batch(classify=partitioned(conn))
         found = FoundEvents([], [])
         seen: set[bytes] = set()
         digests = [d for chunk in chunks if chunk.digests is not None for d in chunk.digests]

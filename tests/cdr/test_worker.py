@@ -53,6 +53,21 @@ def worker_for(engine: AsyncEngine) -> DeriveWorker:
     return DeriveWorker(engine.url.render_as_string(hide_password=False), "NORMAL", "WARNING")
 
 
+async def store_in_threes(
+    engine: AsyncEngine, writer: BatchWriter, origin: Origin, frames: list[bytes]
+) -> None:
+    """Run `writer` over `frames` from `origin`, three at a time, each stored before the
+    next, until its deriving process has derived all that is listed; then stop it."""
+    writer.start()
+    try:
+        for start in range(0, len(frames), 3):
+            writer.submit(origin, [Frame(f) for f in frames[start : start + 3]])
+            await writer.drained()
+        await until_derived(engine)
+    finally:
+        await writer.stop(finish_deriving=False)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 async def test_the_deriving_process_gives_the_same_cdrs_whatever_the_order(
     engine: AsyncEngine, seed: int
@@ -62,15 +77,7 @@ async def test_the_deriving_process_gives_the_same_cdrs_whatever_the_order(
     writer = BatchWriter(
         engine, Metrics(), batch_size=seed + 2, linger=0, derive_elsewhere=worker_for(engine)
     )
-    writer.start()
-    try:
-        for start in range(0, len(frames), 3):
-            chunk = [Frame(f) for f in frames[start : start + 3]]
-            writer.submit(Origin("tcp", "10.0.1.11", 5000), chunk)
-            await writer.drained()
-        await until_derived(engine)
-    finally:
-        await writer.stop(finish_deriving=False)
+    await store_in_threes(engine, writer, Origin("tcp", "10.0.1.11", 5000), frames)
     assert await legs(engine) == EXPECTED
     assert await count(engine, events) == CALL_EVENTS
 
@@ -314,15 +321,7 @@ async def test_the_copies_handed_to_the_process_are_what_it_would_read_back(
     frames += [b"<13>Nov 26 10:00:00 tag: no hostname here", b"no syslog header", b"\x00\xff"]
     worker = Copied(engine)
     writer = BatchWriter(engine, Metrics(), batch_size=3, linger=0, derive_elsewhere=worker)
-    writer.start()
-    try:
-        for start in range(0, len(frames), 3):
-            chunk = [Frame(f) for f in frames[start : start + 3]]
-            writer.submit(Origin("udp", "10.0.1.11", 514), chunk)
-            await writer.drained()
-        await until_derived(engine)
-    finally:
-        await writer.stop(finish_deriving=False)
+    await store_in_threes(engine, writer, Origin("udp", "10.0.1.11", 514), frames)
     assert await legs(engine) == EXPECTED
     if engine.dialect.name != "sqlite":
         # PostgreSQL lists only what may carry a call event (app/db/partitions.py): a
