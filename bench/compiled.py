@@ -16,12 +16,14 @@ What it measures
     * assemble: `firsts`, `legs_of`, `assemble_legs` and the rows of each run's events and legs;
     * deriving: find and assemble together.
 
-    Two builds of the same tree: the pure one as checked out, and one with HOT_MODULES
-    compiled by mypyc into a temporary copy. Each round runs one child process per build (the
+    Two builds of the same tree: the pure one as checked out, and a temporary copy built in
+    place through setup.py, which compiles pyproject.toml's `[tool.cdrecon] compiled` modules
+    with mypyc as an installed wheel has them. Each round runs one child process per build (the
     order alternating), each child times every stage `--repeats` times after a warm-up pass;
     the best of all rounds is CPU time per message. The children also hash what they produced
-    (rows, events, legs), and the two builds must agree. Without mypyc or a C compiler only
-    the pure figures are printed, with the reason.
+    (rows, events, legs), and the two builds must agree. Where setup.py builds no compiled
+    modules (no mypyc or C compiler, CDRECON_COMPILE=0) only the pure figures are printed,
+    with its reason.
 
 Run:  .venv/bin/python -m bench.compiled [--messages 20000] [--rounds 5] [--repeats 3]
 """
@@ -31,16 +33,15 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import importlib.util
 import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,15 +61,10 @@ from parsers.pexip import PexipEvent, find_pexip_body, parse_pexip
 from parsers.syslog import SyslogMessage, parse_syslog
 
 # The modules on the per-message path that mypyc compiles, as paths from the checkout.
-HOT_MODULES = (
-    "parsers/framing.py",
-    "parsers/syslog.py",
-    "parsers/pexip.py",
-    "app/ingest/rows.py",
-    "app/cdr/extract.py",
-    "app/cdr/assembly.py",
-    "app/cdr/found.py",
-)
+with (ROOT / "pyproject.toml").open("rb") as _config:
+    HOT_MODULES: tuple[str, ...] = tuple(tomllib.load(_config)["tool"]["cdrecon"]["compiled"])
+# What setup.py says when it leaves them pure, before its reason.
+PURE_NOTE = "cdrecon: the hot path installs as pure Python: "
 STAGES = ("framing", "header", "rows", "writer", "find", "pexip", "assemble", "deriving")
 READ_SIZE = 256 * 1024
 RUN_SIZE = 5_000
@@ -192,26 +188,17 @@ def _is_compiled(path: str) -> bool:
 # --- the parent: build, alternate the children, report ----------------------------------------
 
 
-def why_not_compiled() -> str | None:
-    """Why this machine cannot build the compiled variant, or None if it can."""
-    if importlib.util.find_spec("mypyc") is None:
-        return "mypyc is not installed (pip install 'mypy[mypyc]')"
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None:
-        return f"no C compiler ({compiler} not found)"
-    return None
-
-
 def build(target: Path) -> tuple[float, str | None]:
-    """Copy the tree to `target` and compile HOT_MODULES there with mypyc: the build's
-    seconds, and None, or the tail of mypyc's output if it failed."""
+    """Copy the tree to `target` and build it in place through setup.py: the build's seconds,
+    and None, or why it compiled nothing (setup.py's reason, or the tail of a failed build)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.so", "out")
     for package in ("app", "parsers", "bench"):
         shutil.copytree(ROOT / package, target / package, ignore=ignore)
-    shutil.copy(ROOT / "pyproject.toml", target)
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, target)
     start = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "mypyc", *HOT_MODULES],
+        [sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"],
         cwd=target,
         capture_output=True,
         text=True,
@@ -219,7 +206,11 @@ def build(target: Path) -> tuple[float, str | None]:
     )
     elapsed = time.monotonic() - start
     if done.returncode != 0:
-        return elapsed, "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+        return elapsed, f"the mypyc build failed:\n{tail}"
+    for line in done.stderr.splitlines():
+        if line.startswith(PURE_NOTE):
+            return elapsed, line.removeprefix(PURE_NOTE)
     return elapsed, None
 
 
@@ -263,16 +254,11 @@ def main(argv: list[str] | None = None) -> int:
             b"".join(itertools.islice(pexip_frames(500, event_every=10), args.messages))
         )
         trees = {"pure": ROOT}
-        reason = why_not_compiled()
-        build_seconds = None
+        build_seconds, reason = build(work / "compiled")
         if reason is None:
-            build_seconds, failure = build(work / "compiled")
-            if failure is None:
-                trees["compiled"] = work / "compiled"
-                print(f"compiled {len(HOT_MODULES)} modules with mypyc in {build_seconds:.0f} s")
-            else:
-                reason = f"the mypyc build failed:\n{failure}"
-        if reason is not None:
+            trees["compiled"] = work / "compiled"
+            print(f"compiled {len(HOT_MODULES)} modules with mypyc in {build_seconds:.0f} s")
+        else:
             print(f"no compiled build: {reason}; pure Python figures only")
         before = load_average()
         best: dict[str, dict[str, float]] = {name: {} for name in trees}
