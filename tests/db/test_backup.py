@@ -58,6 +58,8 @@ def test_backup_during_ingest_is_consistent_and_verifies(service: Service, tmp_p
     sender.start()
     try:
         service.wait_for("cdrecon_messages_stored_total", 2000)
+        # The deriving process starts beside `serve` and may still be importing under load.
+        service.wait_for("cdrecon_events_total", 1)
         copy = tmp_path / "copy.db"
         service.cli("db", "backup", str(copy))
         copied = _scalar(copy, "SELECT count(*) FROM messages")
