@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -53,6 +56,22 @@ def cdrecon(
     """Run `cdrecon ARGS` on a database as an operator would: its exit code and output."""
     env = {**os.environ, "CDRECON_DATABASE_URL": database_url}
     return subprocess.run([CDRECON, *args], env=env, input=stdin, capture_output=True, timeout=120)
+
+
+async def _create_token(database_url: str, name: str, scope: str) -> str:
+    """What `cdrecon token create NAME --scope SCOPE` does in its transaction."""
+    from app.audit.service import record
+    from app.auth.tokens import Scope, create_token
+    from app.db.engine import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            secret = await create_token(conn, name, Scope(scope))
+            await record(conn, f"cli:{getpass.getuser()}", "token.create", name, {"scope": scope})
+            return secret
+    finally:
+        await engine.dispose()
 
 
 class PortTaken(Exception):
@@ -157,9 +176,17 @@ class Service:
         return done.stdout.decode()
 
     def token(self, name: str = "test-admin", scope: str = "admin") -> str:
-        """An API token (created once per name)."""
+        """An API token (created once per name) in this service's database, written as
+        `cdrecon token create` writes it: the token and its audit entry, by the OS user. In
+        this process: the command's own start (about 2 CPU-seconds) was most of what a test
+        paid for each token. tests/test_cli_audit.py runs the command itself."""
         if name not in self.tokens:
-            self.tokens[name] = self.cli("token", "create", name, "--scope", scope).splitlines()[-1]
+            url = self.env.get("CDRECON_DATABASE_URL", f"sqlite+aiosqlite:///{self.db_path}")
+            # A thread of its own: async tests call this inside their running event loop.
+            with concurrent.futures.ThreadPoolExecutor(1) as thread:
+                self.tokens[name] = thread.submit(
+                    asyncio.run, _create_token(url, name, scope)
+                ).result()
         return self.tokens[name]
 
     def get(self, path: str, token: str | None = None) -> httpx.Response:

@@ -79,7 +79,8 @@ def test_billing_recovers_exactly_the_records_the_mn_lost(
     assert [gap["count"] for gap in summary["gaps"]] == [len(SCENARIO.lost)]
     # 4. Billing creates a batch (retrying with the same key gets the same batch) and
     #    downloads it twice in both formats.
-    billing = service.token("billing", "billing")
+    #    Its token from the command line, as an operator makes one (audited in step 6).
+    billing = service.cli("token", "create", "billing", "--scope", "billing").splitlines()[-1]
     created = service.post(
         "/api/v1/exports",
         token=billing,
