@@ -100,6 +100,11 @@ class Service:
         return self.workdir / "cdrecon.db"
 
     @property
+    def database_url(self) -> str:
+        """Its database: CDRECON_DATABASE_URL when the test chose one, else its SQLite file."""
+        return self.env.get("CDRECON_DATABASE_URL", f"sqlite+aiosqlite:///{self.db_path}")
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -169,8 +174,7 @@ class Service:
 
     def cli(self, *args: str, stdin: bytes | None = None, check: bool = True) -> str:
         """Run a `cdrecon` command against this service's database; its stdout."""
-        url = self.env.get("CDRECON_DATABASE_URL", f"sqlite+aiosqlite:///{self.db_path}")
-        done = cdrecon(url, *args, stdin=stdin)
+        done = cdrecon(self.database_url, *args, stdin=stdin)
         if check and done.returncode != 0:
             raise AssertionError(f"cdrecon {' '.join(args)} failed:\n{done.stderr.decode()}")
         return done.stdout.decode()
@@ -181,7 +185,7 @@ class Service:
         this process: the command's own start (about 2 CPU-seconds) was most of what a test
         paid for each token. tests/test_cli_audit.py runs the command itself."""
         if name not in self.tokens:
-            url = self.env.get("CDRECON_DATABASE_URL", f"sqlite+aiosqlite:///{self.db_path}")
+            url = self.database_url
             # A thread of its own: async tests call this inside their running event loop.
             with concurrent.futures.ThreadPoolExecutor(1) as thread:
                 self.tokens[name] = thread.submit(
@@ -289,6 +293,27 @@ def new_postgres_database() -> Iterator[str]:
         yield url
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def service_on(
+    database: str, workdir: Path, env: dict[str, str] | None = None
+) -> Iterator[Service]:
+    """A started `cdrecon serve` on a database of its own, "sqlite" (a file in `workdir`) or
+    "postgresql" (a new database; skips without a server): for module-scoped services
+    whose tests only add to what they find. Stopped, and PostgreSQL's dropped, on exit."""
+    with contextlib.ExitStack() as stack:
+        if database == "sqlite":
+            database_url = f"sqlite+aiosqlite:///{workdir / 'cdrecon.db'}"
+        else:
+            database_url = stack.enter_context(new_postgres_database())
+        service = Service(workdir, env={"CDRECON_DATABASE_URL": database_url, **(env or {})})
+        try:
+            service.start()
+            yield service
+        finally:
+            if service.process is not None:
+                service.stop()
 
 
 @pytest.fixture(scope="session")

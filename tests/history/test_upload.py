@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ from sqlalchemy import bindparam, text
 from app.db.engine import create_engine
 from app.history.upload import IN_PROCESS_BYTES
 from parsers.history_documents import RECORD_MAX
-from tests.conftest import Service, new_postgres_database
+from tests.conftest import Service, service_on
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "history"
 PARTICIPANT = FIXTURES / "history_participant_object.pexip-docs-example.json"
@@ -141,22 +140,12 @@ def served(
     """A real serve on each database, with a small upload cap; its tests count what they add.
     PostgreSQL's is a database of its own: the session's is emptied by other tests'
     fixtures, and holds their tokens until then."""
-    workdir = tmp_path_factory.mktemp("upload-limits")
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            database_url = f"sqlite+aiosqlite:///{workdir / 'cdrecon.db'}"
-        else:
-            database_url = stack.enter_context(new_postgres_database())
-        service = Service(
-            workdir,
-            env={
-                "CDRECON_DATABASE_URL": database_url,
-                "CDRECON_HISTORY_UPLOAD_MAX_BYTES": str(CAP),
-            },
-        )
-        service.start()
-        yield service, database_url
-        service.stop()
+    with service_on(
+        request.param,
+        tmp_path_factory.mktemp("upload-limits"),
+        env={"CDRECON_HISTORY_UPLOAD_MAX_BYTES": str(CAP)},
+    ) as service:
+        yield service, service.database_url
 
 
 def test_values_postgresql_cannot_hold_are_refused_on_both_databases(

@@ -8,18 +8,31 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Service
+from tests.conftest import Service, service_on
 
 HUGE = (2**63, -(2**63) - 1, 10**30)
 HISTORY = Path(__file__).parents[1] / "fixtures/history"
 FIXTURE = HISTORY / "history_participant_object.pexip-docs-example.json"
 WINDOW = {"from": "2026-03-02T00:00:00Z", "until": "2026-03-03T00:00:00Z"}
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """One serve on each database for the module: every request here is refused before it
+    changes anything but a run and one history record, which no other test counts."""
+    with service_on(request.param, tmp_path_factory.mktemp("large-integers")) as service:
+        yield service
 
 
 def is_integer(schema: dict[str, Any]) -> bool:
