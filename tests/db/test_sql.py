@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.engine import create_engine
-from app.db.sql import ROWS_PER_STATEMENT, Insert
+from app.db.sql import ROWS_PER_STATEMENT, Insert, _statement_sizes
 
 # Statement boundaries: none, one row, one short of a statement, a statement, and past it.
 COUNTS = [0, 1, ROWS_PER_STATEMENT - 1, ROWS_PER_STATEMENT, 2 * ROWS_PER_STATEMENT + 7]
@@ -72,3 +74,14 @@ async def test_a_refused_row_stores_none_of_its_statement(conn: AsyncConnection)
         async with conn.begin_nested():
             await _insert(conn).run(conn, rows)
     assert await _rows(conn) == []
+
+
+@given(st.integers(min_value=0, max_value=100_000))
+def test_any_number_of_rows_takes_few_shapes_of_statement(count: int) -> None:
+    sizes = _statement_sizes(count, ROWS_PER_STATEMENT)
+    assert sum(sizes) == count
+    assert all(0 < size <= ROWS_PER_STATEMENT for size in sizes)
+    # Whatever the count: a full statement, and at most one of each power of two below it.
+    assert len(sizes) - sizes.count(ROWS_PER_STATEMENT) <= ROWS_PER_STATEMENT.bit_length()
+    assert len({*sizes} - {ROWS_PER_STATEMENT}) == len(sizes) - sizes.count(ROWS_PER_STATEMENT)
+    assert all(size & (size - 1) == 0 for size in sizes if size != ROWS_PER_STATEMENT)
