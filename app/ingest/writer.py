@@ -1,8 +1,9 @@
 """The one batch writer: queues frames from every source and commits them in batches.
 
 Durability point: a message counts as stored when its batch's transaction has committed.
-The loss window after a hard kill is therefore what is queued plus the batch in flight:
-at most `queue_high_water` + one chunk per connection, and in steady state one batch.
+The loss window after a hard kill is therefore what is queued plus the batches in flight
+(the one committing and the next, prepared meanwhile), all counted in the queue: at most
+`queue_high_water` + one chunk per connection, and in steady state about two batches.
 When the database falls behind, the queue passes a high-water mark (in messages or in bytes,
 whichever comes first) and the writer pauses the readers (TCP back-pressure) until it drains
 below both low-water marks. Before that, past the low-water marks, one sender may hold at
