@@ -27,6 +27,27 @@ POSTGRES_URL = os.environ.get(
 CDRECON = str(Path(sys.executable).with_name("cdrecon"))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that share a module- or package-scoped fixture (a running service, a loaded
+    database) are one `xdist_group`: under `--dist loadgroup` one worker runs them all and
+    builds the fixture once, where `--dist load` built it again on every worker that drew
+    one of them. A test with an `xdist_group` mark of its own keeps it."""
+    for item in items:
+        if not isinstance(item, pytest.Function) or item.get_closest_marker("xdist_group"):
+            continue
+        group = ""
+        for definitions in item._fixtureinfo.name2fixturedefs.values():
+            shared = definitions[-1]
+            if shared.scope == "package":
+                group = shared.baseid
+                break
+            if shared.scope == "module":
+                group = item.nodeid.split("::")[0]
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port nobody listens on right now (TCP and UDP checked together for syslog)."""
     while True:

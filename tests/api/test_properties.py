@@ -19,6 +19,9 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.api.conftest import Loaded
 
+# on_database asks for the package's `loaded` by name, which the grouping in tests/conftest.py
+# cannot see: join the package's group so that the same worker's service serves these too.
+pytestmark = pytest.mark.xdist_group("tests/api")
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
