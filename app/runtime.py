@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,9 +12,6 @@ from app.cdr.worker import DeriveWorker
 from app.config import Settings
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
-
-# Seconds a thread waiting for the GIL lets the running one keep it.
-SWITCH_INTERVAL = 0.0005
 
 
 @dataclass
@@ -36,10 +32,6 @@ class Runtime:
         derives as it stores while the database keeps up and catches up later when it falls
         behind; a file import (`importing`) always derives as it stores, since waiting costs
         no sender anything there and deriving later would read every message back."""
-        # The writer's database thread takes the GIL back after each statement; while the
-        # event loop parses, CPython's default 5 ms switch interval is what it waits each
-        # time (bench/README.md, "Eighth round").
-        sys.setswitchinterval(SWITCH_INTERVAL)
         metrics = Metrics()
         writer = BatchWriter(
             engine,

@@ -39,11 +39,10 @@ from app.cdr.extract import extract, may_carry_call_event
 from app.db import partitions
 from app.db.engine import create_engine
 from app.db.migrate import upgrade
-from app.db.sql import Insert
 from app.ingest.origin import Origin
 from app.ingest.prepare import prepare_chunk
 from app.ingest.repository import MessageRepository
-from app.ingest.rows import MESSAGE_COLUMNS, Batch, add_frames
+from app.ingest.rows import Batch, add_frames
 from app.retention.policy import DAY_US, Policy
 from app.retention.service import prune
 from bench.frames import pexip_frames
@@ -76,8 +75,7 @@ async def _insert(engine: AsyncEngine, table: str, batches: list[Batch]) -> floa
     """Seconds to insert `batches` into `table`, a transaction each."""
     async with engine.connect() as conn:
         repository = MessageRepository.for_connection(conn)
-    dialect = engine.dialect
-    repository._insert = Insert(table, ("id", *MESSAGE_COLUMNS), dialect.name, dialect.paramstyle)
+    repository._insert_sql = repository._insert_sql.replace("INTO messages ", f"INTO {table} ")
     started = time.perf_counter()
     for batch in batches:
         async with engine.begin() as conn:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.db import counts
 from app.db.models import cdrs, event_messages, events, messages
 from app.db.packing import unpack
-from app.db.sql import Insert, placeholders
+from app.db.sql import insert_sql, placeholders
 
 from .assembly import LEG_COLUMNS, Leg, LegEvent
 from .extract import EVENT_COLUMNS, CallEvent, NotPexip, extract
@@ -35,21 +35,15 @@ class CdrRepository:
     def __init__(self, dialect_name: str, paramstyle: str) -> None:
         self._dialect_name = dialect_name
         self._paramstyle = paramstyle
-        self._insert_events = Insert("events", EVENT_COLUMNS, dialect_name, paramstyle)
-        self._insert_links = Insert(
+        self._insert_events = insert_sql("events", EVENT_COLUMNS, paramstyle)
+        self._insert_links = insert_sql(
             "event_messages",
             ("digest", "message_id"),
-            dialect_name,
             paramstyle,
             conflict=("digest", "message_id"),
         )
-        self._upsert_legs = Insert(
-            "cdrs",
-            (*LEG_COLUMNS, "message_ids"),
-            dialect_name,
-            paramstyle,
-            conflict=("id",),
-            update=True,
+        self._upsert_legs = insert_sql(
+            "cdrs", (*LEG_COLUMNS, "message_ids"), paramstyle, conflict=("id",), update=True
         )
 
     @classmethod
@@ -83,7 +77,7 @@ class CdrRepository:
     async def insert_events(self, conn: AsyncConnection, rows: list[tuple[object, ...]]) -> None:
         """Insert new event rows in EVENT_COLUMNS order (their digests must be new)."""
         if rows:
-            await self._insert_events.run(conn, rows)
+            await conn.exec_driver_sql(self._insert_events, rows)
             await counts.adjust(conn, "events", len(rows))
 
     async def insert_new_events(
@@ -95,7 +89,7 @@ class CdrRepository:
             return True
         try:
             async with conn.begin_nested():
-                await self._insert_events.run(conn, rows)
+                await conn.exec_driver_sql(self._insert_events, rows)
         except IntegrityError:
             return False
         await counts.adjust(conn, "events", len(rows))
@@ -104,7 +98,7 @@ class CdrRepository:
     async def link_messages(self, conn: AsyncConnection, links: list[tuple[bytes, int]]) -> None:
         """Record which raw messages carried which event: (event digest, message id)."""
         if links:
-            await self._insert_links.run(conn, links)
+            await conn.exec_driver_sql(self._insert_links, links)
 
     async def lock_legs(self, conn: AsyncConnection, participant_ids: Sequence[str]) -> None:
         """Serialise assembly of these legs with other receivers writing to the same
@@ -172,7 +166,7 @@ class CdrRepository:
     ) -> None:
         """`upsert_legs` for rows `leg_row` made."""
         if rows:
-            await self._upsert_legs.run(conn, rows)
+            await conn.exec_driver_sql(self._upsert_legs, rows)
             await counts.adjust(conn, "cdrs", created)
 
     async def clear(self, conn: AsyncConnection) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.db import counts
 from app.db.models import node_minutes, nodes
 from app.db.partitions import day_of, id_base
-from app.db.sql import Insert, fetch_tuples, placeholder, placeholders
+from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders
 
 from .rows import MESSAGE_COLUMNS, MINUTE_US, NodeTally, Row
 
@@ -46,7 +46,7 @@ class MessageRepository:
         # type processing would cost more than the insert itself. PostgreSQL rows get ids
         # drawn from the sequence first; SQLite numbers a transaction's rows contiguously.
         columns = MESSAGE_COLUMNS if dialect_name == "sqlite" else ("id", *MESSAGE_COLUMNS)
-        self._insert = Insert("messages", columns, dialect_name, paramstyle)
+        self._insert_sql = insert_sql("messages", columns, paramstyle)
         self._paramstyle = paramstyle
         self._pruned_minute_us = -1  # the newest minute that pruning ran for
 
@@ -64,7 +64,7 @@ class MessageRepository:
             return []
         await counts.adjust(conn, "messages", len(rows))
         if self._dialect_name == "sqlite":
-            await self._insert.run(conn, rows)
+            await conn.exec_driver_sql(self._insert_sql, rows)
             # The transaction holds SQLite's write lock, so its rows were numbered
             # contiguously up to the last one.
             last = (await conn.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
@@ -80,7 +80,9 @@ class MessageRepository:
             ).scalars()
         ]
         ids = _partitioned_ids(rows, calls, drawn)
-        await self._insert.run(conn, [(i, *row) for i, row in zip(ids, rows, strict=True)])
+        await conn.exec_driver_sql(
+            self._insert_sql, [(i, *row) for i, row in zip(ids, rows, strict=True)]
+        )
         return ids
 
     async def existing_digests(self, conn: AsyncConnection, digests: list[bytes]) -> set[bytes]:

@@ -1,9 +1,8 @@
 """The one batch writer: queues frames from every source and commits them in batches.
 
 Durability point: a message counts as stored when its batch's transaction has committed.
-The loss window after a hard kill is therefore what is queued plus the batches in flight
-(the one committing and the next, prepared meanwhile), all counted in the queue: at most
-`queue_high_water` + one chunk per connection, and in steady state about two batches.
+The loss window after a hard kill is therefore what is queued plus the batch in flight:
+at most `queue_high_water` + one chunk per connection, and in steady state one batch.
 When the database falls behind, the queue passes a high-water mark (in messages or in bytes,
 whichever comes first) and the writer pauses the readers (TCP back-pressure) until it drains
 below both low-water marks. Before that, past the low-water marks, one sender may hold at
@@ -23,7 +22,6 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -63,15 +61,6 @@ HEALTH_GRACE = 10.0
 # Seconds a stop waits for a commit while messages are queued before it spills them.
 STOP_BOUND = 10.0
 MIB = 1024 * 1024
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A batch taken from the queue and prepared for its transaction."""
-
-    chunks: list[PreparedChunk]
-    count: int  # messages
-    defer: bool  # stored raw and listed, its events found later
 
 
 class Pausable(Protocol):
@@ -303,72 +292,54 @@ class BatchWriter:
     async def _run(self) -> None:
         deriver = self._deriver
         await deriver.start()
-        ready: Prepared | None = None  # the next batch, prepared while the last committed
-        committing: asyncio.Task[None] | None = None
-        try:
-            while True:
-                if ready is None:
-                    if not self._chunks:
-                        if await self._idle():
-                            return
+        while True:
+            if not self._chunks:
+                if deriver.catch_up_due and (self._finish_deriving or not self._stopping):
+                    # Storing comes first: the deriver catches up when it says, storing what
+                    # arrives meanwhile, then look again.
+                    wait = deriver.catch_up_wait(self._last_submit)
+                    if not self._stopping and wait > 0 and await self._more_within(wait):
                         continue
-                    if self._pending < self.batch_size and self.linger and not self._stopping:
-                        # Let a small batch fill a little: fewer, larger transactions.
-                        await asyncio.sleep(self.linger)
-                    ready = await self._prepare(self._pending)
-                    if ready is None:
-                        continue
-                committing = asyncio.create_task(self._commit(ready))
-                # Prepare what is queued while this batch commits: sqlite3 steps its
-                # statements without the GIL (app/db/sql.py's `Insert`). What arrives
-                # meanwhile waits for the next turn, as before, so an empty queue still
-                # tells the deriver that it may catch up.
-                ready = await self._prepare(self._pending - ready.count)
-                await committing
-                committing = None
-        finally:
-            if committing is not None and not committing.done():
-                # Stopped (a stop that waited in vain, or a bug): what the batch did not
-                # commit stays in flight, for the spill.
-                committing.cancel()
-                await asyncio.gather(committing, return_exceptions=True)
+                    await deriver.catch_up(self._last_submit, whole_run=self._stopping)
+                    continue
+                if self._stopping:
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            if self._pending < self.batch_size and self.linger and not self._stopping:
+                # Let a small batch fill a little: fewer, larger transactions.
+                await asyncio.sleep(self.linger)
+            defer = deriver.defers(self._pending)
+            # Parsing the next batch while this one commits was measured and bought nothing:
+            # sqlite3 takes the GIL back for every row and statement, so the database thread
+            # waited on the parser as much as it ran beside it.
+            self._inflight = self._take()
+            self._settled = 0
+            await self._commit(await self._prepare(self._inflight, find=not defer), defer)
+            self._inflight = []
 
-    async def _idle(self) -> bool:
-        """With nothing queued or in flight: let the deriver catch up when it says, or wait
-        for frames. True once a stop leaves nothing more to do."""
-        deriver = self._deriver
-        if deriver.catch_up_due and (self._finish_deriving or not self._stopping):
-            # Storing comes first: the deriver catches up when it says, storing what arrives
-            # meanwhile, then look again.
-            wait = deriver.catch_up_wait(self._last_submit)
-            if not self._stopping and wait > 0 and await self._more_within(wait):
-                return False
-            await deriver.catch_up(self._last_submit, whole_run=self._stopping)
-            return False
-        if self._stopping:
-            return True
-        self._ready.clear()
-        await self._ready.wait()
-        return False
-
-    async def _prepare(self, queued: int) -> Prepared | None:
-        """Take up to a batch of queued frames and prepare them, with `queued` messages
-        waiting beside any batch being committed; None if none were queued."""
-        find = not self._deriver.defers(queued)
-        batch = Prepared([], 0, not find)
-        since_yield = 0
-        while self._chunks and batch.count < self.batch_size:
+    def _take(self) -> list[Chunk]:
+        taken: list[Chunk] = []
+        count = 0
+        while self._chunks and count < self.batch_size:
             chunk = self._chunks.popleft()
-            self._inflight.append(chunk)
-            batch.chunks.append(prepare_chunk(*chunk, find=find))
-            batch.count += len(chunk[2])
+            taken.append(chunk)
+            count += len(chunk[2])
+        return taken
+
+    async def _prepare(self, chunks: list[Chunk], find: bool) -> list[PreparedChunk]:
+        prepared = []
+        since_yield = 0
+        for chunk in chunks:
+            prepared.append(prepare_chunk(*chunk, find=find))
             since_yield += len(chunk[2])
             if since_yield >= YIELD_EVERY:
-                # Let the sockets be read and a commit go on now and then; not after every
-                # chunk, which a TLS connection delivers a record (some 30 frames) at a time.
+                # Let the sockets be read now and then; not after every chunk, which a TLS
+                # connection delivers a record (some 30 frames) at a time.
                 await asyncio.sleep(0)
                 since_yield = 0
-        return batch if batch.chunks else None
+        return prepared
 
     def stalled(self) -> str | None:
         """Why messages are waiting for a commit, once none has come for `HEALTH_GRACE`
@@ -381,14 +352,9 @@ class BatchWriter:
         why = self._failure or "a commit has not finished"
         return f"no commit for {waited:.0f}s with {self._pending} messages queued: {why}"
 
-    async def _commit(self, batch: Prepared) -> None:
-        chunks = batch.chunks
-        queued = batch.count
-        self._settled = 0
-        await self._commit_isolating(chunks, batch.defer)
-        # The batch's chunks were the first in flight; the next batch's follow them.
-        del self._inflight[: len(chunks)]
-        self._settled = 0
+    async def _commit(self, chunks: list[PreparedChunk], defer: bool) -> None:
+        queued = sum(len(chunk.frames) for chunk in chunks)
+        await self._commit_isolating(chunks, defer)
         self._pending -= queued
         for chunk in chunks:
             size = _size(chunk.frames)

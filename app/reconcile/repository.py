@@ -11,7 +11,7 @@ from sqlalchemy import Integer, Table, and_, case, cast, delete, func, select, t
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.models import cdrs, mn_participants, reconciliation_items, reconciliations
-from app.db.sql import Insert, fetch_tuples, placeholder, placeholders
+from app.db.sql import fetch_tuples, insert_sql, placeholder, placeholders
 from parsers.mn_record import COMPARED_FIELDS, compared_text
 
 from .items import ITEM_COLUMNS, STORED, ItemRow
@@ -226,15 +226,15 @@ class ReconcileRepository:
         self, conn: AsyncConnection, run_id: int, items: Iterable[ItemRow], first_seq: int = 1
     ) -> None:
         """Store item rows of a run (`items.ItemRow`), numbered from `first_seq`."""
-        dialect = conn.dialect
-        insert = Insert("reconciliation_items", ITEM_COLUMNS, dialect.name, dialect.paramstyle)
+        sql = insert_sql("reconciliation_items", ITEM_COLUMNS, conn.dialect.paramstyle)
         rows: list[tuple[object, ...]] = []
         for seq, item in enumerate(items, start=first_seq):
             rows.append((run_id, seq, *item[STORED]))
             if len(rows) >= 10000:
-                await insert.run(conn, rows)
+                await conn.exec_driver_sql(sql, rows)
                 rows = []
-        await insert.run(conn, rows)
+        if rows:
+            await conn.exec_driver_sql(sql, rows)
 
     async def get_run(self, conn: AsyncConnection, run_id: int) -> dict[str, Any] | None:
         """A run's stored summary."""

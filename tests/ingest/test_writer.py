@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -20,7 +15,6 @@ from app.ingest.origin import Origin
 from app.ingest.writer import BatchWriter
 from app.metrics import Metrics
 from parsers.framing import Frame
-from tests.conftest import writes_held
 
 
 @pytest.fixture
@@ -191,35 +185,3 @@ async def test_udp_past_the_hard_limit_is_dropped_and_counted(engine: AsyncEngin
     assert metrics.dropped.labels("udp", "queue_full")._value.get() == 3
     writer.start()
     await writer.stop()
-
-
-async def test_a_stop_spills_the_batch_committing_and_the_one_prepared_behind_it(
-    engine: AsyncEngine, database_url: str, tmp_path: Path
-) -> None:
-    """While one batch commits the writer prepares the next: a stop the database never
-    lets commit spills both, and what is still queued, each message once and in order."""
-    spill = tmp_path / "spill.jsonl"
-    origin = Origin("tcp", "10.0.0.7", 7)
-    frames = [Frame(b"<14>1 - conf-7 pexip - - - %d" % i) for i in range(35)]
-    async with writes_held(database_url, "messages"):
-        writer = BatchWriter(
-            engine, Metrics(), batch_size=10, linger=0, stop_bound=0.5, spill_path=spill
-        )
-        writer.start()
-        for start in range(0, len(frames), 5):
-            writer.submit(origin, frames[start : start + 5])
-        deadline = time.monotonic() + 30
-        while len(writer._inflight) < 4:  # two batches of two chunks taken from the queue
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
-        await writer.stop()
-    assert [json.loads(line)["raw"] for line in spill.read_text().splitlines()] == [
-        base64.b64encode(frame.data).decode() for frame in frames
-    ]
-    writer = BatchWriter(engine, Metrics(), batch_size=10, linger=0, spill_path=spill)
-    writer.start()
-    await writer.stop()
-    async with engine.connect() as conn:
-        stored = (await conn.execute(select(messages).order_by(messages.c.id))).mappings().all()
-    assert [unpack(bytes(row["raw"]), row["packed"]) for row in stored] == [f.data for f in frames]
-    assert not spill.exists()
