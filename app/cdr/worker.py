@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from app.db.engine import create_engine
+from app.db.engine import create_engine, existing_only
 
 from . import pending
 from .derivation import Derivation, View
@@ -305,7 +305,9 @@ async def derive_listed(database_url: str, sqlite_synchronous: str, out: int) ->
     word = _Word()
     await loop.connect_read_pipe(lambda: word, sys.stdin)
     engine = create_engine(
-        database_url, sqlite_synchronous=sqlite_synchronous, sqlite_cache_kib=READ_CACHE_KIB
+        existing_only(database_url),
+        sqlite_synchronous=sqlite_synchronous,
+        sqlite_cache_kib=READ_CACHE_KIB,
     )
     view = View(os.getpid())
     claims = pending.Claims(engine, pending.lister(os.getppid()))  # its writer is the parent

@@ -61,6 +61,18 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def existing_only(url: str) -> str:
+    """`url`, opening a SQLite file only if it exists (SQLite's `mode=rw`): for a process
+    that starts beside the service, which must not create an empty database where the
+    service's was deleted or moved (app/db/location.py says so on /healthz)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return url
+    path = Path(parsed.database).absolute()
+    existing = parsed.set(database=f"file:{path}", query={"mode": "rw", "uri": "true"})
+    return existing.render_as_string(hide_password=False)
+
+
 # How long the process's own work waits for a lock or a connection.
 WAIT = 30.0
 

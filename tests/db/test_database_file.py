@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from app.db.engine import create_engine, existing_only
 from tests.conftest import Service
 
 
@@ -32,3 +35,23 @@ def test_a_database_file_gone_from_its_path_is_reported(tmp_path: Path, remove: 
         assert not (home / "cdrecon.db").exists()  # no empty database made in its place
     finally:
         service.stop()
+
+
+async def test_a_process_beside_the_service_opens_the_database_only_where_it_exists(
+    tmp_path: Path,
+) -> None:
+    """The deriving process (`existing_only`) may start after the file was deleted: it must
+    fail, not create an empty database in the service's place."""
+    missing = tmp_path / "gone.db"
+    engine = create_engine(existing_only(f"sqlite+aiosqlite:///{missing}"))
+    with pytest.raises(OperationalError):
+        async with engine.connect():
+            pass
+    await engine.dispose()
+    assert not missing.exists()
+    present = tmp_path / "here.db"
+    sqlite3.connect(present).close()
+    engine = create_engine(existing_only(f"sqlite+aiosqlite:///{present}"))
+    async with engine.connect() as conn:
+        assert (await conn.exec_driver_sql("SELECT 1")).scalar_one() == 1
+    await engine.dispose()
